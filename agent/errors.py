@@ -1,0 +1,124 @@
+"""The one error tree of imageprep.
+
+Every failure the tool knows about is one of these; anything else is a bug and exits 1.
+Transport libraries (paramiko, socket, pywinrm, requests) never leak past
+``agent/executors``: their errors are translated there, at the boundary, into this tree.
+
+::
+
+    ImagePrepError
+    ├── UsageError                  bad command line (exit 2)
+    ├── ValidationError             a YAML file, a plan or a value is wrong (exit 2)
+    │   └── SchemaError             one file failed the schema; carries file:line:col
+    ├── CatalogError                unknown profile/playbook, no profile matches (exit 2)
+    ├── TransportError              talking to the target failed (exit 4)
+    │   ├── ConnectError            host unreachable, refused, DNS, SSH banner
+    │   ├── AuthenticationError     login refused
+    │   │   └── PrivilegeError      sudo refused or not possible
+    │   ├── HostKeyError            unknown or changed host key
+    │   ├── Disconnected            the connection went away mid-command
+    │   └── TransferError           a file transfer failed
+    ├── CommandTimeout              a command ran past its deadline
+    ├── BackupError                 the backup could not be taken (VM untouched)
+    ├── RunDirError                 the run folder cannot be written
+    └── Interrupted                 Ctrl-C / SIGTERM (exit 130)
+
+Exit codes are decided in one place (``agent.outcome``); errors only describe what broke.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ImagePrepError(Exception):
+    """Root of every error imageprep raises on purpose."""
+
+
+class UsageError(ImagePrepError):
+    """The command line does not make sense."""
+
+
+class ValidationError(ImagePrepError):
+    """Input (YAML, variables, a plan) is invalid; nothing was contacted."""
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One schema violation, located in its file."""
+
+    file: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class SchemaError(ValidationError):
+    """One or more schema violations in YAML files."""
+
+    def __init__(self, problems: list[SchemaProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+class CatalogError(ValidationError):
+    """A profile or playbook is unknown, or no profile matches the target."""
+
+
+class TransportError(ImagePrepError):
+    """Talking to the target failed."""
+
+
+class ConnectError(TransportError):
+    """The target could not be reached."""
+
+
+class AuthenticationError(TransportError):
+    """The target refused our credentials."""
+
+
+class PrivilegeError(AuthenticationError):
+    """Becoming root (sudo) was refused or is impossible."""
+
+
+class HostKeyError(TransportError):
+    """The target's host key is unknown (strict policy) or changed (always refused)."""
+
+
+class Disconnected(TransportError):
+    """The connection dropped while a command was running or being started."""
+
+
+class TransferError(TransportError):
+    """A file transfer to or from the target failed."""
+
+
+class CommandTimeout(ImagePrepError):
+    """A command did not finish within its deadline; it was killed on the target."""
+
+    def __init__(self, message: str, *, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class BackupError(ImagePrepError):
+    """The backup could not be taken; nothing destructive has run."""
+
+
+class RunDirError(ImagePrepError):
+    """The run folder could not be created or written."""
+
+
+class Interrupted(ImagePrepError):
+    """The run was interrupted by a signal."""

@@ -1,0 +1,57 @@
+"""Target URLs: where and how to connect. Secrets never live here.
+
+``ssh://user@host[:port]``, ``winrm+https://user@host[:5986]``, ``winrm://user@host[:5985]``.
+A password in the URL is refused: it would end up in shell history, argv and logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from agent.errors import UsageError
+
+DEFAULT_PORTS = {"ssh": 22, "winrm+https": 5986, "winrm": 5985}
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    user: str
+    host: str
+    port: int
+
+    @property
+    def display(self) -> str:
+        """The URL without anything secret, for logs and reports."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{self.user}@{host}:{self.port}"
+
+    @property
+    def is_windows(self) -> bool:
+        return self.scheme.startswith("winrm")
+
+
+def parse_target(url: str) -> Target:
+    """Parse a target URL, or raise UsageError naming what is wrong with it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        known = ", ".join(f"{s}://" for s in DEFAULT_PORTS)
+        raise UsageError(f"target {url!r}: unknown scheme {parts.scheme!r} (expected {known})")
+    if parts.password is not None:
+        raise UsageError(
+            f"target {scheme}://…: a password in the URL is refused; "
+            "use --password-env VAR or --password-file FILE"
+        )
+    if not parts.username:
+        raise UsageError(f"target {url!r}: no user (expected {scheme}://USER@HOST)")
+    if not parts.hostname:
+        raise UsageError(f"target {url!r}: no host (expected {scheme}://USER@HOST)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageError(f"target {url!r}: unexpected path or query after the host")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError as exc:
+        raise UsageError(f"target {url!r}: invalid port") from exc
+    return Target(scheme=scheme, user=unquote(parts.username), host=parts.hostname, port=port)
