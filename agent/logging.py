@@ -1,0 +1,232 @@
+"""structlog set-up: one pipeline for our events and for the transport libraries' logs.
+
+Every event, ours or a stdlib record from paramiko, invoke/fabric, pywinrm, requests or
+urllib3, goes through the same :class:`structlog.stdlib.ProcessorFormatter` chain::
+
+    shared: context vars (run_id, target, phase, step), logger, level, ISO-8601 UTC time
+    per handler: exception -> text/dicts (never locals) -> REDACTION -> renderer
+
+Redaction sits after exception formatting (a traceback's message may carry a secret) and
+before every renderer, so no handler ever sees a secret. Handlers:
+
+* console (stderr): ``text`` (ConsoleRenderer, colours only on a TTY) or ``json`` (one
+  object per line) at ``level``; third-party records only from WARNING up.
+* run log (``run_log``): JSON lines at DEBUG, everything, the full record of the run;
+  paramiko only from INFO, because its DEBUG is packet-level noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import structlog
+from structlog.processors import ExceptionRenderer, JSONRenderer, TimeStamper
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from agent.errors import RunDirError, UsageError
+from agent.redaction import Redactor
+
+ConsoleFormat = Literal["text", "json"]
+
+# Level of each transport library's loggers when a run log is written (without one,
+# WARNING: the console would drop anything lower anyway).
+THIRD_PARTY_LEVELS: Mapping[str, int] = {
+    "paramiko": logging.INFO,
+    "invoke": logging.DEBUG,
+    "fabric": logging.DEBUG,
+    "winrm": logging.DEBUG,
+    "requests": logging.DEBUG,
+    "requests_ntlm": logging.DEBUG,
+    "spnego": logging.DEBUG,
+    "urllib3": logging.DEBUG,
+}
+
+_REDACTOR = Redactor()
+_installed: list[logging.Handler] = []
+
+
+def _redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # A dict in, a dict out (Redactor.redact keeps mapping shape).
+    return cast(EventDict, _REDACTOR.redact(event_dict))
+
+
+_LEADING_KEYS = ("timestamp", "level", "logger", "event")
+
+
+def _leading_keys_first(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # Readers of the run log scan time, level and event first; machines do not care.
+    ordered = {k: event_dict.pop(k) for k in _LEADING_KEYS if k in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+def _shared_processors() -> list[Processor]:
+    """What both our events and foreign records get before reaching a handler."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _text_renderer(colors: bool) -> list[Processor]:
+    return [
+        structlog.processors.format_exc_info,  # plain traceback text, no locals
+        _redact_event,
+        structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        ),
+    ]
+
+
+def _json_renderer() -> list[Processor]:
+    return [
+        ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        _redact_event,
+        _leading_keys_first,
+        JSONRenderer(),
+    ]
+
+
+def _formatter(renderer: list[Processor]) -> structlog.stdlib.ProcessorFormatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+
+
+def _report_handler_error(record: logging.LogRecord) -> None:
+    # logging.Handler.handleError would print the record's raw message (our unredacted
+    # event dict) to stderr: say only that a record was lost and where it came from.
+    exc = sys.exc_info()[1]
+    sys.stderr.write(
+        f"imageprep: a log record from {record.name} could not be written ({type(exc).__name__})\n"
+    )
+
+
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (CLI runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        _report_handler_error(record)
+
+
+class _RunLogHandler(logging.FileHandler):
+    def handleError(self, record: logging.LogRecord) -> None:
+        _report_handler_error(record)
+
+
+def _foreign_only_from_warning(record: logging.LogRecord) -> bool:
+    # wrap_for_formatter marks our own records with `_logger`.
+    return hasattr(record, "_logger") or record.levelno >= logging.WARNING
+
+
+def _parse_level(level: str) -> int:
+    value = logging.getLevelNamesMapping().get(level.upper())
+    if value is None:
+        raise UsageError(f"unknown log level {level!r} (expected debug, info, warning, error)")
+    return value
+
+
+def _open_run_log(run_log: Path) -> logging.FileHandler:
+    try:
+        run_log.parent.mkdir(parents=True, exist_ok=True)
+        return _RunLogHandler(run_log, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise RunDirError(f"cannot write the run log {run_log}: {exc.strerror}") from exc
+
+
+def configure_logging(
+    *, console_format: ConsoleFormat, run_log: Path | None, level: str = "info"
+) -> None:
+    """Install the pipeline; calling it again replaces the previous set-up."""
+    console_level = _parse_level(level)
+    reset_logging()
+
+    console = _ConsoleHandler()
+    console.setLevel(console_level)
+    console.addFilter(_foreign_only_from_warning)
+    renderer = _json_renderer() if console_format == "json" else _text_renderer(_stderr_is_tty())
+    console.setFormatter(_formatter(renderer))
+    handlers: list[logging.Handler] = [console]
+
+    if run_log is not None:
+        file_handler = _open_run_log(run_log)
+        file_handler.setLevel(logging.DEBUG)
+        file_handler.setFormatter(_formatter(_json_renderer()))
+        handlers.append(file_handler)
+
+    root = logging.getLogger()
+    for handler in handlers:
+        root.addHandler(handler)
+        _installed.append(handler)
+    root.setLevel(logging.DEBUG if run_log is not None else console_level)
+    for name, file_level in THIRD_PARTY_LEVELS.items():
+        logging.getLogger(name).setLevel(file_level if run_log is not None else logging.WARNING)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Caching would pin loggers created before a reconfiguration to the old set-up.
+        cache_logger_on_first_use=False,
+    )
+
+
+def reset_logging() -> None:
+    """Remove and close the handlers :func:`configure_logging` installed."""
+    root = logging.getLogger()
+    while _installed:
+        handler = _installed.pop()
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _stderr_is_tty() -> bool:
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+def bind_context(**values: Any) -> None:
+    """Bind values (run_id, target, phase, step) to every later event of this context."""
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def unbind(*keys: str) -> None:
+    structlog.contextvars.unbind_contextvars(*keys)
+
+
+def clear_context() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+@contextmanager
+def bound_context(**values: Any) -> Iterator[None]:
+    """Bind values for the duration of a block (a phase, a step), then restore."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield
