@@ -1,0 +1,167 @@
+"""Facts: what a connected Linux target is, gathered once after connecting.
+
+One unprivileged round trip reads os-release, kernel, architecture and which tools exist;
+one privileged round trip reads what only root may (the user named in waagent's
+ovf-env.xml). Facts choose the profile and feed ``when:`` conditions and templates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.executors.base import Executor
+
+# Printed as KEY=VALUE lines (values shell-quoted) so the parser is trivial and robust
+# to os-release files that use quotes or not.
+_GATHER_SCRIPT = r"""
+emit() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
+if [ -r /etc/os-release ]; then rel=/etc/os-release; else rel=/usr/lib/os-release; fi
+if [ -r "$rel" ]; then
+  while IFS='=' read -r key value; do
+    case "$key" in
+      ID|ID_LIKE|VERSION_ID|VERSION_CODENAME|PRETTY_NAME|NAME)
+        value=${value#\"}; value=${value%\"}; value=${value#\'}; value=${value%\'}
+        emit "os_$key" "$value";;
+    esac
+  done < "$rel"
+fi
+emit kernel "$(uname -r)"
+emit arch "$(uname -m)"
+emit hostname "$(hostname 2>/dev/null || cat /etc/hostname)"
+emit user "$(id -un)"
+emit uid "$(id -u)"
+for tool in waagent cloud-init sudo systemctl; do
+  if command -v "$tool" >/dev/null 2>&1; then emit "has_$tool" 1; else emit "has_$tool" 0; fi
+done
+if [ -d /run/systemd/system ]; then emit systemd_booted 1; else emit systemd_booted 0; fi
+if command -v cloud-init >/dev/null 2>&1; then
+  emit cloud_init_version "$(cloud-init --version 2>&1)"
+fi
+if command -v waagent >/dev/null 2>&1; then
+  emit waagent_version "$(waagent --version 2>&1 | head -n 1)"
+fi
+if [ -L /etc/resolv.conf ]; then emit resolv_conf_symlink 1; else emit resolv_conf_symlink 0; fi
+"""
+
+# ovf-env.xml lives in a root-only directory; its UserName is the user waagent deletes.
+_OVF_USER_SCRIPT = r"""
+f=/var/lib/waagent/ovf-env.xml
+tag='\(ns[0-9]*:\)\{0,1\}UserName'
+if [ -r "$f" ]; then
+  sed -n "s|.*<$tag>\([^<]*\)</$tag>.*|\2|p" "$f" | head -n 1
+fi
+"""
+
+_VERSION_RE = re.compile(r"(\d+(?:\.\d+)+)")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The gathered facts; ``as_dict()`` is what expressions and templates see."""
+
+    os_id: str
+    os_id_like: tuple[str, ...]
+    os_version_id: str
+    os_version_codename: str
+    os_pretty_name: str
+    kernel: str
+    arch: str
+    hostname: str
+    user: str
+    is_root: bool
+    tools: dict[str, bool] = field(default_factory=dict)
+    cloud_init_version: str | None = None
+    waagent_version: str | None = None
+    ovf_user: str | None = None
+    resolv_conf_symlink: bool = False
+
+    @property
+    def os_release(self) -> dict[str, str]:
+        return {
+            "ID": self.os_id,
+            "ID_LIKE": " ".join(self.os_id_like),
+            "VERSION_ID": self.os_version_id,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "os": {
+                "id": self.os_id,
+                "id_like": list(self.os_id_like),
+                "version_id": self.os_version_id,
+                "version_codename": self.os_version_codename,
+                "pretty_name": self.os_pretty_name,
+            },
+            "kernel": self.kernel,
+            "arch": self.arch,
+            "hostname": self.hostname,
+            "user": self.user,
+            "is_root": self.is_root,
+            "tools": dict(self.tools),
+            "cloud_init_version": self.cloud_init_version,
+            "waagent_version": self.waagent_version,
+            "ovf_user": self.ovf_user,
+            "resolv_conf_symlink": self.resolv_conf_symlink,
+        }
+
+
+def parse_key_values(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def extract_version(text: str | None) -> str | None:
+    """``/usr/bin/cloud-init 22.4.2`` -> ``22.4.2``; ``WALinuxAgent-2.9.0.4 running on ...``."""
+    if not text:
+        return None
+    found = _VERSION_RE.search(text)
+    return found.group(1) if found else None
+
+
+def facts_from_values(values: dict[str, str], ovf_user: str | None) -> Facts:
+    def flag(key: str) -> bool:
+        return values.get(key) == "1"
+
+    return Facts(
+        os_id=values.get("os_ID", "").lower(),
+        os_id_like=tuple(values.get("os_ID_LIKE", "").lower().split()),
+        os_version_id=values.get("os_VERSION_ID", ""),
+        os_version_codename=values.get("os_VERSION_CODENAME", ""),
+        os_pretty_name=values.get("os_PRETTY_NAME", values.get("os_NAME", "")),
+        kernel=values.get("kernel", ""),
+        arch=values.get("arch", ""),
+        hostname=values.get("hostname", ""),
+        user=values.get("user", ""),
+        is_root=values.get("uid") == "0",
+        tools={
+            "waagent": flag("has_waagent"),
+            "cloud_init": flag("has_cloud-init"),
+            "sudo": flag("has_sudo"),
+            # systemctl alone is not enough: a chroot has it without systemd running.
+            "systemd": flag("has_systemctl") and flag("systemd_booted"),
+        },
+        cloud_init_version=extract_version(values.get("cloud_init_version")),
+        waagent_version=extract_version(values.get("waagent_version")),
+        ovf_user=ovf_user or None,
+        resolv_conf_symlink=flag("resolv_conf_symlink"),
+    )
+
+
+def gather_facts(executor: Executor, *, timeout: float = 60) -> Facts:
+    """Read the target's facts: one unprivileged and one privileged command."""
+    general = executor.run(_GATHER_SCRIPT, timeout=timeout)
+    values = parse_key_values(general.stdout)
+    ovf = executor.run(_OVF_USER_SCRIPT, become=True, timeout=timeout)
+    ovf_user = ovf.stdout.strip() if ovf.ok else ""
+    return facts_from_values(values, ovf_user)
+
+
+def describe(facts: Facts) -> str:
+    """One line for humans: ``debian 12 (x86_64, kernel 6.1.0-18-cloud-amd64)``."""
+    return f"{facts.os_id} {facts.os_version_id} ({facts.arch}, kernel {facts.kernel})"
