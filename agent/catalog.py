@@ -1,0 +1,602 @@
+"""Find built-in and user YAML, resolve ``extends``, and match a target to a profile.
+
+Where files come from, weakest first (a later layer overrides an earlier one by id):
+
+1. the built-in directories: ``agent/_builtin/{distro_profiles,playbooks}`` inside an
+   installed wheel, or ``<checkout>/{distro_profiles,playbooks}`` in a checkout
+   (:func:`builtin_dir` is the one place that decides);
+2. each ``--profiles-dir`` / ``--playbooks-dir`` in the order given.
+
+Two files with one id in the same directory are an error. The catalog remembers which
+file won and what it shadowed (:meth:`Catalog.profile_origin`). A profile may extend its
+own id: it then extends the definition it shadows (tweak the built-in ``debian`` while
+keeping its id and match).
+
+Everything is parsed, resolved and checked when the catalog is built, so a broken file
+fails early and in full: schema problems raise :class:`~agent.errors.SchemaError` (every
+problem of every file, located), a broken ``extends`` chain or an unknown id raises
+:class:`~agent.errors.CatalogError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+
+from agent import expressions
+from agent.errors import CatalogError, SchemaError, SchemaProblem
+from agent.schema import (
+    NewStep,
+    Playbook,
+    Profile,
+    ResolvedProfile,
+    Step,
+    StepDrop,
+    StepOverride,
+    profile_structure_problems,
+)
+from agent.yamlload import YamlDocument, load_yaml, problems_from_pydantic, validate_document
+
+__all__ = [
+    "Catalog",
+    "CatalogFileError",
+    "Origin",
+    "builtin_dir",
+    "detect_kind",
+    "files_to_validate",
+    "load_file",
+    "validate_files",
+]
+
+Kind = Literal["profile", "playbook"]
+_DIRNAMES: dict[Kind, str] = {"profile": "distro_profiles", "playbook": "playbooks"}
+_SUFFIXES = (".yaml", ".yml")
+
+
+def builtin_dir(kind: Kind) -> Path:
+    """The directory holding the built-in profiles or playbooks, installed or not."""
+    package = Path(__file__).resolve().parent
+    name = _DIRNAMES[kind]
+    for candidate in (package / "_builtin" / name, package.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise CatalogError(
+        f"built-in {name} not found (looked in {package / '_builtin' / name} and "
+        f"{package.parent / name}); the installation is incomplete"
+    )
+
+
+class CatalogFileError(CatalogError):
+    """A catalog problem one file can be blamed for (broken ``extends``, a duplicate id)."""
+
+    def __init__(self, message: str, file: str) -> None:
+        super().__init__(message)
+        self.file = file
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which file defines an id, and which files with the same id it shadows."""
+
+    kind: Kind
+    id: str
+    file: str
+    path: Path
+    builtin: bool
+    shadowed: tuple[str, ...] = ()  # strongest first
+
+
+@dataclass(frozen=True)
+class _Source:
+    doc: YamlDocument
+    path: Path
+    layer: int  # 0 = built-in, 1.. = user directories in the order given
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class _ProfileSource(_Source):
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class _PlaybookSource(_Source):
+    playbook: Playbook
+
+
+# Where each resolved step was last defined or changed: (document, location of the entry).
+_StepOrigins = dict[tuple[str, str], tuple[YamlDocument, tuple[str | int, ...]]]
+
+
+@dataclass
+class _Resolution:
+    profile: ResolvedProfile
+    origins: _StepOrigins = field(default_factory=dict)
+
+
+def detect_kind(data: Any, path: Path | None = None) -> Kind | None:
+    """Tell a profile from a playbook: by top-level keys, else by the directory name."""
+    if isinstance(data, dict):
+        if "id" in data:
+            return "profile"
+        if "name" in data:
+            return "playbook"
+    if path is not None:
+        for kind, dirname in _DIRNAMES.items():
+            if path.parent.name == dirname:
+                return kind
+    return None
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise CatalogError(f"{directory}: not a directory")
+    return sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+
+
+def _load_source(
+    path: Path, display: str, layer: int, builtin: bool, expect: Kind | None
+) -> _ProfileSource | _PlaybookSource:
+    """Parse and validate one file; SchemaError carries all its problems."""
+    doc = load_yaml(path, display)
+    if not isinstance(doc.data, dict):
+        message = "expected a mapping (a profile or a playbook) at the top level"
+        raise SchemaError([doc.problem((), message)])
+    kind = detect_kind(doc.data, path)
+    if expect is not None and kind is not None and kind != expect:
+        other = _DIRNAMES[kind]
+        raise SchemaError(
+            [doc.problem((), f"this looks like a {kind}, but it is in a {expect} directory "
+                             f"(move it to {other}/)")]
+        )
+    kind = kind or expect
+    if kind == "profile":
+        try:
+            profile = validate_document(doc, Profile)
+        except SchemaError as exc:
+            rules = [
+                doc.problem(loc, message, key="[key]" in loc)
+                for loc, message in profile_structure_problems(doc.data)
+            ]
+            raise SchemaError(_sorted([*exc.problems, *rules])) from None
+        return _ProfileSource(doc, path, layer, builtin, profile)
+    if kind == "playbook":
+        return _PlaybookSource(doc, path, layer, builtin, validate_document(doc, Playbook))
+    raise SchemaError(
+        [doc.problem((), "cannot tell a profile (has id:) from a playbook (has name:)")]
+    )
+
+
+def load_file(
+    path: Path, display: str | None = None, kind: Kind | None = None
+) -> Profile | Playbook:
+    """Parse and validate one profile or playbook file on its own (no ``extends``).
+
+    ``kind`` is told from the content (or the directory name) when not given. All the
+    file's problems raise one SchemaError; ``display`` is how messages name the file.
+    """
+    src = _load_source(path, display or str(path), 0, False, kind)
+    if isinstance(src, _ProfileSource):
+        return src.profile
+    assert isinstance(src, _PlaybookSource)
+    return src.playbook
+
+
+def _load_dirs(
+    dirs: Iterable[tuple[Path, int, bool, Kind]], skip: set[Path]
+) -> tuple[list[_Source], list[SchemaProblem]]:
+    sources: list[_Source] = []
+    problems: list[SchemaProblem] = []
+    for directory, layer, builtin, kind in dirs:
+        for path in _yaml_files(directory):
+            if path.resolve() in skip:
+                continue
+            display = f"{_DIRNAMES[kind]}/{path.name}" if builtin else str(directory / path.name)
+            try:
+                sources.append(_load_source(path, display, layer, builtin, kind))
+            except SchemaError as exc:
+                problems.extend(exc.problems)
+    return sources, problems
+
+
+class Catalog:
+    """All known profiles (resolved) and playbooks, with where each came from."""
+
+    def __init__(self, sources: Iterable[_Source]) -> None:
+        """Build from loaded sources; prefer :meth:`load`. Raises SchemaError/CatalogError."""
+        self._profiles: dict[str, list[_ProfileSource]] = {}
+        self._playbooks: dict[str, list[_PlaybookSource]] = {}
+        for src in sources:
+            if isinstance(src, _ProfileSource):
+                self._profiles.setdefault(src.profile.id, []).append(src)
+            elif isinstance(src, _PlaybookSource):
+                self._playbooks.setdefault(src.playbook.name, []).append(src)
+        for stacks in (self._profiles, self._playbooks):
+            for key, stack in stacks.items():
+                stack.sort(key=lambda s: -s.layer)
+                _refuse_same_layer(key, stack)
+        self._resolved: dict[tuple[str, int], _Resolution] = {}
+        problems: list[SchemaProblem] = []
+        for pid in sorted(self._profiles):
+            problems.extend(self._resolve(pid, 0, ()))
+        if problems:
+            raise SchemaError(_unique(problems))
+
+    @classmethod
+    def load(
+        cls,
+        profiles_dirs: Sequence[Path] = (),
+        playbooks_dirs: Sequence[Path] = (),
+        *,
+        builtin: bool = True,
+    ) -> Catalog:
+        """Load the built-ins (unless ``builtin=False``) and the user directories."""
+        dirs: list[tuple[Path, int, bool, Kind]] = []
+        if builtin:
+            dirs += [(builtin_dir("profile"), 0, True, "profile")]
+            dirs += [(builtin_dir("playbook"), 0, True, "playbook")]
+        dirs += [(Path(d), i + 1, False, "profile") for i, d in enumerate(profiles_dirs)]
+        dirs += [(Path(d), i + 1, False, "playbook") for i, d in enumerate(playbooks_dirs)]
+        sources, problems = _load_dirs(dirs, set())
+        if problems:
+            raise SchemaError(problems)
+        return cls(sources)
+
+    # ----------------------------------------------------------------------- lookups
+
+    def profile_ids(self, *, include_abstract: bool = True) -> list[str]:
+        """Known profile ids, sorted."""
+        return sorted(
+            pid
+            for pid in self._profiles
+            if include_abstract or not self._resolved[(pid, 0)].profile.abstract
+        )
+
+    def playbook_names(self) -> list[str]:
+        """Known playbook names, sorted."""
+        return sorted(self._playbooks)
+
+    def profiles(self) -> list[ResolvedProfile]:
+        """Every winning profile, resolved, sorted by id."""
+        return [self._resolved[(pid, 0)].profile for pid in self.profile_ids()]
+
+    def get_profile(self, profile_id: str) -> ResolvedProfile:
+        """The resolved profile ``profile_id``; CatalogError listing the known ones."""
+        if profile_id not in self._profiles:
+            raise CatalogError(
+                f"unknown profile {profile_id} (known: {', '.join(self.profile_ids())})"
+            )
+        return self._resolved[(profile_id, 0)].profile
+
+    def get_playbook(self, name: str) -> Playbook:
+        """The playbook ``name``; CatalogError listing the known ones."""
+        if name not in self._playbooks:
+            known = ", ".join(self.playbook_names())
+            raise CatalogError(f"unknown playbook {name} (known: {known})")
+        return self._playbooks[name][0].playbook
+
+    def profile_file(self, profile_id: str) -> str:
+        """How messages name the file that defines ``profile_id`` (see profile_origin)."""
+        return self.profile_origin(profile_id).file
+
+    def playbook_file(self, name: str) -> str:
+        """How messages name the file that defines playbook ``name``."""
+        return self.playbook_origin(name).file
+
+    def profile_origin(self, profile_id: str) -> Origin:
+        """Which file defines ``profile_id`` and which it shadows."""
+        self.get_profile(profile_id)
+        return _origin("profile", profile_id, self._profiles[profile_id])
+
+    def playbook_origin(self, name: str) -> Origin:
+        """Which file defines playbook ``name`` and which it shadows."""
+        self.get_playbook(name)
+        return _origin("playbook", name, self._playbooks[name])
+
+    # ----------------------------------------------------------------------- matching
+
+    def match_profile(self, os_release: Mapping[str, Any]) -> ResolvedProfile:
+        """The most specific profile for a target's os-release.
+
+        ``os_release`` has ``ID``, ``ID_LIKE`` (space-separated, or a list) and
+        ``VERSION_ID``; lowercase keys (``facts["os"]``) work too. Specificity: a match on
+        ID beats one on ID_LIKE; then a version-constrained match beats an unconstrained
+        one. Equal best matches are an error naming both; no match is an error listing the
+        known profiles and what the target reported.
+        """
+        os_id, like, version_id = _os_fields(os_release)
+        scored: list[tuple[tuple[int, int], ResolvedProfile]] = []
+        notes: list[str] = []
+        for prof in self.profiles():
+            if prof.match is None:
+                continue
+            by = 2 if os_id in prof.match.ids else 1 if set(like) & set(prof.match.id_like) else 0
+            if not by:
+                continue
+            rng = prof.match.version_range
+            if rng is not None and not rng.contains(version_id):
+                notes.append(
+                    f"{prof.id} matches by {'ID' if by == 2 else 'ID_LIKE'} but VERSION_ID "
+                    f"{version_id or '(none)'} is outside {rng}"
+                )
+                continue
+            scored.append(((by, 1 if rng is not None else 0), prof))
+        reported = (
+            f"ID={os_id or '(none)'}, ID_LIKE={' '.join(like) or '(none)'}, "
+            f"VERSION_ID={version_id or '(none)'}"
+        )
+        if not scored:
+            known = "; ".join(_describe_match(p) for p in self.profiles() if p.match) or "none"
+            why = f" ({'; '.join(notes)})" if notes else ""
+            raise CatalogError(
+                f"no profile matches the target ({reported}){why}; known profiles: {known}. "
+                "Choose one with --profile or add your own with --profiles-dir"
+            )
+        best = max(score for score, _ in scored)
+        winners = [p for score, p in scored if score == best]
+        if len(winners) > 1:
+            names = " and ".join(f"{p.id} ({p.source_file})" for p in winners)
+            raise CatalogError(
+                f"ambiguous: profiles {names} match the target ({reported}) equally well; "
+                "narrow their match or choose one with --profile"
+            )
+        return winners[0]
+
+    # ----------------------------------------------------------------------- resolving
+
+    def _resolve(
+        self, pid: str, index: int, visiting: tuple[tuple[str, int], ...]
+    ) -> list[SchemaProblem]:
+        """Resolve ``pid`` at ``index`` of its stack (0 = winner) into ``self._resolved``."""
+        key = (pid, index)
+        if key in self._resolved:
+            return []
+        src = self._profiles[pid][index]
+        if key in visiting:
+            cycle = [*visiting[visiting.index(key) :], key]
+            chain = " -> ".join(f"{p} ({self._profiles[p][i].doc.file})" for p, i in cycle)
+            raise CatalogFileError(f"circular extends: {chain}", src.doc.file)
+        base: _Resolution | None = None
+        problems: list[SchemaProblem] = []
+        if src.profile.extends is not None:
+            base_key = self._base_key(src, index)
+            problems += self._resolve(*base_key, (*visiting, key))
+            base = self._resolved[base_key]
+        resolution, own = _apply(src, base)
+        problems += own
+        problems += _check_references(resolution)
+        self._resolved[key] = resolution
+        return problems
+
+    def _base_key(self, src: _ProfileSource, index: int) -> tuple[str, int]:
+        pid, base_id = src.profile.id, src.profile.extends
+        assert base_id is not None
+        if base_id == pid:
+            if index + 1 >= len(self._profiles[pid]):
+                raise CatalogFileError(
+                    f'profile "{pid}" ({src.doc.file}) extends itself, but no weaker '
+                    f'profile "{pid}" exists for it to extend',
+                    src.doc.file,
+                )
+            return pid, index + 1
+        if base_id not in self._profiles:
+            raise CatalogFileError(
+                f'profile "{pid}" ({src.doc.file}) extends unknown profile "{base_id}" '
+                f"(known: {', '.join(sorted(self._profiles))})",
+                src.doc.file,
+            )
+        return base_id, 0
+
+
+def _refuse_same_layer(key: str, stack: Sequence[_Source]) -> None:
+    for a, b in itertools.pairwise(stack):
+        if a.layer == b.layer:
+            raise CatalogFileError(
+                f'"{key}" is defined twice in one directory: {b.doc.file} and {a.doc.file}',
+                a.doc.file,
+            )
+
+
+def _origin(kind: Kind, key: str, stack: Sequence[_Source]) -> Origin:
+    top = stack[0]
+    shadowed = tuple(s.doc.file for s in stack[1:])
+    return Origin(kind, key, top.doc.file, top.path, top.builtin, shadowed)
+
+
+def _os_fields(os_release: Mapping[str, Any]) -> tuple[str, list[str], str]:
+    def get(name: str) -> Any:
+        return os_release.get(name, os_release.get(name.lower()))
+
+    like = get("ID_LIKE") or []
+    if isinstance(like, str):
+        like = like.split()
+    return str(get("ID") or ""), [str(x) for x in like], str(get("VERSION_ID") or "")
+
+
+def _describe_match(prof: ResolvedProfile) -> str:
+    assert prof.match is not None
+    parts = []
+    if prof.match.ids:
+        parts.append(f"ID {'/'.join(prof.match.ids)}")
+    if prof.match.id_like:
+        parts.append(f"ID_LIKE {'/'.join(prof.match.id_like)}")
+    if prof.match.version:
+        parts.append(f"VERSION_ID {prof.match.version}")
+    return f"{prof.id} ({', '.join(parts)})"
+
+
+def _unique(problems: Iterable[SchemaProblem]) -> list[SchemaProblem]:
+    return list(dict.fromkeys(problems))
+
+
+def _sorted(problems: Iterable[SchemaProblem]) -> list[SchemaProblem]:
+    """Unique, in file order (problems without a position first)."""
+    return sorted(_unique(problems), key=lambda p: (p.file, p.line or 0, p.column or 0))
+
+
+def _apply(
+    src: _ProfileSource, base: _Resolution | None
+) -> tuple[_Resolution, list[SchemaProblem]]:
+    """Lay ``src`` over ``base``: override, drop, position and append steps."""
+    prof, doc = src.profile, src.doc
+    problems: list[SchemaProblem] = []
+    phases: dict[str, list[Step]] = {}
+    origins: _StepOrigins = {}
+    if base is not None:
+        phases = {name: list(steps) for name, steps in base.profile.phases.items()}
+        origins = dict(base.origins)
+
+    def where(phase: str) -> str:
+        assert base is not None
+        return f'phase "{phase}" of base profile "{base.profile.id}" ({base.profile.source_file})'
+
+    for phase, entries in prof.phases.items():
+        steps = phases.setdefault(phase, [])
+        last_after: dict[str, str] = {}
+        for i, entry in enumerate(entries):
+            loc: tuple[str | int, ...] = ("phases", phase, i)
+            names = [s.name for s in steps]
+            if isinstance(entry, StepOverride | StepDrop):
+                if entry.name not in names:
+                    verb = "override" if isinstance(entry, StepOverride) else "drop"
+                    problems.append(doc.problem(
+                        loc,
+                        f'profile "{prof.id}": {verb} of step "{entry.name}": no such step in '
+                        f"{where(phase)}",
+                    ))
+                    continue
+                at = names.index(entry.name)
+                if isinstance(entry, StepDrop):
+                    del steps[at]
+                    origins.pop((phase, entry.name), None)
+                    continue
+                merged = steps[at].model_dump() | entry.changes()
+                try:
+                    steps[at] = Step.model_validate(merged)
+                except pydantic.ValidationError as exc:
+                    problems += problems_from_pydantic(doc, Step, exc, prefix=loc)
+                    continue
+                origins[(phase, entry.name)] = (doc, loc)
+                continue
+            assert isinstance(entry, NewStep)
+            if entry.name in names:
+                problems.append(doc.problem(
+                    (*loc, "name"),
+                    f'profile "{prof.id}": step "{entry.name}" already exists in {where(phase)}; '
+                    "use override: true to change it (or drop: true to remove it)",
+                ))
+                continue
+            anchor = entry.before or entry.after
+            position = len(steps)
+            if anchor is not None:
+                if anchor not in names:
+                    side = "before" if entry.before else "after"
+                    problems.append(doc.problem(
+                        (*loc, side),
+                        f'profile "{prof.id}": step "{entry.name}" is placed {side} "{anchor}", '
+                        f"but there is no such step in {where(phase)}",
+                    ))
+                    continue
+                if entry.before:
+                    position = names.index(anchor)
+                else:  # keep several steps placed after one anchor in the order written
+                    position = names.index(last_after.get(anchor, anchor)) + 1
+                    last_after[anchor] = entry.name
+            steps.insert(position, entry.to_step())
+            origins[(phase, entry.name)] = (doc, loc)
+
+    chain = [doc.file, *(base.profile.chain if base else [])]
+    vars_ = {**(base.profile.vars if base else {}), **prof.vars}
+    paths = list(dict.fromkeys([*(base.profile.backup_paths if base else []), *prof.backup_paths]))
+    resolved = ResolvedProfile(
+        id=prof.id,
+        description=prof.description,
+        match=prof.match,
+        vars=vars_,
+        backup_paths=paths,
+        phases=phases,
+        source_file=doc.file,
+        chain=chain,
+    )
+    return _Resolution(resolved, origins), problems
+
+
+def _check_references(res: _Resolution) -> list[SchemaProblem]:
+    """Every ``vars.X`` a step uses is defined; every ``facts.X`` is a known fact."""
+    problems = []
+    names = list(res.profile.vars)
+    for phase, steps in res.profile.phases.items():
+        for step in steps:
+            doc, loc = res.origins[(phase, step.name)]
+            fields = {"run": expressions.template_references(step.run)}
+            if step.when is not None:
+                fields["when"] = sorted(expressions.expression_references(step.when))
+            for fname, refs in fields.items():
+                for message in expressions.check_references(refs, names):
+                    problems.append(doc.problem((*loc, fname), message))
+    return problems
+
+
+# -------------------------------------------------------------------------- validation
+
+
+def files_to_validate(paths: Sequence[Path] = ()) -> list[Path]:
+    """The files :func:`validate_files` checks: directories expanded, none = the built-ins."""
+    if not paths:
+        paths = [builtin_dir("profile"), builtin_dir("playbook")]
+    out: list[Path] = []
+    for p in paths:
+        out.extend(_yaml_files(p) if p.is_dir() else [p])
+    return out
+
+
+def validate_files(
+    paths: Sequence[Path] = (),
+    *,
+    profiles_dirs: Sequence[Path] = (),
+    playbooks_dirs: Sequence[Path] = (),
+) -> list[SchemaProblem]:
+    """Every problem in the given files (directories are expanded); [] means all valid.
+
+    No paths means the built-in content. The files are checked as they would be used:
+    profiles are resolved against the built-ins and the given directories, with the
+    files themselves on top, so a broken override or an unknown var is found too.
+    Nothing is contacted. Problems in the surrounding directories are reported as well.
+    A path or directory that does not exist raises CatalogError (a usage problem).
+    """
+    builtin_named = not paths
+    problems: list[SchemaProblem] = []
+    given: list[_Source] = []
+    top = len(profiles_dirs) + len(playbooks_dirs) + 1
+    files = files_to_validate(paths)
+    for path in files:
+        kind = detect_kind(None, path)
+        display = f"{_DIRNAMES[kind]}/{path.name}" if builtin_named and kind else str(path)
+        try:
+            given.append(_load_source(path, display, top, builtin_named, None))
+        except SchemaError as exc:
+            problems.extend(exc.problems)
+    dirs: list[tuple[Path, int, bool, Kind]] = [
+        (builtin_dir("profile"), 0, True, "profile"),
+        (builtin_dir("playbook"), 0, True, "playbook"),
+    ]
+    dirs += [(Path(d), i + 1, False, "profile") for i, d in enumerate(profiles_dirs)]
+    dirs += [(Path(d), i + 1, False, "playbook") for i, d in enumerate(playbooks_dirs)]
+    around, around_problems = _load_dirs(dirs, {p.resolve() for p in files})
+    problems.extend(around_problems)
+    if problems:
+        # Resolving now would only add echoes ("extends unknown profile") of a file that
+        # failed to load; those problems come first.
+        return _unique(problems)
+    try:
+        Catalog([*around, *given])
+    except SchemaError as exc:
+        problems.extend(exc.problems)
+    except CatalogFileError as exc:
+        problems.append(SchemaProblem(exc.file, None, None, "", str(exc)))
+    return _unique(problems)
