@@ -1,0 +1,411 @@
+"""The command line: parse flags, call the library, map the outcome to an exit code.
+
+Nothing else lives here: every decision is made by the modules it calls.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from agent import __version__, errors
+from agent.outcome import ExitCode, exit_code_for_error
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(exc: BaseException) -> None:
+    """One clear line on stderr, the documented exit code, no traceback."""
+    code = exit_code_for_error(exc)
+    click.echo(f"imageprep: error: {exc}", err=True)
+    sys.exit(int(code))
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _resolve_log_format(value: str | None) -> str:
+    if value:
+        return value
+    return "text" if _stderr_is_tty() else "json"
+
+
+def _configure_console_logging(log_format: str) -> None:
+    from agent.logging import configure_logging
+
+    # On a TTY the progress lines say what each step did; the console log only needs
+    # what is worth interrupting a human for. JSON consumers get every event.
+    level = "warning" if log_format == "text" else "info"
+    configure_logging(console_format=log_format, run_log=None, level=level)  # type: ignore[arg-type]
+
+
+def _interrupt_on_sigterm() -> None:
+    """CI runners stop jobs with SIGTERM: treat it like Ctrl-C so the report is written."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _parse_vars(values: Iterable[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.UsageError(f"--var {item!r}: expected KEY=VALUE")
+        parsed[key] = value
+    return parsed
+
+
+def _split_names(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(n.strip() for v in values for n in v.split(",") if n.strip())
+
+
+# -- shared options ------------------------------------------------------------------------
+
+
+def catalog_options(func: F) -> F:
+    func = click.option(
+        "--profiles-dir",
+        "profiles_dirs",
+        multiple=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Extra directory of distro profiles; a file with a built-in's id overrides it.",
+    )(func)
+    func = click.option(
+        "--playbooks-dir",
+        "playbooks_dirs",
+        multiple=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="Extra directory of playbooks; a file with a built-in's name overrides it.",
+    )(func)
+    return func
+
+
+def connection_options(func: F) -> F:
+    options = [
+        click.option("--target", "target_url", metavar="URL", help="ssh://USER@HOST[:PORT]"),
+        click.option(
+            "--identity",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="SSH private key file.",
+        ),
+        click.option(
+            "--password-env", metavar="VAR", help="Login password from this environment variable."
+        ),
+        click.option(
+            "--password-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Login password from this file.",
+        ),
+        click.option(
+            "--sudo-password-env",
+            metavar="VAR",
+            help="sudo password from this environment variable.",
+        ),
+        click.option(
+            "--sudo-password-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="sudo password from this file.",
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="known_hosts file to verify the host key against [~/.ssh/known_hosts].",
+        ),
+        click.option(
+            "--host-key-policy",
+            type=click.Choice(["strict", "accept-new"]),
+            default="strict",
+            show_default=True,
+            help="strict: the key must be known. accept-new: record an unknown key. "
+            "A changed key is always refused.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def plan_options(func: F) -> F:
+    options = [
+        click.option(
+            "--profile",
+            default="auto",
+            show_default=True,
+            metavar="ID|auto",
+            help="Distro profile; auto picks it from the target's /etc/os-release.",
+        ),
+        click.option(
+            "--var",
+            "var_items",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override a profile variable (repeatable).",
+        ),
+        click.option("--only", multiple=True, metavar="STEP[,STEP]", help="Run only these steps."),
+        click.option("--skip", multiple=True, metavar="STEP[,STEP]", help="Skip these steps."),
+        click.option(
+            "--tags", multiple=True, metavar="TAG[,TAG]", help="Run only steps with these tags."
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="text on a terminal, json otherwise.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return catalog_options(func)
+
+
+def _ssh_options(kw: dict[str, Any]) -> Any:
+    from agent.executors.ssh import SshOptions
+    from agent.secrets import secret_from_env, secret_from_file
+
+    def secret(env: str | None, file: Path | None, what: str) -> Any:
+        if env and file:
+            raise errors.UsageError(f"{what}: give --{what}-env or --{what}-file, not both")
+        if env:
+            return secret_from_env(env, what=f"--{what}-env")
+        if file:
+            return secret_from_file(file, what=f"--{what}-file")
+        return None
+
+    options: dict[str, Any] = {
+        "identity": kw["identity"],
+        "password": secret(kw["password_env"], kw["password_file"], "password"),
+        "sudo_password": secret(kw["sudo_password_env"], kw["sudo_password_file"], "sudo-password"),
+        "host_key_policy": kw["host_key_policy"],
+    }
+    if kw["known_hosts"] is not None:
+        options["known_hosts"] = kw["known_hosts"]
+    if options["identity"] is not None and not options["identity"].is_file():
+        raise errors.UsageError(f"--identity {options['identity']}: no such file")
+    return SshOptions(**options)
+
+
+def _selection(kw: dict[str, Any]) -> Any:
+    from agent.plan import Selection
+
+    return Selection(
+        only=_split_names(kw["only"]), skip=_split_names(kw["skip"]), tags=_split_names(kw["tags"])
+    )
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="imageprep")
+def main() -> None:
+    """Prepare a running VM to be captured as a reusable image.
+
+    Backup first, then preflight checks, cleanup, generalization (waagent deprovision),
+    verification and power-off, as a YAML playbook and distro profile say.
+    """
+
+
+def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> None:
+    from agent.progress import ConsoleProgress, print_summary
+    from agent.runner import RunRequest, execute
+    from agent.targets import parse_target
+
+    log_format = _resolve_log_format(kw["log_format"])
+    try:
+        _configure_console_logging(log_format)
+        if not kw["target_url"]:
+            raise errors.UsageError(
+                "--target URL is required (e.g. ssh://azureuser@vm.example.com)"
+            )
+        if allow_backup and kw.get("reason") and not kw.get("no_backup"):
+            raise errors.UsageError("--reason goes with --no-backup")
+        if allow_backup and kw.get("no_backup") and not kw.get("reason"):
+            raise errors.UsageError(
+                "--no-backup needs --reason TEXT (it is recorded in the report)"
+            )
+        request = RunRequest(
+            target=parse_target(kw["target_url"]),
+            playbook=playbook,
+            profile=kw["profile"],
+            ssh_options=_ssh_options(kw),
+            backup_spec=kw.get("backup") if allow_backup else None,
+            no_backup_reason=kw.get("reason") if allow_backup and kw.get("no_backup") else None,
+            run_dir=kw["run_dir"],
+            profiles_dirs=tuple(kw["profiles_dirs"]),
+            playbooks_dirs=tuple(kw["playbooks_dirs"]),
+            var_overrides=_parse_vars(kw["var_items"]),
+            selection=_selection(kw),
+            log_format=log_format,
+        )
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    _interrupt_on_sigterm()
+    console = ConsoleProgress(enabled=log_format == "text")
+    try:
+        outcome = execute(request, console)
+    except errors.ImagePrepError as exc:  # the run folder itself could not be made
+        _fail(exc)
+        return
+    print_summary(outcome, log_format)
+    sys.exit(int(outcome.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@connection_options
+@click.option("--playbook", default="generalize", show_default=True, metavar="NAME")
+@click.option(
+    "--backup",
+    metavar="PROVIDER:ARG",
+    help="archive:DIR (tar of the profile's backup paths) or command:'CMD' (your snapshot CLI).",
+)
+@click.option("--no-backup", is_flag=True, help="Run without a backup (needs --reason).")
+@click.option("--reason", metavar="TEXT", help="Why there is no backup; recorded in the report.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder [./imageprep-runs/<UTC time>-<run id>].",
+)
+@plan_options
+def run(**kw: Any) -> None:
+    """Run a playbook (default: generalize) against a target."""
+    _run_playbook(kw, kw["playbook"], allow_backup=True)
+
+
+@main.command(context_settings=CONTEXT)
+@connection_options
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run folder [./imageprep-runs/<UTC time>-<run id>].",
+)
+@plan_options
+def check(**kw: Any) -> None:
+    """Run only the preflight checks; changes nothing on the target."""
+    _run_playbook(kw, "check", allow_backup=False)
+
+
+@main.command(context_settings=CONTEXT)
+@connection_options
+@click.option("--playbook", default="generalize", show_default=True, metavar="NAME")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@plan_options
+def plan(**kw: Any) -> None:
+    """Show the steps and exact commands a run would execute; changes nothing.
+
+    With --target the facts are read from the target (read-only); without it, give
+    --profile ID and conditions that need facts are shown as undecided.
+    """
+    from agent.planning import show_plan
+
+    try:
+        _configure_console_logging(_resolve_log_format(kw["log_format"]))
+        text = show_plan(
+            target_url=kw["target_url"],
+            ssh_options=_ssh_options(kw) if kw["target_url"] else None,
+            playbook=kw["playbook"],
+            profile=kw["profile"],
+            profiles_dirs=tuple(kw["profiles_dirs"]),
+            playbooks_dirs=tuple(kw["playbooks_dirs"]),
+            var_overrides=_parse_vars(kw["var_items"]),
+            selection=_selection(kw),
+            as_json=kw["output_format"] == "json",
+        )
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    click.echo(text)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@catalog_options
+def validate(
+    files: tuple[Path, ...], profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> None:
+    """Check the built-in and given YAML files without connecting (exit 2 on any error)."""
+    from agent.planning import validate_all
+
+    try:
+        problems, checked = validate_all(files, profiles_dirs, playbooks_dirs)
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        click.echo(f"imageprep: {len(problems)} problem(s) in {checked} file(s)", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    click.echo(f"{checked} file(s) valid")
+
+
+@main.group(context_settings=CONTEXT)
+def profiles() -> None:
+    """List and show distro profiles."""
+
+
+@profiles.command("list")
+@catalog_options
+def profiles_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+    """One line per profile: id, what it matches, where it comes from."""
+    from agent.planning import list_profiles
+
+    try:
+        click.echo(list_profiles(profiles_dirs, playbooks_dirs))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+
+
+@profiles.command("show")
+@click.argument("profile_id")
+@catalog_options
+def profiles_show(
+    profile_id: str, profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> None:
+    """Every step of a profile by phase, with which file won."""
+    from agent.planning import show_profile
+
+    try:
+        click.echo(show_profile(profile_id, profiles_dirs, playbooks_dirs))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+
+
+@main.group(context_settings=CONTEXT)
+def playbooks() -> None:
+    """List playbooks."""
+
+
+@playbooks.command("list")
+@catalog_options
+def playbooks_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+    """One line per playbook: name, phases, whether it needs a backup."""
+    from agent.planning import list_playbooks
+
+    try:
+        click.echo(list_playbooks(profiles_dirs, playbooks_dirs))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+
+
+def json_line(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, default=str)

@@ -1,0 +1,407 @@
+"""The engine: runs a validated Plan on an Executor, step by step.
+
+It owns the rules that make a run safe:
+
+* the backup phase runs where the playbook puts it, and a destructive step refuses to
+  start unless this run recorded a successful backup (or the user said ``--no-backup
+  --reason``);
+* the point of no return is recorded the moment a destructive step *starts*, so a crash
+  inside it is still reported as "restore from backup";
+* destructive steps are never retried; other steps retry only as their YAML allows;
+* a dropped connection is success only for a step marked ``expect_disconnect``;
+* ``on_failure: continue`` runs the rest of the failed step's phase, never the next phase.
+
+Every state change goes to the :class:`RunObserver` (result.json, console progress) at
+once, so an interrupted run leaves an accurate record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from agent.backups.base import BackupContext, BackupProvider, BackupRecord
+from agent.errors import BackupError, CommandTimeout, Disconnected
+from agent.executors.base import Executor
+from agent.outcome import ExitCode
+from agent.plan import PREFLIGHT_PHASE, VERIFY_PHASE, Plan, PlannedStep
+from agent.results import CommandResult, StepResult, StepStatus
+
+log = structlog.get_logger("agent.engine")
+
+TAIL_LINES = 40
+
+
+class RunObserver(Protocol):
+    def step_started(self, step: PlannedStep) -> None: ...
+
+    def step_finished(self, step: PlannedStep, result: StepResult) -> None: ...
+
+    def backup_finished(self, record: BackupRecord | None, error: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackupGate:
+    """How this run satisfies "backup first": a provider, or an explicit waiver."""
+
+    provider: BackupProvider | None
+    context: BackupContext | None
+    waiver_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    exit_code: ExitCode
+    message: str
+    steps: tuple[StepResult, ...]
+    backup: BackupRecord | None
+    point_of_no_return_reached: bool
+    powered_off: bool
+    failed_step: str | None = None
+
+
+@dataclass
+class _Progress:
+    """Mutable bookkeeping of one engine run; frozen into an EngineResult at the end."""
+
+    results: dict[str, StepResult] = field(default_factory=dict)
+    backup: BackupRecord | None = None
+    backup_error: str | None = None
+    point_of_no_return: bool = False
+    connection_gone: bool = False
+    powered_off: bool = False
+    first_failure: tuple[PlannedStep, StepResult] | None = None
+    aborted: bool = False
+
+
+class Engine:
+    def __init__(
+        self,
+        plan: Plan,
+        executor: Executor,
+        gate: BackupGate,
+        observer: RunObserver,
+        *,
+        disconnect_timeout: float = 180.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._plan = plan
+        self._executor = executor
+        self._gate = gate
+        self._observer = observer
+        self._disconnect_timeout = disconnect_timeout
+        self._sleep = sleep
+        self._progress = _Progress()
+
+    @property
+    def point_of_no_return_reached(self) -> bool:
+        return self._progress.point_of_no_return
+
+    def run(self) -> EngineResult:
+        progress = self._progress
+        for phase in self._plan.phases:
+            if progress.aborted:
+                break
+            if phase == "backup":
+                self._take_backup()
+                continue
+            for step in self._plan.steps_in(phase):
+                if progress.aborted:
+                    break
+                self._run_step(step)
+            # `on_failure: continue` lets the rest of its phase run (every verification
+            # gets reported), but the run never moves on to the next phase after a
+            # failure: a VM that failed verification is left running for inspection.
+            if progress.first_failure is not None:
+                progress.aborted = True
+        return self._finish()
+
+    # -- backup -----------------------------------------------------------------------
+
+    def _take_backup(self) -> None:
+        progress = self._progress
+        gate = self._gate
+        if gate.provider is None or gate.context is None:
+            log.warning("backup.waived", reason=gate.waiver_reason)
+            self._observer.backup_finished(None, None)
+            return
+        log.info("backup.start", provider=gate.provider.describe())
+        try:
+            progress.backup = gate.provider.take(self._executor, gate.context)
+        except BackupError as exc:
+            progress.backup_error = str(exc)
+            progress.aborted = True
+            log.error("backup.failed", error=str(exc))
+            self._observer.backup_finished(None, str(exc))
+            return
+        log.info(
+            "backup.end",
+            reference=progress.backup.reference,
+            sha256=progress.backup.sha256,
+            size_bytes=progress.backup.size_bytes,
+            duration=round(progress.backup.duration, 3),
+        )
+        self._observer.backup_finished(progress.backup, None)
+
+    def _backup_recorded(self) -> bool:
+        return self._progress.backup is not None or self._gate.waiver_reason is not None
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _run_step(self, step: PlannedStep) -> None:
+        progress = self._progress
+        bound = log.bind(phase=step.phase, step=step.name)
+        if not step.will_run:
+            reason = step.skip_reason or f"when: {step.when} is false"
+            self._record(
+                step, StepResult(step.phase, step.name, StepStatus.SKIPPED, message=reason)
+            )
+            bound.info("step.end", status="skipped", reason=reason)
+            return
+        if progress.connection_gone:
+            self._record(
+                step,
+                StepResult(step.phase, step.name, StepStatus.NOT_RUN, message="target is gone"),
+            )
+            return
+        if step.destructive and not self._backup_recorded():
+            message = "refusing a destructive step: this run recorded no successful backup"
+            result = StepResult(
+                step.phase, step.name, StepStatus.FAILED, message=message, destructive=True
+            )
+            self._fail(step, result)
+            bound.error("step.end", status="failed", message=message)
+            return
+
+        self._observer.step_started(step)
+        if step.destructive:
+            progress.point_of_no_return = True
+            bound.warning("point_of_no_return", step=step.key)
+        result = self._attempt(step, bound)
+        if result.status is StepStatus.OK and step.expect_disconnect and not result.disconnected:
+            result = self._await_power_off(step, result, bound)
+        if result.disconnected:
+            progress.connection_gone = True
+            progress.powered_off = True
+        if result.status is StepStatus.DISCONNECTED:
+            progress.connection_gone = True
+
+        bound.info(
+            "step.end",
+            status=result.status.value,
+            exit_code=result.exit_code,
+            attempts=result.attempts,
+            duration=round(result.duration, 3),
+        )
+        if result.succeeded:
+            self._record(step, result)
+        elif step.on_failure == "ignore":
+            self._record(step, replace(result, status=StepStatus.IGNORED))
+        else:
+            self._fail(step, result)
+
+    def _attempt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> StepResult:
+        # Destructive steps never run twice, whatever the YAML says (the schema refuses
+        # retries there too; this is the second lock on the same door).
+        max_attempts = 1 if step.destructive else step.retries + 1
+        started = time.monotonic()
+        result: StepResult | None = None
+        for attempt in range(1, max_attempts + 1):
+            result = self._attempt_once(step, attempt, started, bound)
+            if result.status in (StepStatus.OK, StepStatus.DISCONNECTED) or result.disconnected:
+                return result
+            if attempt < max_attempts:
+                bound.warning(
+                    "step.retry",
+                    attempt=attempt,
+                    status=result.status.value,
+                    exit_code=result.exit_code,
+                    delay=step.retry_delay,
+                )
+                self._sleep(step.retry_delay)
+        assert result is not None
+        return result
+
+    def _attempt_once(
+        self,
+        step: PlannedStep,
+        attempt: int,
+        started: float,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> StepResult:
+        def elapsed() -> float:
+            return time.monotonic() - started
+
+        on_output = None if step.no_log else _LineLogger(bound)
+        base = StepResult(
+            step.phase, step.name, StepStatus.FAILED, attempts=attempt, destructive=step.destructive
+        )
+        try:
+            command = self._executor.run(
+                step.command, become=step.become, timeout=step.timeout, on_output=on_output
+            )
+        except CommandTimeout as exc:
+            if on_output is not None:
+                on_output.flush()
+            return replace(
+                base,
+                status=StepStatus.TIMED_OUT,
+                duration=elapsed(),
+                message=f"timed out after {step.timeout} s",
+                stdout_tail=_tail(step, exc.stdout),
+                stderr_tail=_tail(step, exc.stderr),
+            )
+        except Disconnected as exc:
+            if step.expect_disconnect:
+                return replace(
+                    base,
+                    status=StepStatus.OK,
+                    duration=elapsed(),
+                    disconnected=True,
+                    message="connection closed as expected",
+                )
+            return replace(
+                base,
+                status=StepStatus.DISCONNECTED,
+                duration=elapsed(),
+                message=f"lost the connection during step {step.key}: {exc}",
+            )
+        if on_output is not None:
+            on_output.flush()
+        return self._judge(step, base, command, elapsed())
+
+    def _judge(
+        self, step: PlannedStep, base: StepResult, command: CommandResult, duration: float
+    ) -> StepResult:
+        judged = replace(
+            base,
+            exit_code=command.exit_code,
+            duration=duration,
+            stdout_tail=_tail(step, command.stdout),
+            stderr_tail=_tail(step, command.stderr),
+        )
+        if command.exit_code in step.ok_exit_codes:
+            return replace(judged, status=StepStatus.OK)
+        last_line = _last_line(command.stderr) or _last_line(command.stdout)
+        message = f"exit code {command.exit_code}"
+        if last_line and not step.no_log:
+            message += f": {last_line}"
+        return replace(judged, message=message)
+
+    def _await_power_off(
+        self, step: PlannedStep, result: StepResult, bound: structlog.stdlib.BoundLogger
+    ) -> StepResult:
+        """After a step that ends the session (power-off), see the connection go away."""
+        bound.info("step.await_disconnect", timeout=self._disconnect_timeout)
+        waited = time.monotonic()
+        if self._executor.wait_disconnected(self._disconnect_timeout):
+            return replace(
+                result,
+                disconnected=True,
+                duration=result.duration + time.monotonic() - waited,
+                message="connection closed as expected",
+            )
+        return replace(
+            result,
+            status=StepStatus.FAILED,
+            message=f"the target was still connected {self._disconnect_timeout:.0f} s later",
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def _record(self, step: PlannedStep, result: StepResult) -> None:
+        self._progress.results[step.key] = result
+        self._observer.step_finished(step, result)
+
+    def _fail(self, step: PlannedStep, result: StepResult) -> None:
+        progress = self._progress
+        self._record(step, result)
+        if progress.first_failure is None:
+            progress.first_failure = (step, result)
+        if step.on_failure != "continue" or result.status is StepStatus.DISCONNECTED:
+            progress.aborted = True
+
+    def _finish(self) -> EngineResult:
+        progress = self._progress
+        steps = tuple(
+            progress.results.get(
+                s.key, StepResult(s.phase, s.name, StepStatus.NOT_RUN, destructive=s.destructive)
+            )
+            for s in self._plan.steps
+        )
+        code, message, failed = self._verdict()
+        return EngineResult(
+            exit_code=code,
+            message=message,
+            steps=steps,
+            backup=progress.backup,
+            point_of_no_return_reached=progress.point_of_no_return,
+            powered_off=progress.powered_off,
+            failed_step=failed,
+        )
+
+    def _verdict(self) -> tuple[ExitCode, str, str | None]:
+        progress = self._progress
+        if progress.backup_error is not None:
+            return (
+                ExitCode.BACKUP_FAILED,
+                f"backup failed, nothing on the VM was changed: {progress.backup_error}",
+                None,
+            )
+        if progress.first_failure is None:
+            return ExitCode.OK, "all steps succeeded", None
+        step, result = progress.first_failure
+        what = f"step {step.key} {result.status.value}: {result.message}".rstrip(": ")
+        if step.phase == PREFLIGHT_PHASE and not progress.point_of_no_return:
+            return ExitCode.PREFLIGHT_FAILED, f"{what} (nothing on the VM was changed)", step.key
+        if step.phase == VERIFY_PHASE:
+            return ExitCode.VERIFICATION_FAILED, f"{what} (the VM is generalized)", step.key
+        if progress.point_of_no_return:
+            return (
+                ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN,
+                f"{what} (past the point of no return: restore the VM from the backup)",
+                step.key,
+            )
+        return (
+            ExitCode.FAILED_BEFORE_POINT_OF_NO_RETURN,
+            f"{what} (before the point of no return: the VM is still usable)",
+            step.key,
+        )
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+def _tail(step: PlannedStep, text: str) -> str:
+    """The last lines of a step's output for the report; nothing for a no_log step."""
+    if step.no_log:
+        return ""
+    return "\n".join(text.splitlines()[-TAIL_LINES:])
+
+
+class _LineLogger:
+    """Stream a step's output into the log line by line, as it arrives."""
+
+    def __init__(self, bound: structlog.stdlib.BoundLogger) -> None:
+        self._bound = bound
+        self._pending = {"stdout": "", "stderr": ""}
+
+    def __call__(self, stream: str, chunk: str) -> None:
+        lines = (self._pending.get(stream, "") + chunk).split("\n")
+        self._pending[stream] = lines.pop()
+        for line in lines:
+            self._bound.debug("step.output", stream=stream, line=line)
+
+    def flush(self) -> None:
+        for stream, rest in self._pending.items():
+            if rest:
+                self._bound.debug("step.output", stream=stream, line=rest)
+        self._pending = {"stdout": "", "stderr": ""}

@@ -1,0 +1,33 @@
+"""Exit codes: one per outcome, decided here and nowhere else (documented in README)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from agent import errors
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL_ERROR = 1  # a bug: please report it with the run folder
+    USAGE = 2  # bad command line, invalid YAML, unknown profile/playbook; nothing contacted
+    PREFLIGHT_FAILED = 3  # a preflight check failed; nothing on the VM was changed
+    CONNECTION_FAILED = 4  # unreachable, login refused, host key unknown/changed, sudo refused
+    FAILED_BEFORE_POINT_OF_NO_RETURN = 5  # a step failed; the VM is still usable
+    FAILED_AFTER_POINT_OF_NO_RETURN = 6  # generalization began; restore from the backup
+    VERIFICATION_FAILED = 7  # generalized, but a verification check failed
+    BACKUP_FAILED = 8  # the backup could not be taken; nothing on the VM was changed
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM; see result.json for where it stopped
+
+
+def exit_code_for_error(exc: BaseException) -> ExitCode:
+    """The exit code for an error that ended a command before or outside the engine."""
+    if isinstance(exc, errors.UsageError | errors.ValidationError | errors.RunDirError):
+        return ExitCode.USAGE
+    if isinstance(exc, errors.TransportError):
+        return ExitCode.CONNECTION_FAILED
+    if isinstance(exc, errors.BackupError):
+        return ExitCode.BACKUP_FAILED
+    if isinstance(exc, errors.Interrupted | KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.INTERNAL_ERROR

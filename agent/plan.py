@@ -1,0 +1,305 @@
+"""Plan: profile + playbook + facts + vars resolved into concrete, ordered steps.
+
+Pure: no I/O. The whole plan is built and validated before anything runs, so a typo in a
+template or a `when:` fails the run before the target is touched. `imageprep plan`
+prints exactly what `imageprep run` executes.
+
+Without facts (``plan --profile ID`` and no target) conditions and templates that need
+facts stay undecided and are shown as such; everything else is checked all the same.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from agent import expressions
+from agent.errors import ValidationError
+
+BACKUP_PHASE = "backup"
+PREFLIGHT_PHASE = "preflight"
+VERIFY_PHASE = "verify"
+
+
+class StepSpec(Protocol):
+    """What the plan needs from a schema step (agent.schema.Step satisfies it).
+
+    Read-only properties, because schema steps are frozen models.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def run(self) -> str: ...
+    @property
+    def become(self) -> bool: ...
+    @property
+    def when(self) -> str | None: ...
+    @property
+    def timeout(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def retry_delay(self) -> float: ...
+    @property
+    def ok_exit_codes(self) -> Sequence[int]: ...
+    @property
+    def on_failure(self) -> str: ...
+    @property
+    def destructive(self) -> bool: ...
+    @property
+    def expect_disconnect(self) -> bool: ...
+    @property
+    def no_log(self) -> bool: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """virt-sysprep-like step selection: ``--only``, ``--skip``, ``--tags``."""
+
+    only: frozenset[str] = frozenset()
+    skip: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+    def reason_to_skip(self, phase: str, step: StepSpec) -> str | None:
+        names = {step.name, f"{phase}/{step.name}"}
+        if names & self.skip:
+            return "deselected with --skip"
+        if self.only:
+            return None if names & self.only else "not named by --only"
+        if self.tags:
+            return None if self.tags & set(step.tags) else "no tag matches --tags"
+        if not step.enabled:
+            return "off by default"
+        return None
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int
+    phase: str
+    name: str
+    description: str
+    command: str
+    become: bool
+    timeout: int
+    retries: int
+    retry_delay: float
+    ok_exit_codes: tuple[int, ...]
+    on_failure: str
+    destructive: bool
+    expect_disconnect: bool
+    no_log: bool
+    tags: tuple[str, ...]
+    when: str | None
+    # True/False once decided; None when it needs facts that a target-less plan lacks.
+    condition: bool | None
+    skip_reason: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.phase}/{self.name}"
+
+    @property
+    def will_run(self) -> bool:
+        return self.skip_reason is None and self.condition is not False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.no_log:
+            data["command"] = "(no_log: hidden)"
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile_id: str
+    profile_file: str
+    playbook_name: str
+    playbook_file: str
+    requires_backup: bool
+    phases: tuple[str, ...]
+    steps: tuple[PlannedStep, ...]
+    vars: Mapping[str, Any]
+    backup_paths: tuple[str, ...]
+    facts: Mapping[str, Any] | None = field(default=None)
+
+    def steps_in(self, phase: str) -> tuple[PlannedStep, ...]:
+        return tuple(s for s in self.steps if s.phase == phase)
+
+    @property
+    def has_destructive_steps(self) -> bool:
+        return any(s.destructive and s.will_run for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": {"id": self.profile_id, "file": self.profile_file},
+            "playbook": {"name": self.playbook_name, "file": self.playbook_file},
+            "requires_backup": self.requires_backup,
+            "phases": list(self.phases),
+            "vars": dict(self.vars),
+            "backup_paths": list(self.backup_paths),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce_var(key: str, text: str, default: Any) -> Any:
+    """A command-line ``--var`` string, converted to the type of the profile's default."""
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValidationError(f"--var {key}={text!r}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ValidationError(f"--var {key}={text!r}: expected an integer") from None
+    if isinstance(default, list):
+        return [item for item in text.replace(",", " ").split() if item]
+    return text
+
+
+def _needs_facts(text: str) -> bool:
+    return "facts" in text
+
+
+def _decide(
+    step: StepSpec, phase: str, facts: Mapping[str, Any] | None, variables: Mapping[str, Any]
+) -> bool | None:
+    if step.when is None:
+        return True
+    if facts is None and _needs_facts(step.when):
+        return None
+    try:
+        return expressions.evaluate(step.when, facts or {}, variables)
+    except ValidationError as exc:
+        raise ValidationError(f"step {phase}/{step.name}: when: {exc}") from exc
+
+
+def _render(
+    step: StepSpec, phase: str, facts: Mapping[str, Any] | None, variables: Mapping[str, Any]
+) -> str:
+    if facts is None and _needs_facts(step.run):
+        return step.run
+    try:
+        # Values become single shell words: a var given on the command line can never
+        # change the shape of the command it lands in.
+        return expressions.render(step.run, facts or {}, variables, quote=shlex.quote)
+    except ValidationError as exc:
+        raise ValidationError(f"step {phase}/{step.name}: run: {exc}") from exc
+
+
+def build_plan(
+    *,
+    profile_id: str,
+    profile_file: str,
+    profile_phases: Mapping[str, Sequence[StepSpec]],
+    profile_vars: Mapping[str, Any],
+    backup_paths: Sequence[str],
+    playbook_name: str,
+    playbook_file: str,
+    playbook_phases: Sequence[str],
+    requires_backup: bool,
+    facts: Mapping[str, Any] | None,
+    var_overrides: Mapping[str, str] | None = None,
+    selection: Selection | None = None,
+) -> Plan:
+    """Resolve a profile and a playbook into a validated plan; raise ValidationError."""
+    selection = selection or Selection()
+    variables: dict[str, Any] = dict(profile_vars)
+    for key, value in (var_overrides or {}).items():
+        if key not in variables:
+            known = ", ".join(sorted(variables)) or "none"
+            raise ValidationError(
+                f"--var {key}: profile {profile_id} has no such var (known: {known})"
+            )
+        variables[key] = value
+    if requires_backup and BACKUP_PHASE not in playbook_phases:
+        raise ValidationError(
+            f"playbook {playbook_name} ({playbook_file}): requires_backup is true "
+            f"but its phases do not include '{BACKUP_PHASE}'"
+        )
+    _check_selection_names(selection, profile_phases, playbook_phases)
+
+    steps: list[PlannedStep] = []
+    for phase in playbook_phases:
+        if phase == BACKUP_PHASE:
+            continue
+        for spec in profile_phases.get(phase, ()):
+            steps.append(
+                PlannedStep(
+                    index=len(steps) + 1,
+                    phase=phase,
+                    name=spec.name,
+                    description=spec.description,
+                    command=_render(spec, phase, facts, variables),
+                    become=spec.become,
+                    timeout=spec.timeout,
+                    retries=spec.retries,
+                    retry_delay=spec.retry_delay,
+                    ok_exit_codes=tuple(spec.ok_exit_codes),
+                    on_failure=spec.on_failure,
+                    destructive=spec.destructive,
+                    expect_disconnect=spec.expect_disconnect,
+                    no_log=spec.no_log,
+                    tags=tuple(spec.tags),
+                    when=spec.when,
+                    condition=_decide(spec, phase, facts, variables),
+                    skip_reason=selection.reason_to_skip(phase, spec),
+                )
+            )
+    plan = Plan(
+        profile_id=profile_id,
+        profile_file=profile_file,
+        playbook_name=playbook_name,
+        playbook_file=playbook_file,
+        requires_backup=requires_backup,
+        phases=tuple(playbook_phases),
+        steps=tuple(steps),
+        vars=variables,
+        backup_paths=tuple(backup_paths),
+        facts=facts,
+    )
+    _check_destructive_after_backup(plan)
+    return plan
+
+
+def _check_selection_names(
+    selection: Selection,
+    profile_phases: Mapping[str, Sequence[StepSpec]],
+    playbook_phases: Sequence[str],
+) -> None:
+    known: set[str] = set()
+    for phase in playbook_phases:
+        for spec in profile_phases.get(phase, ()):
+            known |= {spec.name, f"{phase}/{spec.name}"}
+    for option, names in (("--only", selection.only), ("--skip", selection.skip)):
+        unknown = sorted(names - known)
+        if unknown:
+            raise ValidationError(f"{option}: no step named {', '.join(unknown)} in this plan")
+
+
+def _check_destructive_after_backup(plan: Plan) -> None:
+    """A destructive step placed before the backup phase could never be gated by it."""
+    if BACKUP_PHASE not in plan.phases:
+        return
+    backup_at = plan.phases.index(BACKUP_PHASE)
+    for step in plan.steps:
+        if step.destructive and plan.phases.index(step.phase) < backup_at:
+            raise ValidationError(
+                f"playbook {plan.playbook_name}: destructive step {step.key} runs before "
+                f"the '{BACKUP_PHASE}' phase"
+            )

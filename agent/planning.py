@@ -1,0 +1,177 @@
+"""Read-only commands: plan, validate, profiles list/show, playbooks list.
+
+Each returns the text to print; none changes anything anywhere. ``plan`` with a target
+connects only to read facts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.catalog import Catalog, files_to_validate, validate_files
+from agent.errors import SchemaProblem
+from agent.facts import Facts, gather_facts
+from agent.plan import Plan, Selection
+from agent.runner import plan_for
+
+if TYPE_CHECKING:
+    from agent.executors.ssh import SshOptions
+
+
+def _catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
+    return Catalog.load(profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
+
+
+def _read_facts(target_url: str, ssh_options: SshOptions | None) -> Facts:
+    from agent.executors import create_executor
+    from agent.targets import parse_target
+
+    with create_executor(parse_target(target_url), ssh_options=ssh_options) as executor:
+        return gather_facts(executor)
+
+
+def show_plan(
+    *,
+    target_url: str | None,
+    ssh_options: SshOptions | None,
+    playbook: str,
+    profile: str,
+    profiles_dirs: tuple[Path, ...],
+    playbooks_dirs: tuple[Path, ...],
+    var_overrides: Mapping[str, str],
+    selection: Selection,
+    as_json: bool,
+) -> str:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    facts = _read_facts(target_url, ssh_options) if target_url else None
+    plan = plan_for(
+        catalog,
+        playbook_name=playbook,
+        profile_id=profile,
+        facts=facts,
+        var_overrides=var_overrides,
+        selection=selection,
+    )
+    if as_json:
+        return json.dumps(plan.to_dict(), indent=2, default=str)
+    return render_plan(plan)
+
+
+def render_plan(plan: Plan) -> str:
+    lines = [
+        f"playbook {plan.playbook_name} ({plan.playbook_file})",
+        f"profile  {plan.profile_id} ({plan.profile_file})",
+    ]
+    if plan.facts is None:
+        lines.append("facts    none (no --target): conditions on facts are shown as undecided")
+    else:
+        os_facts = plan.facts.get("os", {})
+        lines.append(f"facts    {os_facts.get('id')} {os_facts.get('version_id')}")
+    for phase in plan.phases:
+        lines.append("")
+        if phase == "backup":
+            paths = " ".join(plan.backup_paths)
+            lines.append(f"[backup]  provider given by --backup; archive paths: {paths}")
+            continue
+        lines.append(f"[{phase}]")
+        for step in plan.steps_in(phase):
+            flags = []
+            if step.destructive:
+                flags.append("DESTRUCTIVE")
+            if step.expect_disconnect:
+                flags.append("ends the connection")
+            if step.skip_reason:
+                status = f"skip: {step.skip_reason}"
+            elif step.condition is None:
+                status = f"undecided: when {step.when}"
+            elif step.condition is False:
+                status = f"skip: when {step.when} is false"
+            else:
+                status = "run"
+            flag_text = f" [{', '.join(flags)}]" if flags else ""
+            lines.append(f"  {step.index:>2}. {step.name}{flag_text}  ({status})")
+            lines.append(f"      {step.description}")
+            if step.no_log:
+                lines.append("      $ (no_log: command hidden)")
+            else:
+                for command_line in step.command.strip().splitlines():
+                    lines.append(f"      $ {command_line}")
+    return "\n".join(lines)
+
+
+def validate_all(
+    files: tuple[Path, ...], profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> tuple[list[SchemaProblem], int]:
+    """Problems in the given files (or the built-ins and user dirs); and how many files."""
+    problems = validate_files(files, profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
+    checked = len(files_to_validate(files))
+    for directory in (*profiles_dirs, *playbooks_dirs):
+        checked += len(files_to_validate((directory,)))
+    return problems, checked
+
+
+def list_profiles(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> str:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    lines = []
+    for profile in catalog.profiles():
+        origin = catalog.profile_origin(profile.id)
+        matches = "abstract (used through extends)" if profile.abstract else _match_text(profile)
+        lines.append(f"{profile.id:<14} {matches:<44} {origin.file}")
+    return "\n".join(lines)
+
+
+def _match_text(profile: object) -> str:
+    match = getattr(profile, "match", None)
+    if match is None:
+        return ""
+    parts = []
+    if match.ids:
+        parts.append("ID=" + ",".join(match.ids))
+    if match.id_like:
+        parts.append("ID_LIKE=" + ",".join(match.id_like))
+    if match.version:
+        parts.append(f"VERSION_ID {match.version}")
+    return " ".join(parts)
+
+
+def show_profile(
+    profile_id: str, profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> str:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    profile = catalog.get_profile(profile_id)
+    origin = catalog.profile_origin(profile_id)
+    lines = [f"{profile.id}: {profile.description}", f"  file:    {origin.file}"]
+    for shadowed in origin.shadowed:
+        lines.append(f"  shadows: {shadowed}")
+    if len(profile.chain) > 1:
+        lines.append(f"  extends: {' -> '.join(str(f) for f in profile.chain[1:])}")
+    if not profile.abstract:
+        lines.append(f"  matches: {_match_text(profile)}")
+    if profile.vars:
+        rendered = ", ".join(f"{k}={v!r}" for k, v in profile.vars.items())
+        lines.append(f"  vars:    {rendered}")
+    lines.append(f"  backup paths: {' '.join(profile.backup_paths)}")
+    for phase, steps in profile.phases.items():
+        lines.append(f"  [{phase}]")
+        for step in steps:
+            default = "*" if step.enabled else " "
+            marks = " DESTRUCTIVE" if step.destructive else ""
+            when = f"  (when {step.when})" if step.when else ""
+            lines.append(f"    {default} {phase}/{step.name}{marks}: {step.description}{when}")
+    lines.append("  (* = on by default)")
+    return "\n".join(lines)
+
+
+def list_playbooks(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> str:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    lines = []
+    for name in catalog.playbook_names():
+        playbook = catalog.get_playbook(name)
+        backup = "needs a backup" if playbook.requires_backup else "no backup needed"
+        phases = " -> ".join(playbook.phases)
+        lines.append(f"{name:<12} {phases:<60} {backup:<17} {catalog.playbook_file(name)}")
+        lines.append(f"{'':<12} {playbook.description}")
+    return "\n".join(lines)
