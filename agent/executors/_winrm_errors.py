@@ -1,0 +1,141 @@
+"""Translate pywinrm, requests and pyspnego errors into :mod:`agent.errors`.
+
+pywinrm raises from three unrelated trees, none of which is a common base:
+``winrm.exceptions.WinRMError`` (with ``WSManFaultError`` and ``InvalidCredentialsError``),
+``WinRMTransportError`` and ``WinRMOperationTimeoutError`` (both plain ``Exception``), and
+lets ``requests`` exceptions (connection refused or reset, TLS, read time-out) and
+requests_ntlm's ``PermissionError`` and pyspnego's errors through unwrapped. It also uses
+``assert`` and ``next()`` on responses, so a malformed answer is an ``AssertionError`` or
+``StopIteration``. :class:`WinRmErrors` maps all of them at this boundary.
+
+Whether a network failure is ``ConnectError`` or ``Disconnected`` depends on whether the
+executor had a shell open: refused while connecting means "cannot reach"; refused or reset
+once a shell existed means the target went away (a reboot or power-off), which the engine
+may expect.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from types import TracebackType
+
+import requests.exceptions as rex
+import spnego.exceptions
+import winrm.exceptions as wex
+
+from agent.errors import (
+    AuthenticationError,
+    ConnectError,
+    Disconnected,
+    ImagePrepError,
+    TransportError,
+)
+
+# WSManFault code of w:InvalidSelectors: the shell (or command) id is unknown to the
+# listener, as after a reboot or a WinRM service restart.
+INVALID_SELECTORS = 2150858843
+
+
+class ShellGone(Disconnected):
+    """The listener no longer knows our shell: a new one must be opened."""
+
+
+_REASONS = (
+    r"\[Errno -?\d+\] ([^'\")\]]+)",
+    r"(Remote end closed connection without response)",
+    r"(certificate verify failed: [^('\")]+)",
+    r"(Read timed out)",
+    r"(Connection aborted)",
+    r"(hostname '[^']+' doesn't match[^'\")]*)",
+)
+
+
+def reason(exc: BaseException) -> str:
+    """The useful part of a requests/urllib3 message (they nest five levels deep)."""
+    text = str(exc)
+    for pattern in _REASONS:
+        match = re.search(pattern, text)
+        if match is not None:
+            return match.group(1).strip().rstrip(".")
+    return text.strip() or type(exc).__name__
+
+
+class WinRmErrors:
+    """Context manager: anything pywinrm & co. raise becomes an :mod:`agent.errors` error.
+
+    ``action`` completes "… while {action}" in messages; ``connected`` says whether a
+    shell was open when the block started (see module docstring).
+    """
+
+    def __init__(self, endpoint: str, action: str, *, connected: bool, read_timeout: int) -> None:
+        self.endpoint = endpoint
+        self.action = action
+        self.connected = connected
+        self.read_timeout = read_timeout
+
+    def __enter__(self) -> WinRmErrors:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, ImagePrepError) or not isinstance(exc, Exception):
+            return
+        mapped = self.translate(exc)
+        if mapped is not None:
+            raise mapped from exc
+
+    def translate(self, exc: Exception) -> ImagePrepError | None:
+        where, action = self.endpoint, self.action
+        if isinstance(exc, wex.AuthenticationError | spnego.exceptions.SpnegoError):
+            return AuthenticationError(f"{where} rejected the credentials while {action}")
+        if isinstance(exc, PermissionError):  # requests_ntlm: no NTLM challenge offered
+            return AuthenticationError(f"{where} refused NTLM authentication: {exc}")
+        if isinstance(exc, rex.SSLError):
+            return ConnectError(
+                f"TLS with {where} failed ({reason(exc)}); pass the listener's CA or "
+                "self-signed certificate with --ca-cert"
+            )
+        if isinstance(exc, rex.RequestException):
+            return self._network(exc)
+        if isinstance(exc, wex.WSManFaultError):
+            return self._fault(exc)
+        if isinstance(exc, wex.WinRMOperationTimeoutError):
+            error = f"the WinRM service on {where} did not answer within OperationTimeout"
+            return self._lost_or_unreachable(f"{error} while {action}")
+        if isinstance(exc, wex.WinRMTransportError):
+            return TransportError(f"HTTP {exc.code} from {where} while {action}")
+        if isinstance(exc, wex.WinRMError):
+            return TransportError(f"WinRM error from {where} while {action}: {exc}")
+        if isinstance(exc, AssertionError | StopIteration | ET.ParseError | ValueError):
+            return TransportError(f"malformed WinRM answer from {where} while {action}")
+        return None
+
+    def _network(self, exc: rex.RequestException) -> ImagePrepError:
+        where, action = self.endpoint, self.action
+        if isinstance(exc, rex.ReadTimeout):
+            message = f"no answer from {where} within {self.read_timeout} s while {action}"
+        elif isinstance(exc, rex.ConnectTimeout):
+            message = f"timed out connecting to {where} while {action}"
+        elif isinstance(exc, rex.ConnectionError):
+            message = f"connection to {where} failed while {action}: {reason(exc)}"
+        else:
+            return TransportError(f"HTTP request to {where} failed while {action}: {reason(exc)}")
+        return self._lost_or_unreachable(message)
+
+    def _lost_or_unreachable(self, message: str) -> ImagePrepError:
+        return Disconnected(message) if self.connected else ConnectError(message)
+
+    def _fault(self, exc: wex.WSManFaultError) -> ImagePrepError:
+        detail = f"{exc.reason.strip()} (WSManFault {exc.wsman_fault_code}, {exc.fault_subcode})"
+        if exc.wsman_fault_code == INVALID_SELECTORS:
+            return ShellGone(
+                f"{self.endpoint} no longer knows our WinRS shell (restarted?) "
+                f"while {self.action}: {detail}"
+            )
+        message = f"WinRM fault from {self.endpoint} while {self.action}: {detail}"
+        return TransportError(message) if self.connected else ConnectError(message)

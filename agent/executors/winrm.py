@@ -1,0 +1,417 @@
+"""WinRmExecutor: run PowerShell on a Windows target over one WinRS shell (pywinrm).
+
+Layers a command passes through:
+
+* one WinRS cmd shell for the whole run, code page 65001 (UTF-8), opened on connect and
+  reopened when the listener forgets it (reboot, service restart) or a connection was
+  lost; pywinrm's ``Session.run_ps`` would open and delete a shell per command;
+* each script runs as ``powershell -NoProfile -NonInteractive -EncodedCommand`` with
+  ``$ProgressPreference='SilentlyContinue'`` prepended; a script too long for cmd.exe's
+  command line goes through stdin behind a SHA-256 check (``_winrm_scripts``);
+* output is read with our own Receive loop (``get_command_output_raw``): pywinrm's
+  ``get_command_output`` re-polls OperationTimeout faults forever, ours stops at the
+  command's deadline and then signals ``terminate`` so the process dies on the target;
+* CLIXML stderr is decoded to plain text, CRLF becomes LF (``_winrm_output``);
+* every pywinrm, requests and pyspnego error becomes an :mod:`agent.errors` error
+  (``_winrm_errors``); shells are deleted in every path.
+
+``become`` changes nothing on Windows: there is no sudo over WinRM. The WinRM user must be
+an administrator whose remote token is elevated (UAC filters remote logons of other local
+administrators unless LocalAccountTokenFilterPolicy=1): the built-in Administrator or a
+domain administrator. Preflight checks this rather than trying to elevate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
+
+import structlog
+import winrm.exceptions as wex
+from winrm.protocol import Protocol
+
+from agent.errors import (
+    CommandTimeout,
+    Disconnected,
+    TransferError,
+    TransportError,
+)
+from agent.executors import _winrm_scripts as scripts
+from agent.executors._winrm_errors import ShellGone, WinRmErrors
+from agent.executors._winrm_options import WinRmOptions, WinRmTransport, settings
+from agent.executors._winrm_output import OutputCollector
+from agent.executors.base import OutputCallback
+from agent.results import CommandResult
+from agent.targets import Target
+
+log = structlog.get_logger(__name__)
+
+_PROBE_INTERVAL = 0.1
+_PROBE_TIMEOUT = 1.0
+
+
+class _DeadlinePassed(Exception):
+    """The client-side deadline of a command passed (turned into CommandTimeout)."""
+
+
+def _first_line(command: str, limit: int = 80) -> str:
+    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class WinRmExecutor:
+    """Runs PowerShell on one Windows target over one WinRS shell (see module docstring)."""
+
+    def __init__(self, target: Target, options: WinRmOptions) -> None:
+        self._target = target
+        self._options = options
+        self._settings = settings(target, options)
+        self._endpoint = self._settings.endpoint
+        self._protocol: Protocol | None = None
+        self._shell_id: str | None = None
+        # Set by connect, cleared by close: a lost shell is reopened only in between.
+        self._opened = False
+        if options.insecure_skip_verify and target.scheme == "winrm+https":
+            log.warning(
+                "winrm.tls_verification_disabled",
+                endpoint=self._endpoint,
+                risk="anyone on the path can impersonate the target and read the password",
+            )
+
+    @property
+    def description(self) -> str:
+        return self._target.display
+
+    def _errors(self, action: str, *, connected: bool = True) -> WinRmErrors:
+        return WinRmErrors(
+            self._endpoint, action, connected=connected, read_timeout=self._options.read_timeout
+        )
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the run's shell (idempotent while it is open)."""
+        if self._shell_id is None:
+            self._open_shell(connected=False)
+
+    def _open_shell(self, *, connected: bool) -> str:
+        self._drop_shell()
+        with self._errors("opening a shell", connected=connected):
+            protocol = Protocol(self._endpoint, **self._settings.protocol_kwargs)
+        started = time.monotonic()
+        try:
+            with self._errors("opening a shell", connected=connected):
+                shell_id: str = protocol.open_shell(codepage=self._options.codepage)
+        except BaseException:
+            protocol.transport.close_session()
+            raise
+        self._protocol, self._shell_id, self._opened = protocol, shell_id, True
+        log.info(
+            "winrm.connected",
+            endpoint=self._endpoint,
+            user=self._target.user,
+            transport=self._options.transport,
+            encrypted=self._settings.encrypted,
+            shell=shell_id,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        return shell_id
+
+    def _drop_shell(self) -> None:
+        """Forget the shell and its HTTP connections (after a loss) without a Delete."""
+        if self._protocol is not None:
+            self._protocol.transport.close_session()
+        self._protocol, self._shell_id = None, None
+
+    def is_connected(self) -> bool:
+        """True while the run's shell is open and no loss was seen (sends nothing)."""
+        return self._shell_id is not None
+
+    def wait_disconnected(self, timeout: float) -> bool:
+        """True once the listener stops accepting connections (powered off); False on timeout.
+
+        HTTP keeps no connection to watch, so this probes the port with a bare TCP
+        connect: no credentials, no shell, nothing started on the target.
+        """
+        deadline = time.monotonic() + timeout
+        while self._listener_answers():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_PROBE_INTERVAL)
+        self._drop_shell()
+        return True
+
+    def _listener_answers(self) -> bool:
+        address = (self._target.host, self._target.port)
+        try:
+            with socket.create_connection(address, timeout=_PROBE_TIMEOUT):
+                return True
+        except OSError:
+            return False
+
+    # -- commands -----------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        become: bool = False,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+        stdout_sink: BinaryIO | None = None,
+    ) -> CommandResult:
+        """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        label = _first_line(command)
+        collector = OutputCollector(self._options.codepage, on_output, stdout_sink)
+        started = time.monotonic()
+        deadline = started + timeout if timeout is not None else None
+        try:
+            exit_code = self._execute(scripts.PREAMBLE + command, label, deadline, collector)
+        except _DeadlinePassed:
+            output = collector.finish()
+            raise CommandTimeout(
+                f"command timed out after {timeout:g} s on {self._endpoint} and was "
+                f"terminated: {label}",
+                stdout=output.stdout,
+                stderr=output.stderr,
+            ) from None
+        duration = time.monotonic() - started
+        output = collector.finish()
+        log.debug(
+            "winrm.command_end",
+            command=label,
+            exit_code=exit_code,
+            duration_s=round(duration, 3),
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+        return CommandResult(
+            command=command,
+            exit_code=exit_code,
+            stdout=output.stdout,
+            stderr=output.stderr,
+            duration=duration,
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+
+    def _execute(
+        self,
+        script: str,
+        label: str,
+        deadline: float | None,
+        collector: OutputCollector,
+        *,
+        payload: bytes | None = None,
+    ) -> int:
+        """Start ``script``, feed it ``payload`` on stdin, collect output; the exit code.
+
+        A script too long for the command line is swapped for a stdin bootstrap here.
+        """
+        if payload is None and not scripts.fits_command_line(script):
+            script, payload = scripts.run_from_stdin(script)
+        via = "stdin" if payload is not None else "command line"
+        log.debug("winrm.command_start", command=label, via=via, deadline=deadline is not None)
+        shell_id, command_id = self._start(scripts.encode(script), label)
+        finished = False
+        try:
+            if payload is not None:
+                self._send_stdin(shell_id, command_id, payload, label)
+            exit_code = self._collect(shell_id, command_id, label, deadline, collector)
+            finished = True
+            return exit_code
+        except Disconnected:
+            self._drop_shell()
+            raise
+        finally:
+            if self._shell_id == shell_id:
+                self._signal(shell_id, command_id, finished=finished)
+
+    def _start(self, encoded: str, label: str) -> tuple[str, str]:
+        try:
+            return self._start_once(encoded, label)
+        except ShellGone:
+            # The listener forgot our shell (service restart, reboot). The command never
+            # started, so starting it once more in a new shell is safe.
+            return self._start_once(encoded, label)
+
+    def _start_once(self, encoded: str, label: str) -> tuple[str, str]:
+        if self._protocol is None and not self._opened:
+            raise Disconnected(f"not connected to {self._endpoint} (call connect first)")
+        shell_id = self._shell_id or self._open_shell(connected=True)
+        protocol = self._require_protocol()
+        arguments = [*scripts.POWERSHELL_FLAGS, encoded]
+        try:
+            with self._errors(f"starting: {label}"):
+                command_id: str = protocol.run_command(shell_id, scripts.POWERSHELL, arguments)
+        except Disconnected:
+            self._drop_shell()
+            raise
+        return shell_id, command_id
+
+    def _send_stdin(self, shell_id: str, command_id: str, payload: bytes, label: str) -> None:
+        protocol = self._require_protocol()
+        chunks = scripts.stdin_chunks(payload)
+        with self._errors(f"sending the script of: {label}"):
+            for index, chunk in enumerate(chunks):
+                protocol.send_command_input(
+                    shell_id, command_id, chunk, end=index == len(chunks) - 1
+                )
+
+    def _collect(
+        self,
+        shell_id: str,
+        command_id: str,
+        label: str,
+        deadline: float | None,
+        collector: OutputCollector,
+    ) -> int:
+        protocol = self._require_protocol()
+        try:
+            while True:
+                wait = self._options.operation_timeout
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise _DeadlinePassed
+                    # A Receive blocks up to OperationTimeout, which pywinrm reads from
+                    # this attribute for every request: shorten it near the deadline.
+                    wait = max(1, min(wait, math.ceil(remaining)))
+                protocol.operation_timeout_sec = wait
+                with self._errors(f"running: {label}"):
+                    try:
+                        stdout, stderr, code, done = protocol.get_command_output_raw(
+                            shell_id, command_id
+                        )
+                    except wex.WinRMOperationTimeoutError:
+                        continue  # no output within OperationTimeout: normal, poll again
+                collector.feed(stdout, stderr)
+                if done:
+                    return int(code)
+        finally:
+            protocol.operation_timeout_sec = self._options.operation_timeout
+
+    def _signal(self, shell_id: str, command_id: str, *, finished: bool) -> None:
+        """Signal terminate: frees a finished command, kills an unfinished one.
+
+        Failures are logged, not raised: the command's outcome is already decided, and
+        a target that vanished right after a shutdown command is expected.
+        """
+        protocol = self._require_protocol()
+        try:
+            with self._errors("signalling a command"):
+                protocol.cleanup_command(shell_id, command_id)
+        except Disconnected as exc:
+            self._drop_shell()
+            log.debug(
+                "winrm.signal_failed", command_id=command_id, finished=finished, error=str(exc)
+            )
+        except TransportError as exc:
+            log.debug(
+                "winrm.signal_failed", command_id=command_id, finished=finished, error=str(exc)
+            )
+
+    def _require_protocol(self) -> Protocol:
+        if self._protocol is None:
+            raise Disconnected(f"not connected to {self._endpoint}")
+        return self._protocol
+
+    # -- files --------------------------------------------------------------------------
+
+    def put(self, local: Path, remote: str, *, mode: int = 0o600) -> None:
+        """Copy ``local`` to ``remote``, verified by SHA-256 on the target.
+
+        ``mode`` is ignored: Windows files get the ACL of their folder. Meant for small
+        files (answer files, scripts): the content is held in memory on both sides.
+        """
+        try:
+            data = local.read_bytes()
+        except OSError as exc:
+            raise TransferError(f"cannot read {local}: {exc.strerror}") from exc
+        label = f"put {remote}"
+        collector = OutputCollector(self._options.codepage)
+        bootstrap, payload = scripts.write_from_stdin(remote, data)
+        try:
+            code = self._execute(bootstrap, label, None, collector, payload=payload)
+        except Disconnected:
+            raise
+        except TransportError as exc:
+            raise TransferError(f"cannot copy {local} to {self._where(remote)}: {exc}") from exc
+        output = collector.finish()
+        if code != 0:
+            raise TransferError(
+                f"cannot copy {local} to {self._where(remote)}: {output.stderr.strip() or code}"
+            )
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy ``remote`` to ``local``, verified by SHA-256; a partial copy never lands."""
+        what = f"cannot copy {self._where(remote)} to {local}"
+        try:
+            result = self.run(scripts.read_file(remote))
+        except Disconnected:
+            raise
+        except TransportError as exc:
+            raise TransferError(f"{what}: {exc}") from exc
+        if result.exit_code != 0:
+            raise TransferError(f"{what}: {result.stderr.strip() or result.exit_code}")
+        lines = result.stdout.split()
+        try:
+            data = base64.b64decode(lines[0], validate=True) if lines else b""
+        except binascii.Error as exc:
+            raise TransferError(f"{what}: the content did not arrive as base64") from exc
+        digest = lines[1] if len(lines) > 1 else ""
+        if hashlib.sha256(data).hexdigest().upper() != digest.upper():
+            raise TransferError(f"{what}: SHA-256 mismatch (got {len(data)} bytes)")
+        partial = local.with_name(local.name + ".part")
+        try:
+            partial.write_bytes(data)
+            partial.replace(local)
+        except OSError as exc:
+            raise TransferError(f"{what}: {exc.strerror}") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _where(self, remote: str) -> str:
+        return f"{self._target.host}:{remote}"
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Delete the shell (its processes end with it) and close the HTTP session."""
+        protocol, shell_id = self._protocol, self._shell_id
+        self._protocol, self._shell_id, self._opened = None, None, False
+        if protocol is None:
+            return
+        try:
+            if shell_id is not None:
+                with self._errors("deleting the shell"):
+                    protocol.close_shell(shell_id, close_session=False)
+                log.debug("winrm.closed", endpoint=self._endpoint, shell=shell_id)
+        except TransportError as exc:
+            log.debug("winrm.close_failed", endpoint=self._endpoint, error=str(exc))
+        finally:
+            protocol.transport.close_session()
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+__all__ = ["WinRmExecutor", "WinRmOptions", "WinRmTransport"]

@@ -1,0 +1,541 @@
+"""powershell.exe on the Windows test double: a table of recognised statements.
+
+Part of the WinRM *test double for a Windows machine* (see ``tests/winrm_server``). This
+is not a PowerShell implementation. A script (from ``-EncodedCommand``, ``-Command``,
+trailing arguments, or stdin with ``-``) is split into statements at top-level ``;`` and
+newlines; each statement must match one pattern of :data:`STATEMENTS` in full, and its
+handler acts on the machine. The first statement that matches nothing fails the way
+PowerShell fails on an unknown command: a CLIXML error record on stderr and exit 1, so
+a test never passes because the double silently skipped a line it did not understand.
+
+To model a new script, add a pattern and a handler with :func:`statement`; keep handlers
+small and put machine state in :mod:`tests.winrm_server.machine`.
+
+Exit code, as ``powershell.exe -Command`` computes it: ``exit N`` wins; else 1 when the
+last statement failed (``$?`` false), else 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.winrm_server import clixml
+from tests.winrm_server import machine as m
+from tests.winrm_server.shells import Process
+
+# A PowerShell argument: a single-quoted string, a double-quoted string, or a bare word.
+_STR = r"""(?:'(?:[^']|'')*'|"(?:[^"`]|`.)*"|[^\s'"|;()]+)"""
+
+
+def arg(name: str) -> str:
+    return f"(?P<{name}>{_STR})"
+
+
+class PsExit(Exception):
+    """``exit N`` or a terminating error: stop the script with this exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Session:
+    """One powershell.exe process: its preferences, variables and error records."""
+
+    process: Process
+    progress_silenced: bool = False
+    stop_on_error: bool = False
+    failed: bool = False  # $? of the last statement was false
+    last_exit_code: int = 0
+    variables: dict[str, bytes | str] = field(default_factory=dict)
+    errors: list[clixml.ErrorRecord] = field(default_factory=list)
+    modules_loaded: bool = False
+
+    @property
+    def machine(self) -> m.WindowsMachine:
+        return self.process.machine
+
+    def out(self, text: str) -> None:
+        """Pipeline output (Out-Default): one line, CRLF-terminated."""
+        self.process.write_text("stdout", text + "\r\n")
+
+    def error(self, statement: str, message: str, category: str, fqid: str) -> None:
+        """A non-terminating error (terminating if $ErrorActionPreference is Stop)."""
+        self.errors.append(clixml.ErrorRecord(statement, message, category, fqid))
+        self.failed = True
+        if self.stop_on_error:
+            raise PsExit(1)
+
+    def load_module(self) -> None:
+        # The first module cmdlet of a process writes the progress record PowerShell
+        # is known for, unless $ProgressPreference is SilentlyContinue.
+        self.modules_loaded = True
+
+    def value(self, token: str) -> str:
+        """The string a literal or bare word stands for ($env:X expanded)."""
+        token = token.strip()
+        if token.startswith("'") and token.endswith("'") and len(token) >= 2:
+            return token[1:-1].replace("''", "'")
+        if token.startswith('"') and token.endswith('"') and len(token) >= 2:
+            inner = re.sub(
+                r"`(.)", lambda c: {"n": "\n", "r": "\r", "t": "\t"}.get(c[1], c[1]), token[1:-1]
+            )
+            return self._expand(inner)
+        return self._expand(token)
+
+    def _expand(self, text: str) -> str:
+        env = {k.casefold(): v for k, v in self.process.env.items()}
+        return re.sub(
+            r"\$(?:\{env:(\w+)\}|env:(\w+))",
+            lambda v: env.get((v[1] or v[2]).casefold(), ""),
+            text,
+            flags=re.IGNORECASE,
+        )
+
+
+Handler = Callable[[re.Match[str], Session], None]
+STATEMENTS: list[tuple[re.Pattern[str], Handler]] = []
+
+
+def statement(pattern: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for statements matching ``pattern`` in full (case-insensitive)."""
+
+    def register(handler: Handler) -> Handler:
+        STATEMENTS.append((re.compile(pattern, re.IGNORECASE | re.DOTALL), handler))
+        return handler
+
+    return register
+
+
+# -- powershell.exe -----------------------------------------------------------------------
+
+_FLAGS_WITH_VALUE = ("-executionpolicy", "-ep", "-inputformat", "-outputformat", "-windowstyle")
+_FLAGS = ("-noprofile", "-nop", "-noninteractive", "-noni", "-nologo", "-sta", "-mta")
+
+
+def run_powershell(process: Process, args: list[str]) -> int:
+    """``powershell.exe ARGS``: find the script, run it, write CLIXML stderr, exit."""
+    script: str | None = None
+    index = 0
+    while index < len(args):
+        word = args[index].casefold()
+        if word in _FLAGS:
+            index += 1
+        elif word in _FLAGS_WITH_VALUE:
+            index += 2
+        elif word in ("-encodedcommand", "-enc", "-ec", "-e"):
+            encoded = args[index + 1] if index + 1 < len(args) else ""
+            script = base64.b64decode(encoded).decode("utf-16-le")
+            break
+        elif word in ("-command", "-c"):
+            script = " ".join(args[index + 1 :])
+            break
+        else:
+            script = " ".join(args[index:])
+            break
+    if script is None or script.strip() == "-":
+        script = process.read_stdin().decode(process.encoding, errors="replace")
+    process.machine.scripts.append(script)
+    session = Session(process)
+    try:
+        run_script(session, script)
+        code = 1 if session.failed else 0
+    except PsExit as stop:
+        code = stop.code
+    progress = session.modules_loaded and not session.progress_silenced
+    if session.errors or progress:
+        process.write_text("stderr", clixml.document(session.errors, progress=progress))
+    return code
+
+
+def run_script(session: Session, script: str) -> None:
+    for text in split_statements(script):
+        session.process.check()
+        for pattern, handler in STATEMENTS:
+            match = pattern.fullmatch(text)
+            if match is not None:
+                session.failed = False
+                handler(match, session)
+                break
+        else:
+            name = text.split()[0]
+            session.errors.append(
+                clixml.ErrorRecord(
+                    text,
+                    f"{name} : The term '{name}' is not recognized as the name of a cmdlet, "
+                    "function, script file, or operable program. Check the spelling of the "
+                    "name, or if a path was included, verify that the path is correct and "
+                    "try again.",
+                    f"ObjectNotFound: ({name}:String) [], CommandNotFoundException",
+                    "CommandNotFoundException",
+                )
+            )
+            raise PsExit(1)
+
+
+def split_statements(script: str) -> list[str]:
+    """Top-level statements: split at ``;`` and newlines outside quotes and brackets."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    depth = 0
+    chars = iter(script)
+    for char in chars:
+        if quote is not None:
+            current.append(char)
+            if char == "`" and quote == '"':
+                current.append(next(chars, ""))
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+            current.append(char)
+        elif char == "#" and depth == 0 and not "".join(current).strip():
+            for skipped in chars:  # a comment line
+                if skipped == "\n":
+                    break
+        elif char in "({[" or char in ")}]":
+            depth += 1 if char in "({[" else -1
+            current.append(char)
+        elif char in ";\r\n" and depth == 0:
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+# -- preferences, output, errors, flow ----------------------------------------------------
+
+
+@statement(r"\$ProgressPreference\s*=\s*" + arg("value"))
+def _progress_preference(match: re.Match[str], session: Session) -> None:
+    session.progress_silenced = session.value(match["value"]).casefold() == "silentlycontinue"
+
+
+@statement(r"\$ErrorActionPreference\s*=\s*" + arg("value"))
+def _error_action(match: re.Match[str], session: Session) -> None:
+    session.stop_on_error = session.value(match["value"]).casefold() == "stop"
+
+
+@statement(rf"(?P<cmd>Write-Output|echo|Write-Host)(?P<args>(?:\s+{_STR})+)")
+def _write(match: re.Match[str], session: Session) -> None:
+    values = [session.value(v) for v in re.findall(_STR, match["args"])]
+    if match["cmd"].casefold() == "write-host":
+        # The console host writes the text and the newline separately (recordings).
+        session.process.write_text("stdout", " ".join(values))
+        session.process.write_text("stdout", "\n")
+    else:
+        for value in values:
+            session.out(value)
+
+
+@statement(r"(?P<value>'(?:[^']|'')*'|\"(?:[^\"`]|`.)*\")")
+def _literal(match: re.Match[str], session: Session) -> None:
+    session.out(session.value(match["value"]))
+
+
+@statement(r"\(pwd\)\.Path|\(Get-Location\)\.Path")
+def _pwd(match: re.Match[str], session: Session) -> None:
+    session.out(session.process.cwd)
+
+
+@statement(r"\[Console\]::(?P<stream>Out|Error)\.Write(?P<line>Line)?\(" + arg("value") + r"\)")
+def _console_write(match: re.Match[str], session: Session) -> None:
+    stream = "stderr" if match["stream"].casefold() == "error" else "stdout"
+    newline = "\r\n" if match["line"] else ""
+    session.process.write_text(stream, session.value(match["value"]) + newline)
+
+
+@statement(r"Write-Error\s+(?:-Message\s+)?" + arg("value"))
+def _write_error(match: re.Match[str], session: Session) -> None:
+    message = session.value(match["value"])
+    session.error(
+        match[0],
+        f"{match[0]} : {message}",
+        "NotSpecified: (:) [Write-Error], WriteErrorException",
+        "Microsoft.PowerShell.Commands.WriteErrorException",
+    )
+
+
+@statement(r"throw\s+" + arg("value"))
+def _throw(match: re.Match[str], session: Session) -> None:
+    message = session.value(match["value"])
+    session.errors.append(
+        clixml.ErrorRecord(
+            match[0], message, f"OperationStopped: ({message}:String) [], RuntimeException", message
+        )
+    )
+    raise PsExit(1)
+
+
+@statement(r"exit(?:\s+(?P<code>-?\d+|\$LASTEXITCODE))?")
+def _exit(match: re.Match[str], session: Session) -> None:
+    code = match["code"]
+    if code is None:
+        raise PsExit(0)
+    raise PsExit(session.last_exit_code if code.startswith("$") else int(code))
+
+
+@statement(r"Start-Sleep\s+(?:-Seconds\s+|-s\s+)?(?P<seconds>\d+(?:\.\d+)?)")
+def _sleep(match: re.Match[str], session: Session) -> None:
+    session.process.sleep(float(match["seconds"]))
+
+
+@statement(r"Start-Sleep\s+(?:-Milliseconds|-m)\s+(?P<ms>\d+)")
+def _sleep_ms(match: re.Match[str], session: Session) -> None:
+    session.process.sleep(int(match["ms"]) / 1000)
+
+
+# -- registry -----------------------------------------------------------------------------
+
+_PATH_PARAM = r"(?:-Path\s+|-LiteralPath\s+)?"
+
+
+@statement(
+    rf"\(Get-ItemProperty\s+{_PATH_PARAM}{arg('key')}\s+-Name\s+{arg('name')}\)\.(?P<prop>\w+)"
+    rf"|Get-ItemPropertyValue\s+{_PATH_PARAM}{arg('key2')}\s+-Name\s+{arg('name2')}"
+)
+def _registry_read(match: re.Match[str], session: Session) -> None:
+    key = session.value(match["key"] or match["key2"])
+    name = session.value(match["name"] or match["name2"])
+    value = session.machine.get_value(key, name)
+    if value is None:
+        session.error(
+            match[0],
+            f"Property {name} does not exist at path {key}.",
+            f"InvalidArgument: ({name}:String) [Get-ItemProperty], PSArgumentException",
+            "System.Management.Automation.PSArgumentException",
+        )
+        return
+    session.out(str(value))
+
+
+@statement(
+    rf"Set-ItemProperty\s+{_PATH_PARAM}{arg('key')}\s+-Name\s+{arg('name')}\s+-Value\s+{arg('value')}"
+)
+def _registry_write(match: re.Match[str], session: Session) -> None:
+    value: object = session.value(match["value"])
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    session.machine.set_value(session.value(match["key"]), session.value(match["name"]), value)
+
+
+@statement(rf"Test-Path\s+{_PATH_PARAM}{arg('path')}")
+def _test_path(match: re.Match[str], session: Session) -> None:
+    path = session.value(match["path"])
+    if re.match(r"(HK\w+:|HKEY_|Registry::)", path, re.IGNORECASE):
+        exists = session.machine.key_exists(path)
+    else:
+        exists = session.machine.file_exists(path)
+    session.out("True" if exists else "False")
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def _missing_file(session: Session, statement_text: str, path: str) -> None:
+    session.error(
+        statement_text,
+        f"Cannot find path '{path}' because it does not exist.",
+        f"ObjectNotFound: ({path}:String) [], ItemNotFoundException",
+        "PathNotFound",
+    )
+
+
+@statement(rf"Get-Content\s+{_PATH_PARAM}{arg('path')}(?P<flags>(?:\s+-Raw|\s+-Tail\s+\d+)*)")
+def _get_content(match: re.Match[str], session: Session) -> None:
+    path = session.value(match["path"])
+    data = session.machine.read_file(path)
+    if data is None:
+        _missing_file(session, match[0], path)
+        return
+    text = data.decode("utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    tail = re.search(r"-Tail\s+(\d+)", match["flags"], re.IGNORECASE)
+    if tail is not None:
+        lines = lines[-int(tail[1]) :] if int(tail[1]) else []
+    for line in lines:
+        session.out(line)
+
+
+@statement(r"\[Convert\]::ToBase64String\(\[IO\.File\]::ReadAllBytes\(" + arg("path") + r"\)\)")
+def _read_base64(match: re.Match[str], session: Session) -> None:
+    path = session.value(match["path"])
+    data = session.machine.read_file(path)
+    if data is None:
+        session.errors.append(
+            clixml.ErrorRecord(
+                match[0],
+                f'Exception calling "ReadAllBytes" with "1" argument(s): "Could not find file '
+                f"'{path}'.\"",
+                "NotSpecified: (:) [], MethodInvocationException",
+                "FileNotFoundException",
+            )
+        )
+        raise PsExit(1)
+    session.out(base64.b64encode(data).decode("ascii"))
+
+
+@statement(rf"\(Get-FileHash\s+{_PATH_PARAM}{arg('path')}\s+-Algorithm\s+SHA256\)\.Hash")
+def _file_hash(match: re.Match[str], session: Session) -> None:
+    session.load_module()
+    path = session.value(match["path"])
+    data = session.machine.read_file(path)
+    if data is None:
+        _missing_file(session, match[0], path)
+        return
+    session.out(hashlib.sha256(data).hexdigest().upper())
+
+
+@statement(rf"Remove-Item\s+{_PATH_PARAM}{arg('path')}(?:\s+-Force)?(?:\s+-ErrorAction\s+\w+)?")
+def _remove_item(match: re.Match[str], session: Session) -> None:
+    path = session.value(match["path"])
+    if session.machine.read_file(path) is None:
+        _missing_file(session, match[0], path)
+        return
+    del session.machine.files[m.file_key(path)]
+
+
+# -- the stdin payload bootstrap of agent.executors._winrm_scripts ------------------------
+
+
+@statement(
+    r"\$(?P<var>\w+)\s*=\s*\[Convert\]::FromBase64String\(\(\(\$input \| Out-String\) "
+    r"-replace '\\s', ''\)\)"
+)
+def _payload_from_stdin(match: re.Match[str], session: Session) -> None:
+    text = session.process.read_stdin().decode("ascii", errors="replace")
+    try:
+        session.variables[match["var"]] = base64.b64decode("".join(text.split()), validate=True)
+    except binascii.Error as exc:
+        session.errors.append(
+            clixml.ErrorRecord(
+                match[0],
+                'Exception calling "FromBase64String" with "1" argument(s): "The input is not '
+                'a valid Base-64 string."',
+                "NotSpecified: (:) [], MethodInvocationException",
+                "FormatException",
+            )
+        )
+        raise PsExit(1) from exc
+
+
+@statement(
+    r"\$(?P<var>\w+)\s*=\s*\[BitConverter\]::ToString\(\[Security\.Cryptography\.SHA256\]::"
+    r"Create\(\)\.ComputeHash\(\$(?P<source>\w+)\)\) -replace '-', ''"
+)
+def _payload_digest(match: re.Match[str], session: Session) -> None:
+    data = session.variables[match["source"]]
+    assert isinstance(data, bytes)
+    session.variables[match["var"]] = hashlib.sha256(data).hexdigest().upper()
+
+
+@statement(
+    r"if \(\$(?P<var>\w+) -ne '(?P<expected>[0-9A-Fa-f]+)'\) \{ "
+    r"\[Console\]::Error\.WriteLine\((?P<message>\"(?:[^\"`]|`.)*\")\); exit (?P<code>\d+) \}"
+)
+def _payload_check(match: re.Match[str], session: Session) -> None:
+    if str(session.variables[match["var"]]).casefold() != match["expected"].casefold():
+        message = re.sub(
+            r"\$(\w+)", lambda v: str(session.variables.get(v[1], "")), match["message"][1:-1]
+        )
+        session.process.write_text("stderr", message + "\r\n")
+        raise PsExit(int(match["code"]))
+
+
+@statement(
+    r"& \(\[ScriptBlock\]::Create\(\[Text\.Encoding\]::UTF8\.GetString\(\$(?P<var>\w+)\)\)\)"
+)
+def _run_payload(match: re.Match[str], session: Session) -> None:
+    data = session.variables[match["var"]]
+    assert isinstance(data, bytes)
+    script = data.decode("utf-8")
+    session.machine.scripts.append(script)
+    run_script(session, script)
+
+
+@statement(r"\[IO\.File\]::WriteAllBytes\(" + arg("path") + r", \$(?P<var>\w+)\)")
+def _write_payload(match: re.Match[str], session: Session) -> None:
+    data = session.variables[match["var"]]
+    assert isinstance(data, bytes)
+    session.machine.write_file(session.value(match["path"]), data)
+
+
+# -- Windows state: AppX, BitLocker, Sysprep, power ---------------------------------------
+
+
+@statement(r"Get-AppxPackage\s+-AllUsers\s*\|\s*Select-Object\s+-ExpandProperty\s+PackageFullName")
+def _appx_installed(match: re.Match[str], session: Session) -> None:
+    session.load_module()
+    for package in sorted({p for ps in session.machine.appx_installed.values() for p in ps}):
+        session.out(package)
+
+
+@statement(
+    r"Get-AppxProvisionedPackage\s+-Online\s*\|\s*Select-Object\s+-ExpandProperty\s+PackageName"
+)
+def _appx_provisioned(match: re.Match[str], session: Session) -> None:
+    session.load_module()
+    for package in sorted(session.machine.appx_provisioned):
+        session.out(package)
+
+
+@statement(r"\(Get-BitLockerVolume\s+-MountPoint\s+" + arg("mount") + r"\)\.VolumeStatus")
+def _bitlocker(match: re.Match[str], session: Session) -> None:
+    session.load_module()
+    session.out(session.machine.bitlocker_status)
+
+
+@statement(r"&\s*" + arg("exe") + r"(?P<args>(?:\s+" + _STR + r")*)")
+def _call_native(match: re.Match[str], session: Session) -> None:
+    _native(match[0], session.value(match["exe"]), re.findall(_STR, match["args"]), session)
+
+
+@statement(r"(?P<exe>(?:[\w:\\.$-]*\\)?(?:shutdown|sysprep)(?:\.exe)?)(?P<args>(?:\s+[^\s;]+)*)")
+def _bare_native(match: re.Match[str], session: Session) -> None:
+    _native(match[0], session.value(match["exe"]), match["args"].split(), session)
+
+
+@statement(
+    r"Start-Process\s+(?:-FilePath\s+)?"
+    + arg("exe")
+    + r"\s+-ArgumentList\s+"
+    + arg("args")
+    + r"(?:\s+-Wait|\s+-PassThru|\s+-NoNewWindow)*"
+)
+def _start_process(match: re.Match[str], session: Session) -> None:
+    # Modelled as waiting (-Wait): the double's processes all run to completion.
+    args = session.value(match["args"]).split()
+    _native(match[0], session.value(match["exe"]), args, session)
+
+
+def _native(text: str, exe: str, raw_args: list[str], session: Session) -> None:
+    from tests.winrm_server.programs import native_program
+
+    program = native_program(exe)
+    if program is None or ("\\" in exe and not session.machine.file_exists(exe)):
+        session.errors.append(
+            clixml.ErrorRecord(
+                text,
+                f"& : The term '{exe}' is not recognized as the name of a cmdlet, function, "
+                "script file, or operable program.",
+                f"ObjectNotFound: ({exe}:String) [], CommandNotFoundException",
+                "CommandNotFoundException",
+            )
+        )
+        raise PsExit(1)
+    session.last_exit_code = program(session.process, [session.value(a) for a in raw_args])
+    session.failed = session.last_exit_code != 0
+
+
+@statement(r"Stop-Computer(?:\s+-Force)?")
+def _stop_computer(match: re.Match[str], session: Session) -> None:
+    session.machine.schedule_power_off(1.0)
