@@ -134,7 +134,15 @@ def test_run_without_backup_writes_report_and_exits_2(cli: CliRunner, tmp_path: 
     run_dir = tmp_path / "run"
     result = cli.invoke(
         main,
-        ["run", "--target", "ssh://u@127.0.0.1:1", "--run-dir", str(run_dir), "--log-format", "json"],
+        [
+            "run",
+            "--target",
+            "ssh://u@127.0.0.1:1",
+            "--run-dir",
+            str(run_dir),
+            "--log-format",
+            "json",
+        ],
     )
     assert result.exit_code == ExitCode.USAGE
     report = json.loads((run_dir / "result.json").read_text())
