@@ -1,0 +1,377 @@
+"""One long-lived root shell per run, on its own channel.
+
+Why: sudo costs about 47 ms per password check and a new connection about 0.23 s, and
+``waagent -deprovision+user`` deletes the login user mid-run, after which every new
+``sudo`` fails ("you do not exist in the passwd database") while the verify steps and the
+power-off still need root. A root bash started once, before that, keeps working.
+
+Start-up: ``sudo -S -p PROMPT -- bash -c 'echo READY; exec bash'``. The password is
+written only after sudo shows our per-run prompt on stderr, so it can never reach bash
+as a command line when sudoers says NOPASSWD; a second prompt means it was refused.
+``sudo -n`` is used when no sudo password was given, plain bash when the login user is
+root. ``LC_ALL=C`` keeps sudo's messages (and PAM's prompt) in English.
+
+Each command is sent as ``__ip_run SEQ TIMEOUT <<'IPH-NONCE'`` followed by the script in
+base64 (its alphabet has no ``-``, so the delimiter cannot occur in it). The function
+writes the script to ``/run/imageprep-NONCE/SEQ`` (0700, root only; not /tmp, which the
+cleanup steps wipe), runs ``timeout -k 10 T /bin/bash FILE </dev/null``, removes the file
+and frames the output on both streams::
+
+    stdout: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ <rc>\\n
+    stderr: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ\\n
+
+The newline before each end marker is always added, so exactly one is stripped and the
+output is byte-exact. Anything before the begin marker (output a background process of an
+earlier command wrote late) is dropped. A shell whose framing breaks or whose command
+outlives the client deadline is closed and marked broken; the next become call opens a
+new one (the sudo password stays in memory for that).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import paramiko
+import structlog
+
+from agent.errors import PrivilegeError, TransportError, UsageError
+from agent.executors._channel import (
+    Finished,
+    OutputCollector,
+    drained,
+    passed,
+    receive,
+    remaining,
+)
+from agent.executors._exec import KILL_AFTER, client_deadline, timeout_arg
+from agent.executors._ssh_errors import TRANSPORT_FAILURES, Endpoint
+from agent.secrets import Secret
+
+log = structlog.get_logger(__name__)
+
+Mode = Literal["root-login", "sudo-nopasswd", "sudo-password"]
+
+_SHELL = "/bin/bash --noprofile --norc"
+# How long close() waits for the shell to remove its directory and exit.
+_CLOSE_WAIT = 2.0
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """The per-shell random markers; nothing a command could print by accident."""
+
+    nonce: str
+
+    @property
+    def ready(self) -> bytes:
+        return f"IPR-{self.nonce}\n".encode()
+
+    @property
+    def prompt(self) -> bytes:
+        return f"IPP-{self.nonce}:".encode()
+
+    @property
+    def initialised(self) -> bytes:
+        return f"IPI-{self.nonce}\n".encode()
+
+    @property
+    def heredoc(self) -> str:
+        return f"IPH-{self.nonce}"
+
+    @property
+    def run_dir(self) -> str:
+        return f"/run/imageprep-{self.nonce}"
+
+    def begin(self, seq: int) -> bytes:
+        return f"IPB-{self.nonce}-{seq}\n".encode()
+
+    def end(self, seq: int, stream: Literal["stdout", "stderr"]) -> bytes:
+        return f"\nIPE-{self.nonce}-{seq}{' ' if stream == 'stdout' else chr(10)}".encode()
+
+
+def start_command(tokens: Tokens, mode: Mode) -> str:
+    ready = f"-c 'echo {tokens.ready.decode().strip()}; exec {_SHELL}'"
+    if mode == "root-login":
+        return f"{_SHELL} {ready}"
+    if mode == "sudo-nopasswd":
+        return f"env LC_ALL=C sudo -n -- {_SHELL} {ready}"
+    return f"env LC_ALL=C sudo -S -p '{tokens.prompt.decode()}' -- {_SHELL} {ready}"
+
+
+def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
+    """Defines ``__ip_run`` and creates the script directory; prints the init marker."""
+    n, d = tokens.nonce, tokens.run_dir
+    stale = "".join(f"rm -rf -- '{s}'\n" for s in stale_dirs)
+    return (
+        # The login user's home may be deleted mid-run (deprovision): stay out of it.
+        "cd / || exit 96\n"
+        "unset LC_ALL\n"
+        f"mkdir -m 0700 -- '{d}' || exit 97\n"
+        f"{stale}"
+        "__ip_run() {\n"
+        f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
+        f'  base64 -d >\'{d}\'/"$1" && if [ -n "$2" ]; then\n'
+        f'    timeout -k {KILL_AFTER} "$2" /bin/bash \'{d}\'/"$1" </dev/null\n'
+        f"  else /bin/bash '{d}'/\"$1\" </dev/null; fi\n"
+        '  set -- "$1" "$?"\n'
+        f"  rm -f -- '{d}'/\"$1\"\n"
+        f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
+        "}\n"
+        f"printf '%s\\n' 'IPI-{n}'\n"
+    ).encode()
+
+
+class Framer:
+    """Cuts one command's output out of one stream of the root shell.
+
+    Markers may arrive split across reads, so up to ``len(marker) - 1`` bytes are held
+    back until it is clear they are not the start of a marker.
+    """
+
+    def __init__(self, begin: bytes, end: bytes, *, trailer: bool) -> None:
+        self._begin = begin
+        self._end = end
+        self._state: Literal["begin", "body", "trailer", "done"] = "begin"
+        self._trailer_wanted = trailer
+        self._buf = b""
+        self.trailer = b""
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def feed(self, data: bytes) -> bytes:
+        """Take ``data``; return the part of it that is the command's output."""
+        if self._state == "done" or not data:
+            return b""
+        self._buf += data
+        if self._state == "begin" and not self._skip_to_begin():
+            return b""
+        payload = self._take_body() if self._state == "body" else b""
+        if self._state == "trailer":
+            self._take_trailer()
+        return payload
+
+    def flush(self) -> bytes:
+        """The output held back so far, for a command that will never end its frame."""
+        held, self._buf = (self._buf if self._state == "body" else b""), b""
+        return held
+
+    def _skip_to_begin(self) -> bool:
+        i = self._buf.find(self._begin)
+        if i < 0:
+            self._buf = self._buf[-(len(self._begin) - 1) :]
+            return False
+        self._buf = self._buf[i + len(self._begin) :]
+        self._state = "body"
+        return True
+
+    def _take_body(self) -> bytes:
+        i = self._buf.find(self._end)
+        if i < 0:
+            cut = max(0, len(self._buf) - (len(self._end) - 1))
+            payload, self._buf = self._buf[:cut], self._buf[cut:]
+            return payload
+        payload, self._buf = self._buf[:i], self._buf[i + len(self._end) :]
+        self._state = "trailer" if self._trailer_wanted else "done"
+        return payload
+
+    def _take_trailer(self) -> None:
+        i = self._buf.find(b"\n")
+        if i >= 0:
+            # Whatever follows the marker was written by a background process after the
+            # command ended; it belongs to no command.
+            self.trailer, self._buf = self._buf[:i], b""
+            self._state = "done"
+
+
+class RootShell:
+    """A started root shell. Use :func:`open_root_shell` to get one."""
+
+    def __init__(self, chan: paramiko.Channel, tokens: Tokens) -> None:
+        self._chan = chan
+        self._tokens = tokens
+        self._seq = 0
+        self.broken = False
+
+    @property
+    def run_dir(self) -> str:
+        return self._tokens.run_dir
+
+    def run(self, script: str, *, timeout: float | None, collector: OutputCollector) -> Finished:
+        """Run ``script`` as root; ``exit_code`` None means the shell ended mid-command."""
+        self._seq += 1
+        out = Framer(
+            self._tokens.begin(self._seq), self._tokens.end(self._seq, "stdout"), trailer=True
+        )
+        err = Framer(
+            self._tokens.begin(self._seq), self._tokens.end(self._seq, "stderr"), trailer=False
+        )
+        try:
+            self._chan.sendall(self._request(script, timeout))
+            finished = self._pump(out, err, collector, client_deadline(timeout))
+        except BaseException:
+            self.mark_broken()
+            raise
+        if finished is not None:
+            return finished
+        return Finished(exit_code=self._exit_code(out.trailer))
+
+    def _request(self, script: str, timeout: float | None) -> bytes:
+        payload = base64.encodebytes(script.encode("utf-8")).decode("ascii")
+        limit = timeout_arg(timeout) if timeout is not None else "''"
+        here = self._tokens.heredoc
+        return f"__ip_run {self._seq} {limit} <<'{here}'\n{payload}{here}\n".encode("ascii")
+
+    def _pump(
+        self, out: Framer, err: Framer, collector: OutputCollector, deadline: float | None
+    ) -> Finished | None:
+        while True:
+            got = receive(self._chan, remaining(deadline))
+            collector.add("stdout", out.feed(got.stdout))
+            collector.add("stderr", err.feed(got.stderr))
+            if out.done and err.done:
+                return None
+            ended = drained(self._chan)
+            if ended or passed(deadline):
+                # Partial output is reported with the error: hand over what was held back.
+                collector.add("stdout", out.flush())
+                collector.add("stderr", err.flush())
+                self.mark_broken()
+                return Finished(exit_code=None, client_timeout=not ended)
+
+    def _exit_code(self, trailer: bytes) -> int:
+        try:
+            return int(trailer.strip())
+        except ValueError:
+            self.mark_broken()
+            raise TransportError(
+                "lost track of the root shell's output (unexpected end marker); "
+                "a new root shell will be opened for the next command"
+            ) from None
+
+    def mark_broken(self) -> None:
+        """Stop using this shell: close its channel (its bash exits at EOF)."""
+        self.broken = True
+        self._chan.close()
+
+    def close(self) -> None:
+        """Remove the script directory and exit the shell; never raises transport errors."""
+        if not self.broken and not self._chan.closed:
+            try:
+                self._chan.sendall(f"cd / && rm -rf -- '{self.run_dir}'; exit 0\n".encode())
+                self._chan.shutdown_write()
+                self._chan.status_event.wait(_CLOSE_WAIT)
+            except TRANSPORT_FAILURES as exc:
+                log.debug("ssh.root_shell_close_failed", error=str(exc))
+        self.broken = True
+        self._chan.close()
+
+
+def root_shell_mode(login_user: str, sudo_password: Secret | None) -> Mode:
+    if login_user == "root":
+        return "root-login"
+    return "sudo-nopasswd" if sudo_password is None else "sudo-password"
+
+
+def open_root_shell(
+    transport: paramiko.Transport,
+    *,
+    where: Endpoint,
+    sudo_password: Secret | None,
+    stale_dirs: tuple[str, ...],
+    timeout: float,
+) -> RootShell:
+    """Start the root shell; PrivilegeError (with sudo's own words) if sudo refuses."""
+    if sudo_password is not None and ("\n" in sudo_password.value or "\r" in sudo_password.value):
+        raise UsageError(f"sudo password from {sudo_password.source} contains a line break")
+    tokens = Tokens(secrets.token_hex(8))
+    mode = root_shell_mode(where.user, sudo_password)
+    started = time.monotonic()
+    chan = transport.open_session(timeout=timeout)
+    try:
+        chan.exec_command(start_command(tokens, mode))
+        deadline = started + timeout
+        _await_root(chan, tokens, _Sudo(where, sudo_password, mode), deadline)
+        chan.sendall(init_script(tokens, stale_dirs))
+        _await_init(chan, tokens, where, deadline)
+    except BaseException:
+        chan.close()
+        raise
+    log.info(
+        "ssh.root_shell_opened",
+        host=where.address,
+        via=mode,
+        run_dir=tokens.run_dir,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    return RootShell(chan, tokens)
+
+
+@dataclass(frozen=True)
+class _Sudo:
+    """What the start-up needs to talk to sudo and to word its refusals."""
+
+    where: Endpoint
+    password: Secret | None
+    mode: Mode
+
+    def refusal(self, what: str, stderr: bytes | bytearray, tokens: Tokens) -> PrivilegeError:
+        text = stderr.replace(tokens.prompt, b"\n").decode("utf-8", errors="replace")
+        said = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+        if self.password is not None:  # sudo never echoes it; belt and braces
+            said = said.replace(self.password.value, "<redacted>")
+        message = f"cannot become root on {self.where.login}: {what}"
+        return PrivilegeError(f"{message}: {said}" if said else message)
+
+
+def _await_root(chan: paramiko.Channel, tokens: Tokens, sudo: _Sudo, deadline: float) -> None:
+    out, err = bytearray(), bytearray()
+    answered = False
+    while tokens.ready not in out:
+        got = receive(chan, remaining(deadline))
+        out += got.stdout
+        err += got.stderr
+        prompts = err.count(tokens.prompt)
+        if prompts > 1:
+            raise sudo.refusal(f"sudo refused the password from {_source(sudo)}", err, tokens)
+        if prompts == 1 and not answered:
+            assert sudo.password is not None  # a prompt only appears in sudo -S mode
+            chan.sendall(sudo.password.value.encode("utf-8") + b"\n")
+            answered = True
+        if tokens.ready in out:
+            break
+        if drained(chan):
+            raise sudo.refusal(_closed_reason(sudo), err, tokens)
+        if passed(deadline):
+            raise sudo.refusal("sudo did not start a root shell in time", err, tokens)
+
+
+def _source(sudo: _Sudo) -> str:
+    return sudo.password.source if sudo.password is not None else "nowhere"
+
+
+def _closed_reason(sudo: _Sudo) -> str:
+    if sudo.mode == "sudo-nopasswd":
+        return "sudo -n refused (if it needs a password, give --sudo-password-env/-file)"
+    return "sudo refused"
+
+
+def _await_init(chan: paramiko.Channel, tokens: Tokens, where: Endpoint, deadline: float) -> None:
+    err = bytearray()
+    out = bytearray()
+    while tokens.initialised not in out:
+        got = receive(chan, remaining(deadline))
+        out += got.stdout
+        err += got.stderr
+        if tokens.initialised in out:
+            return
+        if drained(chan) or passed(deadline):
+            said = err.decode("utf-8", errors="replace").strip()
+            raise TransportError(
+                f"the root shell on {where.address} failed to set up {tokens.run_dir}: {said}"
+            )

@@ -1,0 +1,416 @@
+"""SshExecutor: run commands on a Linux target over one SSH connection.
+
+Layers a command passes through:
+
+* ``become=False``: a new exec channel on the one connection; the login shell runs
+  ``timeout -k 10 T /bin/bash -s``, the script arrives on stdin (see ``_exec``).
+* ``become=True``: the run's single root shell, opened on the first become command with
+  sudo authenticated once, fed framed scripts (see ``_rootshell``). It outlives the login
+  user's deletion by ``waagent -deprovision+user``.
+
+fabric's ``Connection`` opens the connection (without reading ~/.ssh/config or any fabric
+config file, so every host behaves the same); channels and SFTP are used directly on its
+paramiko transport. Host keys are checked by ``_hostkeys``; every paramiko and socket
+error is translated by ``_ssh_errors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Literal, Self
+
+import fabric
+import paramiko
+import structlog
+
+from agent.errors import (
+    AuthenticationError,
+    CommandTimeout,
+    Disconnected,
+    TransferError,
+)
+from agent.executors._channel import Finished, Output, OutputCollector
+from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
+from agent.executors._hostkeys import KnownHostsVerifier
+from agent.executors._rootshell import RootShell, open_root_shell
+from agent.executors._ssh_errors import (
+    TRANSPORT_FAILURES,
+    Endpoint,
+    map_command_errors,
+    map_connect_errors,
+    map_transfer_errors,
+    reason,
+)
+from agent.executors.base import OutputCallback
+from agent.results import CommandResult
+from agent.secrets import Secret
+from agent.targets import Target
+
+log = structlog.get_logger(__name__)
+
+# An idle connection sends a keepalive this often; with TCP_USER_TIMEOUT below, a target
+# that vanished without closing the connection is noticed within about half a minute.
+KEEPALIVE_INTERVAL = 5
+_TCP_USER_TIMEOUT_MS = 30_000
+# After a channel ends without an exit status, how long to wait for the transport to die
+# too (a power-off closes the session a moment before the connection).
+_LOSS_SETTLE = 2.0
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    """How to authenticate and which host keys to trust. Secrets arrive as ``Secret``."""
+
+    identity: Path | None = None
+    password: Secret | None = None
+    sudo_password: Secret | None = None
+    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    use_agent: bool = True
+    connect_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class _AuthPlan:
+    """What paramiko will try, in its order, and how to name it in an error."""
+
+    pkey: paramiko.PKey | None
+    password: str | None = field(repr=False)
+    allow_agent: bool
+    look_for_keys: bool
+    methods: tuple[str, ...]
+
+
+def _auth_plan(options: SshOptions) -> _AuthPlan:
+    methods = []
+    pkey = None
+    if options.identity is not None:
+        pkey = _load_identity(options.identity)
+        methods.append(f"publickey ({options.identity})")
+    allow_agent = options.use_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
+    if allow_agent:
+        methods.append("publickey (ssh-agent)")
+    # ~/.ssh/id_* only when nothing was named: a given key or password must not be
+    # preceded by whatever keys this machine happens to have (MaxAuthTries, surprises).
+    look_for_keys = options.identity is None and options.password is None
+    if look_for_keys:
+        methods.append("publickey (~/.ssh/id_*)")
+    if options.password is not None:
+        methods.append(f"password ({options.password.source})")
+    password = options.password.value if options.password is not None else None
+    return _AuthPlan(pkey, password, allow_agent, look_for_keys, tuple(methods))
+
+
+def _load_identity(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except paramiko.PasswordRequiredException as exc:
+        raise AuthenticationError(
+            f"identity {path} is passphrase-protected; load it into an SSH agent (ssh-add)"
+        ) from exc
+    except OSError as exc:
+        raise AuthenticationError(f"cannot read identity {path}: {reason(exc)}") from exc
+    except (paramiko.SSHException, paramiko.pkey.UnknownKeyType, ValueError) as exc:
+        raise AuthenticationError(f"identity {path} is not a usable private key: {exc}") from exc
+
+
+def _tune_socket(sock: socket.socket) -> None:
+    """Low latency for request/response, and dead-peer detection by the kernel."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _TCP_USER_TIMEOUT_MS)
+
+
+def _first_line(command: str, limit: int = 80) -> str:
+    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class SshExecutor:
+    """Runs commands on one Linux target over one SSH connection (see module docstring)."""
+
+    def __init__(self, target: Target, options: SshOptions) -> None:
+        self._target = target
+        self._options = options
+        self._where = Endpoint(target.user, target.host, target.port)
+        self._conn: Any = None  # fabric.Connection (untyped)
+        self._transport: paramiko.Transport | None = None
+        self._root: RootShell | None = None
+        self._stale_dirs: list[str] = []
+
+    @property
+    def description(self) -> str:
+        return self._target.display
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the connection (idempotent while it is up)."""
+        if self.is_connected():
+            return
+        self.close()  # a dead earlier connection: drop what belonged to it
+        auth = _auth_plan(self._options)
+        verifier = KnownHostsVerifier(
+            self._options.known_hosts,
+            self._target.host,
+            self._target.port,
+            self._options.host_key_policy,
+        )
+        conn = self._fabric_connection(auth, verifier)
+        started = time.monotonic()
+        try:
+            with map_connect_errors(
+                self._where, methods=auth.methods, timeout=self._options.connect_timeout
+            ):
+                conn.open()
+        except BaseException:
+            with contextlib.suppress(*TRANSPORT_FAILURES):
+                conn.client.close()
+            raise
+        self._conn = conn
+        self._transport = conn.transport
+        self._transport.set_keepalive(KEEPALIVE_INTERVAL)
+        self._log_connected(time.monotonic() - started)
+
+    def _fabric_connection(self, auth: _AuthPlan, verifier: KnownHostsVerifier) -> Any:
+        timeout = self._options.connect_timeout
+
+        def transport_factory(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
+            _tune_socket(sock)
+            transport = paramiko.Transport(sock, **kwargs)
+            verifier.prefer_known_types(transport)
+            return transport
+
+        # An explicit empty SSHConfig and lazy=True: no ~/.ssh/config, no /etc/ssh/ssh_config,
+        # no fabric.yaml; gateway=False: no ProxyJump from anywhere.
+        config = fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
+        conn = fabric.Connection(
+            host=self._target.host,
+            user=self._target.user,
+            port=self._target.port,
+            config=config,
+            gateway=False,
+            forward_agent=False,
+            connect_kwargs={
+                "pkey": auth.pkey,
+                "password": auth.password,
+                "allow_agent": auth.allow_agent,
+                "look_for_keys": auth.look_for_keys,
+                "timeout": timeout,
+                "banner_timeout": timeout,
+                "auth_timeout": timeout,
+                "channel_timeout": timeout,
+                "transport_factory": transport_factory,
+            },
+        )
+        conn.client.set_missing_host_key_policy(verifier.as_policy())
+        return conn
+
+    def _log_connected(self, duration: float) -> None:
+        transport = self._require_transport()
+        key = transport.get_remote_server_key()
+        handler = transport.auth_handler
+        log.info(
+            "ssh.connected",
+            host=self._target.host,
+            port=self._target.port,
+            user=self._target.user,
+            auth=handler.auth_method if handler is not None else None,
+            host_key_type=key.get_name(),
+            host_key=key.fingerprint,
+            duration_s=round(duration, 3),
+        )
+
+    def is_connected(self) -> bool:
+        return self._transport is not None and self._transport.is_active()
+
+    def wait_disconnected(self, timeout: float) -> bool:
+        """True once the connection is gone (e.g. after a power-off), False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.is_connected():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _require_transport(self) -> paramiko.Transport:
+        if self._transport is None:
+            raise Disconnected(f"not connected to {self._where.address} (call connect first)")
+        return self._transport
+
+    # -- commands -----------------------------------------------------------------------
+
+    def run(
+        self,
+        command: str,
+        *,
+        become: bool = False,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+        stdout_sink: BinaryIO | None = None,
+    ) -> CommandResult:
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        transport = self._require_transport()
+        label = _first_line(command)
+        collector = OutputCollector(on_output, stdout_sink)
+        log.debug("ssh.command_start", command=label, become=become, timeout=timeout)
+        started = time.monotonic()
+        with map_command_errors(self._where, label, connected=self.is_connected):
+            if become:
+                finished = self._root_shell(transport).run(
+                    command, timeout=timeout, collector=collector
+                )
+            else:
+                finished = run_on_exec_channel(
+                    transport,
+                    command,
+                    timeout=timeout,
+                    collector=collector,
+                    open_timeout=self._options.connect_timeout,
+                )
+        duration = time.monotonic() - started
+        output = collector.output()
+        exit_code = self._check_finished(finished, label, duration, timeout, output)
+        log.debug(
+            "ssh.command_end",
+            command=label,
+            become=become,
+            exit_code=exit_code,
+            duration_s=round(duration, 3),
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+        return CommandResult(
+            command=command,
+            exit_code=exit_code,
+            stdout=output.stdout,
+            stderr=output.stderr,
+            duration=duration,
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+
+    def _root_shell(self, transport: paramiko.Transport) -> RootShell:
+        if self._root is not None and self._root.broken:
+            self._stale_dirs.append(self._root.run_dir)
+            self._root = None
+        if self._root is None:
+            self._root = open_root_shell(
+                transport,
+                where=self._where,
+                sudo_password=self._options.sudo_password,
+                stale_dirs=tuple(self._stale_dirs),
+                timeout=self._options.connect_timeout,
+            )
+            self._stale_dirs.clear()
+        return self._root
+
+    def _check_finished(
+        self,
+        finished: Finished,
+        label: str,
+        duration: float,
+        timeout: float | None,
+        output: Output,
+    ) -> int:
+        """The exit code, or CommandTimeout / Disconnected for a command that has none."""
+        if timeout is not None and finished.client_timeout:
+            raise CommandTimeout(
+                f"command on {self._where.address} gave no result {timeout + CLIENT_GRACE:g} s "
+                f"after its {timeout:g} s timeout (target not answering?): {label}",
+                stdout=output.stdout,
+                stderr=output.stderr,
+            )
+        if timeout is not None and remote_timed_out(finished.exit_code, duration, timeout):
+            raise CommandTimeout(
+                f"command timed out after {timeout:g} s on {self._where.address} "
+                f"and was killed: {label}",
+                stdout=output.stdout,
+                stderr=output.stderr,
+            )
+        if finished.exit_code is None:
+            raise self._lost(label)
+        return finished.exit_code
+
+    def _lost(self, label: str) -> Disconnected:
+        if self.wait_disconnected(_LOSS_SETTLE):
+            return Disconnected(f"connection to {self._where.address} lost while running: {label}")
+        return Disconnected(
+            f"the session on {self._where.address} ended without an exit status "
+            f"(connection still up) while running: {label}"
+        )
+
+    # -- files --------------------------------------------------------------------------
+
+    def put(self, local: Path, remote: str, *, mode: int = 0o600) -> None:
+        """Copy ``local`` to ``remote`` (as the login user), created with ``mode``."""
+        what = f"cannot copy {local} to {self._where.address}:{remote}"
+        with map_transfer_errors(f"cannot read {local}"):
+            source = local.open("rb")
+        with source, map_transfer_errors(what):
+            sftp = self._sftp()
+            with sftp.open(remote, "wb") as target:
+                # Before the first byte: the content is never readable with looser rights.
+                target.chmod(mode)
+                target.set_pipelined(True)
+                shutil.copyfileobj(source, target, _COPY_CHUNK)
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy ``remote`` to ``local``; a partial download never takes the final name."""
+        partial = local.with_name(local.name + ".part")
+        try:
+            with map_transfer_errors(f"cannot copy {self._where.address}:{remote} to {local}"):
+                with self._sftp().open(remote, "rb") as source, partial.open("wb") as target:
+                    source.prefetch()
+                    shutil.copyfileobj(source, target, _COPY_CHUNK)
+                partial.replace(local)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        self._require_transport()
+        if not self.is_connected():
+            raise TransferError(f"the connection to {self._where.address} is gone")
+        sftp: paramiko.SFTPClient = self._conn.sftp()
+        return sftp
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Exit the root shell (removing its directory) and close the connection."""
+        if self._root is not None:
+            self._root.close()
+            self._root = None
+        if self._conn is not None:
+            with contextlib.suppress(*TRANSPORT_FAILURES):
+                self._conn.close()
+            with contextlib.suppress(*TRANSPORT_FAILURES):
+                self._conn.client.close()
+            log.debug("ssh.closed", host=self._where.address)
+        self._conn = None
+        self._transport = None
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+__all__ = ["SshExecutor", "SshOptions"]
