@@ -56,6 +56,8 @@ __all__ = [
 Kind = Literal["profile", "playbook"]
 _DIRNAMES: dict[Kind, str] = {"profile": "distro_profiles", "playbook": "playbooks"}
 _SUFFIXES = (".yaml", ".yml")
+#: The os-release ``ID`` agent.facts_windows reports for every Windows target.
+WINDOWS_ID = "windows"
 
 
 def builtin_dir(kind: Kind) -> Path:
@@ -304,16 +306,20 @@ class Catalog:
         """The most specific profile for a target's os-release.
 
         ``os_release`` has ``ID``, ``ID_LIKE`` (space-separated, or a list) and
-        ``VERSION_ID``; lowercase keys (``facts["os"]``) work too. Specificity: a match on
-        ID beats one on ID_LIKE; then a version-constrained match beats an unconstrained
-        one. Equal best matches are an error naming both; no match is an error listing the
-        known profiles and what the target reported.
+        ``VERSION_ID``; lowercase keys (``facts["os"]``) work too. A Windows target has
+        ``ID=windows`` and ``WINDOWS_PRODUCT``/``WINDOWS_BUILD`` (agent.facts_windows),
+        which only ``match.windows`` profiles consider. Specificity: a match on ID (or
+        Windows product) beats one on ID_LIKE; then a version-constrained match beats an
+        unconstrained one. Equal best matches are an error naming both; no match is an
+        error listing the known profiles and what the target reported.
         """
         os_id, like, version_id = _os_fields(os_release)
+        if os_id == WINDOWS_ID:
+            return self._match_windows(os_release)
         scored: list[tuple[tuple[int, int], ResolvedProfile]] = []
         notes: list[str] = []
         for prof in self.profiles():
-            if prof.match is None:
+            if prof.match is None or prof.match.windows is not None:
                 continue
             by = 2 if os_id in prof.match.ids else 1 if set(like) & set(prof.match.id_like) else 0
             if not by:
@@ -330,6 +336,36 @@ class Catalog:
             f"ID={os_id or '(none)'}, ID_LIKE={' '.join(like) or '(none)'}, "
             f"VERSION_ID={version_id or '(none)'}"
         )
+        return self._pick(scored, notes, reported)
+
+    def _match_windows(self, os_release: Mapping[str, Any]) -> ResolvedProfile:
+        """The profile for a Windows target, by product name prefix and build range."""
+        product = str(os_release.get("WINDOWS_PRODUCT") or "")
+        build = str(os_release.get("WINDOWS_BUILD") or "")
+        scored: list[tuple[tuple[int, int], ResolvedProfile]] = []
+        notes: list[str] = []
+        for prof in self.profiles():
+            if prof.match is None or prof.match.windows is None:
+                continue
+            windows = prof.match.windows
+            if not windows.product_matches(product):
+                continue
+            rng = windows.build_range
+            if rng is not None and not rng.contains(build):
+                notes.append(
+                    f"{prof.id} matches the product but build {build or '(none)'} is outside {rng}"
+                )
+                continue
+            scored.append(((2, 1 if rng is not None else 0), prof))
+        reported = f"Windows product {product or '(none)'!r}, build {build or '(none)'}"
+        return self._pick(scored, notes, reported)
+
+    def _pick(
+        self,
+        scored: list[tuple[tuple[int, int], ResolvedProfile]],
+        notes: list[str],
+        reported: str,
+    ) -> ResolvedProfile:
         if not scored:
             known = "; ".join(_describe_match(p) for p in self.profiles() if p.match) or "none"
             why = f" ({'; '.join(notes)})" if notes else ""
@@ -421,6 +457,10 @@ def _os_fields(os_release: Mapping[str, Any]) -> tuple[str, list[str], str]:
 def _describe_match(prof: ResolvedProfile) -> str:
     assert prof.match is not None
     parts = []
+    if prof.match.windows is not None:
+        parts.append("product " + "/".join(prof.match.windows.product))
+        if prof.match.windows.build:
+            parts.append(f"build {prof.match.windows.build}")
     if prof.match.ids:
         parts.append(f"ID {'/'.join(prof.match.ids)}")
     if prof.match.id_like:
@@ -537,7 +577,8 @@ def _check_references(res: _Resolution) -> list[SchemaProblem]:
             if step.when is not None:
                 fields["when"] = sorted(expressions.expression_references(step.when))
             for fname, refs in fields.items():
-                for message in expressions.check_references(refs, names):
+                known = expressions.known_facts(res.profile.platform)
+                for message in expressions.check_references(refs, names, known):
                     problems.append(doc.problem((*loc, fname), message))
     return problems
 

@@ -95,7 +95,12 @@ def catalog_options(func: F) -> F:
 
 def connection_options(func: F) -> F:
     options = [
-        click.option("--target", "target_url", metavar="URL", help="ssh://USER@HOST[:PORT]"),
+        click.option(
+            "--target",
+            "target_url",
+            metavar="URL",
+            help="ssh://USER@HOST[:PORT] or winrm+https://USER@HOST[:PORT] (winrm:// is HTTP).",
+        ),
         click.option(
             "--identity",
             type=click.Path(path_type=Path, dir_okay=False),
@@ -132,10 +137,37 @@ def connection_options(func: F) -> F:
             help="strict: the key must be known. accept-new: record an unknown key. "
             "A changed key is always refused.",
         ),
+        *_WINRM_OPTIONS,
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_WINRM_OPTIONS = [
+    click.option(
+        "--winrm-transport",
+        type=click.Choice(["ntlm", "basic", "kerberos", "credssp", "certificate"]),
+        default=None,
+        help="WinRM authentication [ntlm]; the password comes from --password-env/-file.",
+    ),
+    click.option(
+        "--ca-cert",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="CA (or self-signed listener) certificate the WinRM HTTPS listener must chain to.",
+    ),
+    click.option(
+        "--insecure-skip-verify",
+        is_flag=True,
+        help="Do not verify the WinRM HTTPS certificate (anyone on the path can impersonate "
+        "the VM and read the password).",
+    ),
+    click.option(
+        "--allow-unencrypted",
+        is_flag=True,
+        help="Allow winrm:// with basic authentication: password and commands in clear text.",
+    ),
+]
 
 
 def plan_options(func: F) -> F:
@@ -197,6 +229,33 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
     return SshOptions(**options)
 
 
+def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
+    """WinRmOptions for a winrm:// target; None for other targets, which refuse its flags."""
+    given = [
+        flag
+        for flag, key in (
+            ("--winrm-transport", "winrm_transport"),
+            ("--ca-cert", "ca_cert"),
+            ("--insecure-skip-verify", "insecure_skip_verify"),
+            ("--allow-unencrypted", "allow_unencrypted"),
+        )
+        if kw.get(key)
+    ]
+    if not target.is_windows:
+        if given:
+            raise errors.UsageError(f"{given[0]} is for winrm:// and winrm+https:// targets")
+        return None
+    from agent.executors.winrm import WinRmOptions
+
+    return WinRmOptions(
+        password=password,
+        transport=kw.get("winrm_transport") or "ntlm",
+        ca_cert=kw.get("ca_cert"),
+        insecure_skip_verify=bool(kw.get("insecure_skip_verify")),
+        allow_unencrypted=bool(kw.get("allow_unencrypted")),
+    )
+
+
 def _selection(kw: dict[str, Any]) -> Any:
     from agent.plan import Selection
 
@@ -236,11 +295,14 @@ def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> N
             raise errors.UsageError(
                 "--no-backup needs --reason TEXT (it is recorded in the report)"
             )
+        target = parse_target(kw["target_url"])
+        ssh_options = _ssh_options(kw)
         request = RunRequest(
-            target=parse_target(kw["target_url"]),
+            target=target,
             playbook=playbook,
             profile=kw["profile"],
-            ssh_options=_ssh_options(kw),
+            ssh_options=ssh_options,
+            winrm_options=_winrm_options(kw, target, ssh_options.password),
             backup_spec=kw.get("backup") if allow_backup else None,
             no_backup_reason=kw.get("reason") if allow_backup and kw.get("no_backup") else None,
             run_dir=kw["run_dir"],

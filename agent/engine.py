@@ -156,7 +156,7 @@ class Engine:
         progress = self._progress
         bound = log.bind(phase=step.phase, step=step.name)
         if not step.will_run:
-            reason = step.skip_reason or f"when: {step.when} is false"
+            reason = step.skip_reason or f"condition false: {step.when}"
             self._record(
                 step, StepResult(step.phase, step.name, StepStatus.SKIPPED, message=reason)
             )
@@ -388,20 +388,46 @@ def _tail(step: PlannedStep, text: str) -> str:
 
 
 class _LineLogger:
-    """Stream a step's output into the log line by line, as it arrives."""
+    """Stream a step's output into the log line by line, as it arrives.
+
+    Bounded: a step printing megabytes would otherwise become millions of log events.
+    The first lines of each stream are logged; the rest is counted (the report keeps the
+    tails, and the step's full output is never needed twice).
+    """
+
+    MAX_LINES = 2000
+    MAX_LINE_CHARS = 2000
 
     def __init__(self, bound: structlog.stdlib.BoundLogger) -> None:
         self._bound = bound
         self._pending = {"stdout": "", "stderr": ""}
+        self._logged = {"stdout": 0, "stderr": 0}
+        self._dropped = {"stdout": 0, "stderr": 0}
 
     def __call__(self, stream: str, chunk: str) -> None:
         lines = (self._pending.get(stream, "") + chunk).split("\n")
-        self._pending[stream] = lines.pop()
+        rest = lines.pop()
+        # A line without end (a progress bar, binary noise) is cut into pieces.
+        while len(rest) > self.MAX_LINE_CHARS:
+            lines.append(rest[: self.MAX_LINE_CHARS])
+            rest = rest[self.MAX_LINE_CHARS :]
+        self._pending[stream] = rest
         for line in lines:
-            self._bound.debug("step.output", stream=stream, line=line)
+            self._emit(stream, line)
+
+    def _emit(self, stream: str, line: str) -> None:
+        if self._logged.get(stream, 0) >= self.MAX_LINES:
+            self._dropped[stream] = self._dropped.get(stream, 0) + 1
+            return
+        self._logged[stream] = self._logged.get(stream, 0) + 1
+        self._bound.debug("step.output", stream=stream, line=line[: self.MAX_LINE_CHARS])
 
     def flush(self) -> None:
         for stream, rest in self._pending.items():
             if rest:
-                self._bound.debug("step.output", stream=stream, line=rest)
+                self._emit(stream, rest)
+        for stream, dropped in self._dropped.items():
+            if dropped:
+                self._bound.debug("step.output_not_logged", stream=stream, lines=dropped)
         self._pending = {"stdout": "", "stderr": ""}
+        self._dropped = {"stdout": 0, "stderr": 0}

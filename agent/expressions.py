@@ -33,6 +33,7 @@ from agent.errors import ValidationError
 
 __all__ = [
     "KNOWN_FACTS",
+    "KNOWN_WINDOWS_FACTS",
     "ROOTS",
     "Version",
     "check_expression",
@@ -40,6 +41,7 @@ __all__ = [
     "check_template",
     "evaluate",
     "expression_references",
+    "known_facts",
     "parse_version",
     "render",
     "template_references",
@@ -69,6 +71,38 @@ KNOWN_FACTS: Mapping[str, Any] = {
     "ovf_user": None,
     "resolv_conf_symlink": None,
 }
+
+#: The shape of the facts dict ``agent/facts_windows.py`` produces for a Windows target,
+#: checked against ``facts.*`` references of profiles that match Windows.
+KNOWN_WINDOWS_FACTS: Mapping[str, Any] = {
+    "os": dict.fromkeys(("id", "id_like", "version_id", "version_codename", "pretty_name")),
+    "hostname": None,
+    "arch": None,
+    "user": None,
+    "windows": dict.fromkeys(
+        (
+            "product_name",
+            "edition_id",
+            "installation_type",
+            "build",
+            "ubr",
+            "display_version",
+            "image_state",
+            "generalization_state",
+            "cleanup_state",
+            "is_admin",
+            "is_system",
+            "part_of_domain",
+            "domain",
+        )
+    ),
+}
+
+
+def known_facts(platform: str) -> Mapping[str, Any]:
+    """The facts shape for profiles of ``platform`` (``linux`` or ``windows``)."""
+    return KNOWN_WINDOWS_FACTS if platform == "windows" else KNOWN_FACTS
+
 
 _VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)")
 
@@ -403,14 +437,15 @@ def render(
     vars: Mapping[str, Any],
     *,
     quote: Callable[[str], str] | None = None,
+    separator: str = " ",
 ) -> str:
     """Replace each ``{{ path }}`` by its value; everything else is left untouched.
 
     Values become text as: strings as is, integers in decimal, booleans ``true``/``false``,
-    ``None`` the empty string, lists their items joined by single spaces. ``quote`` (e.g.
-    :func:`shlex.quote`) is applied to each string (each item of a list) so a value is
-    always one shell word; without it the text is inserted raw. An unknown path raises
-    ValidationError.
+    ``None`` the empty string, lists their items joined by ``separator`` (a space: shell
+    words; ``", "`` makes a PowerShell array). ``quote`` (e.g. :func:`shlex.quote`) is
+    applied to each string (each item of a list) so a value is always one shell word;
+    without it the text is inserted raw. An unknown path raises ValidationError.
     """
     roots: dict[str, Mapping[str, Any]] = {"facts": facts, "vars": vars}
     check_template(template)
@@ -426,12 +461,14 @@ def render(
                 where += f".{key}"
         except _EvalError as exc:
             raise ValidationError(f"template {m.group(0)!r}: {exc}") from None
-        return _text(value, quote, m.group(0))
+        return _text(value, quote, m.group(0), separator)
 
     return _PLACEHOLDER.sub(one, template)
 
 
-def _text(value: Any, quote: Callable[[str], str] | None, placeholder: str) -> str:
+def _text(
+    value: Any, quote: Callable[[str], str] | None, placeholder: str, separator: str = " "
+) -> str:
     q = quote or (lambda s: s)
     if value is None:
         return q("")
@@ -440,7 +477,7 @@ def _text(value: Any, quote: Callable[[str], str] | None, placeholder: str) -> s
     if isinstance(value, str | int):
         return q(str(value))
     if isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
-        return " ".join(q(str(v)) for v in value)
+        return separator.join(q(str(v)) for v in value)
     raise ValidationError(f"template {placeholder!r}: cannot insert {_kind(value)}")
 
 

@@ -10,8 +10,9 @@ facts stay undecided and are shown as such; everything else is checked all the s
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -189,15 +190,38 @@ def _decide(
         raise ValidationError(f"step {phase}/{step.name}: when: {exc}") from exc
 
 
+def quote_powershell(text: str) -> str:
+    """A PowerShell single-quoted literal: nothing inside expands; ``'`` is doubled.
+
+    PowerShell also closes a single-quoted string at the typographic quotes U+2018/U+2019
+    and U+201A/U+201B, so those are doubled too.
+    """
+    return "'" + re.sub("(['\u2018\u2019\u201a\u201b])", r"\1\1", text) + "'"
+
+
+#: How a rendered value becomes one word of the step's language, and how list items join.
+_QUOTING: dict[str, tuple[Callable[[str], str], str]] = {
+    "sh": (shlex.quote, " "),
+    "powershell": (quote_powershell, ", "),
+}
+
+
 def _render(
-    step: StepSpec, phase: str, facts: Mapping[str, Any] | None, variables: Mapping[str, Any]
+    step: StepSpec,
+    phase: str,
+    facts: Mapping[str, Any] | None,
+    variables: Mapping[str, Any],
+    shell: str = "sh",
 ) -> str:
     if facts is None and _needs_facts(step.run):
         return step.run
+    quote, separator = _QUOTING[shell]
     try:
         # Values become single shell words: a var given on the command line can never
         # change the shape of the command it lands in.
-        return expressions.render(step.run, facts or {}, variables, quote=shlex.quote)
+        return expressions.render(
+            step.run, facts or {}, variables, quote=quote, separator=separator
+        )
     except ValidationError as exc:
         raise ValidationError(f"step {phase}/{step.name}: run: {exc}") from exc
 
@@ -216,8 +240,15 @@ def build_plan(
     facts: Mapping[str, Any] | None,
     var_overrides: Mapping[str, str] | None = None,
     selection: Selection | None = None,
+    shell: str = "sh",
 ) -> Plan:
-    """Resolve a profile and a playbook into a validated plan; raise ValidationError."""
+    """Resolve a profile and a playbook into a validated plan; raise ValidationError.
+
+    ``shell`` is the language of the steps: ``sh`` (Linux) or ``powershell`` (Windows);
+    it decides how template values are quoted.
+    """
+    if shell not in _QUOTING:
+        raise ValidationError(f"unknown step language {shell!r} (known: {', '.join(_QUOTING)})")
     selection = selection or Selection()
     variables: dict[str, Any] = dict(profile_vars)
     for key, value in (var_overrides or {}).items():
@@ -245,7 +276,7 @@ def build_plan(
                     phase=phase,
                     name=spec.name,
                     description=spec.description,
-                    command=_render(spec, phase, facts, variables),
+                    command=_render(spec, phase, facts, variables, shell),
                     become=spec.become,
                     timeout=spec.timeout,
                     retries=spec.retries,

@@ -128,6 +128,10 @@ def _match_text(profile: object) -> str:
     if match is None:
         return ""
     parts = []
+    if match.windows is not None:
+        parts.append("product " + "/".join(match.windows.product))
+        if match.windows.build:
+            parts.append(f"build {match.windows.build}")
     if match.ids:
         parts.append("ID=" + ",".join(match.ids))
     if match.id_like:

@@ -31,6 +31,8 @@ class ConsoleProgress(ProgressSink):
     def __init__(self, *, enabled: bool, stream: TextIO | None = None) -> None:
         self._enabled = enabled
         self._stream = stream or sys.stderr
+        # The transient "running" line only makes sense where it can be overwritten.
+        self._live = enabled and self._stream.isatty()
 
     def _write(self, text: str) -> None:
         if self._enabled:
@@ -38,8 +40,15 @@ class ConsoleProgress(ProgressSink):
             self._stream.flush()
 
     def step_started(self, step: PlannedStep) -> None:
-        mark = " [point of no return]" if step.destructive else ""
-        self._write(f"  ... {step.key}{mark}\r")
+        if step.destructive:
+            self._clear()
+            self._write(f"  >>>     {step.key}: point of no return\n")
+        if self._live:
+            self._write(f"  ...     {step.key}")
+
+    def _clear(self) -> None:
+        if self._live:
+            self._write("\r\x1b[2K")
 
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
         mark = _MARKS[result.status]
@@ -48,6 +57,7 @@ class ConsoleProgress(ProgressSink):
             detail = f"  ({result.message})"
         elif not result.succeeded or result.status is StepStatus.IGNORED:
             detail = f"  {result.message}"
+        self._clear()
         self._write(f"  {mark:<7} {step.key:<45} {result.duration:6.2f}s{detail}\n")
 
     def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:

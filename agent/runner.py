@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -23,11 +23,17 @@ from agent.executors import create_executor
 from agent.executors.base import Executor
 from agent.executors.ssh import SshOptions
 from agent.facts import Facts, describe, gather_facts
+from agent.facts_windows import WindowsFacts, gather_windows_facts
+from agent.facts_windows import describe as describe_windows
 from agent.outcome import ExitCode, exit_code_for_error
 from agent.plan import Plan, PlannedStep, Selection, build_plan
 from agent.report import RunFolder, default_run_dir, new_run_id, utc_now
 from agent.results import StepResult
 from agent.targets import Target
+from agent.windows_logs import collect_on_failure
+
+if TYPE_CHECKING:
+    from agent.executors.winrm import WinRmOptions
 
 log = structlog.get_logger("agent.runner")
 
@@ -38,6 +44,7 @@ class RunRequest:
     playbook: str = "generalize"
     profile: str = "auto"
     ssh_options: SshOptions = field(default_factory=SshOptions)
+    winrm_options: WinRmOptions | None = None  # for winrm:// and winrm+https:// targets
     backup_spec: str | None = None
     no_backup_reason: str | None = None
     run_dir: Path | None = None
@@ -148,7 +155,7 @@ def plan_for(
     *,
     playbook_name: str,
     profile_id: str,
-    facts: Facts | None,
+    facts: Facts | WindowsFacts | None,
     var_overrides: Mapping[str, str],
     selection: Selection,
 ) -> Plan:
@@ -175,12 +182,15 @@ def plan_for(
         facts=facts.as_dict() if facts else None,
         var_overrides=var_overrides,
         selection=selection,
+        shell="powershell" if profile.platform == "windows" else "sh",
     )
 
 
 @contextlib.contextmanager
 def _connected(request: RunRequest) -> Iterator[Executor]:
-    executor = create_executor(request.target, ssh_options=request.ssh_options)
+    executor = create_executor(
+        request.target, ssh_options=request.ssh_options, winrm_options=request.winrm_options
+    )
     with executor:
         yield executor
 
@@ -200,7 +210,14 @@ def _check_backup_request(request: RunRequest, requires_backup: bool) -> BackupP
     if request.backup_spec and request.no_backup_reason:
         raise errors.UsageError("--backup and --no-backup exclude each other")
     if request.backup_spec:
-        return provider_from_spec(request.backup_spec)
+        provider = provider_from_spec(request.backup_spec)
+        if request.target.is_windows and provider.scheme == "archive":
+            raise errors.UsageError(
+                f"--backup {request.backup_spec}: archive backups stream Linux paths over a "
+                "shell and are Linux-only; for a Windows target use command:'...' "
+                "(a snapshot by your cloud or hypervisor CLI)"
+            )
+        return provider
     if requires_backup and not request.no_backup_reason:
         raise errors.UsageError(
             f"playbook {request.playbook} changes the VM and needs a backup first: "
@@ -244,9 +261,9 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
         playbook = catalog.get_playbook(request.playbook)
         provider = _check_backup_request(request, playbook.requires_backup)
         with _connected(request) as executor:
-            facts = gather_facts(executor)
+            facts = _gather(request, executor)
             data["facts"] = facts.as_dict()
-            log.info("facts", summary=describe(facts))
+            log.info("facts", summary=_describe(facts))
             plan = plan_for(
                 catalog,
                 playbook_name=request.playbook,
@@ -262,6 +279,8 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
             gate = _backup_gate(request, provider, plan, run_id, folder)
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
+            if request.target.is_windows and result.exit_code is not ExitCode.OK:
+                result = collect_on_failure(executor, folder.path, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except (KeyboardInterrupt, errors.Interrupted):
         reached = engine.point_of_no_return_reached if engine else False
@@ -273,6 +292,17 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
         return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
     finally:
         structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _gather(request: RunRequest, executor: Executor) -> Facts | WindowsFacts:
+    """Linux facts over SSH, Windows facts over WinRM."""
+    if request.target.is_windows:
+        return gather_windows_facts(executor)
+    return gather_facts(executor)
+
+
+def _describe(facts: Facts | WindowsFacts) -> str:
+    return describe_windows(facts) if isinstance(facts, WindowsFacts) else describe(facts)
 
 
 def _log_to_run_folder(request: RunRequest, folder: RunFolder) -> None:

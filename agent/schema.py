@@ -52,6 +52,7 @@ __all__ = [
     "StepOverride",
     "VarValue",
     "VersionRange",
+    "WindowsMatch",
     "parse_version_range",
     "profile_structure_problems",
 ]
@@ -127,6 +128,7 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 VarValue = Annotated[str | int | bool | list[str], PlainValidator(_var_value)]
 ExitCode = Annotated[int, Field(ge=0, le=255)]
 OnFailure = Literal["abort", "continue", "ignore"]
+Platform = Literal["linux", "windows"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -329,8 +331,55 @@ StepEntry = Annotated[
 # -------------------------------------------------------------------------------- profiles
 
 
+class WindowsMatch(BaseModel):
+    """Which Windows targets a profile is for: product name prefixes and a build range.
+
+    ``product`` entries are prefixes of the product name the target reports (``"Windows
+    Server 2019"`` matches ``"Windows Server 2019 Datacenter"``), compared without regard
+    to case; ``build`` is a range over the build number (``">=14393,<26200"``).
+    """
+
+    model_config = _STRICT
+
+    product: list[str] = Field(
+        min_length=1,
+        json_schema_extra=_x(
+            'a non-empty list of product name prefixes like "Windows Server 2019"',
+            item="a string",
+        ),
+    )
+    build: str | None = Field(
+        default=None, json_schema_extra=_x('a build range string like ">=14393"')
+    )
+
+    @field_validator("product")
+    @classmethod
+    def _products_named(cls, value: list[str]) -> list[str]:
+        if any(not p.strip() for p in value):
+            raise ValueError("expected product name prefixes, got an empty string")
+        return value
+
+    @field_validator("build")
+    @classmethod
+    def _build_syntax(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_version_range(value)
+        return value
+
+    @property
+    def build_range(self) -> VersionRange | None:
+        return parse_version_range(self.build) if self.build else None
+
+    def product_matches(self, product_name: str) -> bool:
+        name = " ".join(product_name.split()).casefold()
+        return any(name.startswith(" ".join(p.split()).casefold()) for p in self.product)
+
+
 class Match(BaseModel):
-    """Which targets a profile is for, by os-release ``ID``/``ID_LIKE`` and ``VERSION_ID``."""
+    """Which targets a profile is for: os-release ``ID``/``ID_LIKE`` and ``VERSION_ID``,
+    or (``windows:``) a Windows product name and build. A profile is for one or the other:
+    its steps are POSIX shell or PowerShell.
+    """
 
     model_config = _STRICT
 
@@ -346,6 +395,10 @@ class Match(BaseModel):
         default=None, json_schema_extra=_x('a version range string like ">=20.04,<25"')
     )
 
+    windows: WindowsMatch | None = Field(
+        default=None, json_schema_extra=_x("a mapping with product (and build)")
+    )
+
     @field_validator("version")
     @classmethod
     def _version_syntax(cls, value: str | None) -> str | None:
@@ -355,8 +408,17 @@ class Match(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_match(self) -> Match:
+        if self.windows is not None:
+            linux = [k for k in ("ids", "id_like", "version") if k in self.model_fields_set]
+            if linux:
+                raise _rule(
+                    f"match.windows cannot be combined with {linux[0]}: a profile runs "
+                    "PowerShell on Windows or shell on Linux, not both",
+                    linux[0],
+                )
+            return self
         if not self.ids and not self.id_like:
-            raise _rule("match needs ids or id_like (a profile without match is abstract)")
+            raise _rule("match needs ids, id_like or windows (a profile without match is abstract)")
         return self
 
     @property
@@ -490,6 +552,11 @@ class ResolvedProfile(BaseModel):
     def abstract(self) -> bool:
         """True when the profile has no match: usable only as a base."""
         return self.match is None
+
+    @property
+    def platform(self) -> Platform:
+        """``windows`` (steps are PowerShell) when it matches Windows, else ``linux``."""
+        return "windows" if self.match is not None and self.match.windows else "linux"
 
     def step(self, phase: str, name: str) -> Step | None:
         """The step ``name`` of ``phase``, or None."""

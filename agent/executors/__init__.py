@@ -10,13 +10,27 @@ from agent.targets import Target
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
+    from agent.executors.winrm import WinRmOptions
 
 
-def create_executor(target: Target, *, ssh_options: SshOptions | None = None) -> Executor:
-    """An unconnected executor for ``target``; connecting happens on ``__enter__``."""
+def create_executor(
+    target: Target,
+    *,
+    ssh_options: SshOptions | None = None,
+    winrm_options: WinRmOptions | None = None,
+) -> Executor:
+    """An unconnected executor for ``target``; connecting happens on ``__enter__``.
+
+    Options are checked here (UsageError) for WinRM, before anything is contacted.
+    """
+    # Transports are imported here so that `imageprep validate` never pays for
+    # paramiko's or pywinrm's import.
     if target.scheme == "ssh":
-        # Imported here so that `imageprep validate` never pays for paramiko's import.
         from agent.executors.ssh import SshExecutor, SshOptions
 
         return SshExecutor(target, ssh_options or SshOptions())
+    if target.scheme in ("winrm", "winrm+https"):
+        from agent.executors.winrm import WinRmExecutor, WinRmOptions
+
+        return WinRmExecutor(target, winrm_options or WinRmOptions())
     raise UsageError(f"target {target.display}: {target.scheme}:// targets are not supported yet")

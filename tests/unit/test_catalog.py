@@ -296,7 +296,8 @@ def test_unknown_profile_and_playbook_list_the_known_ones(tmp_path: Path) -> Non
     """get_profile/get_playbook errors say what exists."""
     cat = Catalog.load()
     with pytest.raises(
-        CatalogError, match=r"unknown profile nope \(known: debian, linux-base, ubuntu\)"
+        CatalogError,
+        match=r"unknown profile nope \(known: debian, linux-base, ubuntu, windows-server\)",
     ):
         cat.get_profile("nope")
     with pytest.raises(CatalogError, match=r"unknown playbook nope \(known: check, generalize\)"):

@@ -13,6 +13,8 @@ imageprep reads and changes (see ``README.md`` beside this file).
     shells.py       shells, commands, processes (buffers, stdin, kill, virtual time)
     programs.py     cmd.exe, sysprep.exe, shutdown.exe; command-line resolution
     powershell.py   powershell.exe: the table of recognised statements
+    pslang.py       the PowerShell language subset for what the table lacks
+    cmdlets.py      the commands, .NET members and objects pslang evaluates
     clixml.py       PowerShell's CLIXML stderr
     server.py       the HTTP(S) listener: Basic, NTLM (+ message encryption), 401, power-off
     certs.py        a throw-away CA and listener certificate

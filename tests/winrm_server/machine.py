@@ -16,10 +16,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 STATE_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State"
 SYSPREP_STATUS_KEY = r"HKLM\SYSTEM\Setup\Status\SysprepStatus"
 SETUP_KEY = r"HKLM\SYSTEM\Setup"
+CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+SESSION_MANAGER_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"
+ACTIVE_COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ActiveComputerName"
+COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName"
+SOFTWARE_PROTECTION_KEY = (
+    r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\SoftwareProtectionPlatform"
+)
+UPDATES_KEY = r"HKLM\SOFTWARE\Microsoft\Updates"
 # The three keys Packer's windows-restart checks, plus Windows Update's (windows.md §2).
 PENDING_REBOOT_KEYS = (
     r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending",
@@ -32,6 +41,44 @@ PANTHER_DIR = SYSPREP_DIR + r"\Panther"
 SETUPACT_LOG = PANTHER_DIR + r"\setupact.log"
 SETUPERR_LOG = PANTHER_DIR + r"\setuperr.log"
 SUCCEEDED_TAG = SYSPREP_DIR + r"\Sysprep_succeeded.tag"
+SYSPREP_UNATTEND = SYSPREP_DIR + r"\unattend.xml"
+PANTHER_UNATTEND = r"C:\Windows\Panther\unattend.xml"
+
+# What each supported Windows Server release reports (Win32_OperatingSystem and the
+# CurrentVersion key), for ``WindowsMachine(release=...)``.
+RELEASES: dict[str, dict[str, object]] = {
+    "2016": {
+        "caption": "Microsoft Windows Server 2016 Datacenter",
+        "build": 14393,
+        "ubr": 7428,
+        "display_version": "",
+    },
+    "2019": {
+        "caption": "Microsoft Windows Server 2019 Datacenter",
+        "build": 17763,
+        "ubr": 6893,
+        "display_version": "",
+    },
+    "2022": {
+        "caption": "Microsoft Windows Server 2022 Datacenter",
+        "build": 20348,
+        "ubr": 3091,
+        "display_version": "21H2",
+    },
+    "2025": {
+        "caption": "Microsoft Windows Server 2025 Datacenter",
+        "build": 26100,
+        "ubr": 2894,
+        "display_version": "24H2",
+    },
+}
+
+
+def appx_identity(full_name: str) -> tuple[str, str]:
+    """(Name, Version) of a package full name ``Name_Version_Arch_ResourceId_PublisherId``."""
+    parts = full_name.split("_")
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
 
 IMAGE_STATE_COMPLETE = "IMAGE_STATE_COMPLETE"
 IMAGE_STATE_UNDEPLOYABLE = "IMAGE_STATE_UNDEPLOYABLE"
@@ -86,6 +133,22 @@ class WindowsMachine:
     """A Windows Server VM as far as imageprep can observe it over WinRM."""
 
     hostname: str = "WIN-IMAGEPREP"
+    release: str = "2022"  # a key of RELEASES
+    account: str = "Administrator"  # the WinRM user's account
+    account_is_admin: bool = True  # its remote token is elevated
+    account_is_system: bool = False
+    part_of_domain: bool = False
+    domain: str = "WORKGROUP"
+    # Azure guest agent services (name -> Get-Service Status); {} = not on Azure.
+    services: dict[str, str] = field(
+        default_factory=lambda: {"RdAgent": "Running", "WindowsAzureGuestAgent": "Running"}
+    )
+    bitlocker_installed: bool = True  # the BitLocker feature (and its cmdlets)
+    free_bytes: int = 40 * 1024**3  # free space on C:
+    rearm_count: int = 1001  # SoftwareLicensingService.RemainingWindowsReArmCount
+    configmgr_reboot_pending: bool | None = None  # None: no ConfigMgr client installed
+    extra_processes: list[str] = field(default_factory=list)  # e.g. a stale "sysprep"
+    children: list[Any] = field(default_factory=list)  # started by Start-Process
     time_scale: float = 1.0
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
     registry: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -112,10 +175,28 @@ class WindowsMachine:
             "TEMP": r"C:\Users\Administrator\AppData\Local\Temp",
             **self.env,
         }
+        release = RELEASES[self.release]
+        self.env.setdefault("PROCESSOR_ARCHITECTURE", "AMD64")
         defaults: dict[str, dict[str, object]] = {
             STATE_KEY: {"ImageState": IMAGE_STATE_COMPLETE},
             SYSPREP_STATUS_KEY: {"GeneralizationState": 7, "CleanupState": 2},
             SETUP_KEY: {"SetupType": 0, "CmdLine": "", "SystemSetupInProgress": 0},
+            CURRENT_VERSION_KEY: {
+                # Microsoft stopped updating ProductName on newer builds; Caption is right.
+                "ProductName": str(release["caption"]).removeprefix("Microsoft "),
+                "EditionID": "ServerDatacenter",
+                "InstallationType": "Server",
+                "CurrentBuildNumber": str(release["build"]),
+                "UBR": release["ubr"],
+                **(
+                    {"DisplayVersion": release["display_version"]}
+                    if release["display_version"]
+                    else {}
+                ),
+            },
+            SESSION_MANAGER_KEY: {"BootExecute": "autocheck autochk *"},
+            ACTIVE_COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
+            COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
         }
         for key, values in defaults.items():
             for name, value in values.items():
@@ -176,6 +257,18 @@ class WindowsMachine:
     def file_exists(self, path: str) -> bool:
         return file_key(path) in self.files
 
+    def path_exists(self, path: str) -> bool:
+        """A file, or a folder holding one (folders exist through their files here)."""
+        key = file_key(path)
+        return key in self.files or any(k.startswith(key + "\\") for k in self.files)
+
+    def remove_tree(self, path: str, *, keep_root: bool = False) -> None:
+        """Delete a file, or a folder and everything below it (or only below, keep_root)."""
+        key = file_key(path)
+        for name in list(self.files):
+            if (name == key and not keep_root) or name.startswith(key + "\\"):
+                del self.files[name]
+
     def log_line(self, path: str, line: str) -> None:
         """Append one Panther-style log line (CRLF, as Windows writes them)."""
         self.append_file(path, f"2026-01-01 12:00:00, {line}\r\n".encode())
@@ -183,13 +276,92 @@ class WindowsMachine:
     # -- AppX ---------------------------------------------------------------------------
 
     def appx_not_provisioned(self) -> list[tuple[str, str]]:
-        """(user, package) installed for a user but not provisioned for all users."""
+        """(user, package) installed for a user but not provisioned for all users.
+
+        Compared by name and version, as Sysprep does: a user's Store update of a
+        provisioned app (a newer version) fails validation too (MS KB 2769827).
+        """
+        provisioned = {appx_identity(p) for p in self.appx_provisioned}
         return sorted(
             (user, package)
             for user, packages in self.appx_installed.items()
             for package in packages
-            if package not in self.appx_provisioned
+            if appx_identity(package) not in provisioned
         )
+
+    def appx_all_packages(self) -> list[str]:
+        installed = {p for packages in self.appx_installed.values() for p in packages}
+        return sorted(installed | self.appx_provisioned)
+
+    def sid_of(self, user: str) -> str:
+        rid = 500 if user.casefold() == "administrator" else 1000 + sum(map(ord, user)) % 1000
+        return f"S-1-5-21-3623811015-3361044348-30300820-{rid}"
+
+    # -- identity, WMI, processes -------------------------------------------------------
+
+    @property
+    def account_name(self) -> str:
+        if self.account_is_system:
+            return "NT AUTHORITY\\SYSTEM"
+        prefix = self.domain.split(".")[0].upper() if self.part_of_domain else self.hostname
+        return f"{prefix}\\{self.account}"
+
+    def cim_instances(self, namespace: str, class_name: str) -> list[dict[str, object]] | None:
+        """CIM instances of a class; None when the namespace does not exist."""
+        if namespace.casefold().replace("/", "\\") != r"root\cimv2":
+            return None
+        release = RELEASES[self.release]
+        classes: dict[str, list[dict[str, object]]] = {
+            "win32_operatingsystem": [
+                {
+                    "Caption": release["caption"],
+                    "BuildNumber": str(release["build"]),
+                    "Version": f"10.0.{release['build']}",
+                    "OSArchitecture": "64-bit",
+                }
+            ],
+            "win32_computersystem": [
+                {
+                    "Name": self.hostname,
+                    "PartOfDomain": self.part_of_domain,
+                    "Domain": self.domain,
+                }
+            ],
+            "win32_logicaldisk": [
+                {
+                    "DeviceID": "C:",
+                    "FreeSpace": self.free_bytes,
+                    "Size": 127 * 1024**3,
+                }
+            ],
+            "softwarelicensingservice": [{"RemainingWindowsReArmCount": self.rearm_count}],
+        }
+        return classes.get(class_name.casefold(), [])
+
+    def cim_method(self, namespace: str, class_name: str, method: str) -> dict[str, object] | None:
+        """ConfigMgr's CCM_ClientUtilities.DetermineIfRebootPending, when a client is installed."""
+        is_ccm = namespace.casefold() == r"root\ccm\clientsdk"
+        if not is_ccm or self.configmgr_reboot_pending is None:
+            return None
+        if class_name.casefold() != "ccm_clientutilities" or method != "DetermineIfRebootPending":
+            return None
+        pending = self.configmgr_reboot_pending
+        return {"RebootPending": pending, "IsHardRebootPending": False, "ReturnValue": 0}
+
+    def next_pid(self) -> int:
+        return 4000 + 4 * (len(self.children) + 1)
+
+    def process_table(self) -> list[dict[str, object]]:
+        """Running processes by name (the ones imageprep asks about)."""
+        table: list[dict[str, object]] = [
+            {"Name": name, "Id": 3000 + 4 * i} for i, name in enumerate(self.extra_processes)
+        ]
+        table += [
+            {"Name": child.name, "Id": child.pid}
+            for child in self.children
+            if not child.done.is_set()
+        ]
+        return table
 
     # -- power --------------------------------------------------------------------------
 
@@ -234,11 +406,17 @@ class WindowsMachine:
                 "BitLocker-Sysprep: BitLocker is on for the OS volume. Turn BitLocker off "
                 "to run Sysprep. (0x80310039)"
             )
+        skip_rearm = self.get_value(SOFTWARE_PROTECTION_KEY, "SkipRearm")
+        if self.rearm_count == 0 and skip_rearm != 1:
+            return (
+                "ActionPlatform::LaunchModule: Failure occurred while executing "
+                "'SLReArmWindows' from C:\\Windows\\System32\\slc.dll; dwRet = 0xc004d307"
+            )
         offenders = self.appx_not_provisioned()
         if offenders:
             package = offenders[0][1]
             return (
-                f"SYSPRP Package {package} was installed for a user, but not provisioned "
+                f"Package {package} was installed for a user, but not provisioned "
                 "for all users. This package will not function properly in the sysprep image."
             )
         return None

@@ -51,6 +51,8 @@ class Process:
         self.stdin = bytearray()
         self.stdin_closed = False
         self.changed = threading.Condition()
+        # Started with Start-Process: in this process's job object, killed with it.
+        self.children: list[Process] = []
 
     @property
     def encoding(self) -> str:
@@ -95,6 +97,8 @@ class Process:
 
     def kill(self) -> None:
         self.killed.set()
+        for child in self.children:
+            child.kill()
         with self.changed:
             self.changed.notify_all()
 

@@ -1,0 +1,133 @@
+"""`imageprep run` generalizes a real Debian target; the result is checked from outside."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli_run import CliResult, imageprep, key_args
+from tests.integration.conftest import TargetFactory
+from tests.targets.nspawn import NspawnTarget
+from tests.targets.rootfs import TargetImage
+
+pytestmark = pytest.mark.integration
+
+
+Generalized = tuple[NspawnTarget, CliResult, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def generalized(
+    target_image: TargetImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Generalized]:
+    """One full generalize run, shared by the assertions below (a target boots once)."""
+    work = tmp_path_factory.mktemp("generalize")
+    with NspawnTarget(target_image) as target:
+        before = {"machine_id": target.guest_path("/etc/machine-id").read_text()}
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{work / 'backups'}",
+            run_dir=work / "run",
+        )
+        target.wait_stopped(60)
+        yield target, result, before
+
+
+def test_run_exits_0_and_reports_success(generalized: Generalized) -> None:
+    """The run succeeds and result.json says so."""
+    _, result, _ = generalized
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert result.report["status"] == "succeeded"
+
+
+def test_target_powered_off(generalized: Generalized) -> None:
+    """The guest powered itself off (nspawn exited on its own) and the report says so."""
+    target, result, _ = generalized
+    assert not target.is_running()
+    assert target.exit_code == 0
+    assert result.report["powered_off"] is True
+
+
+def test_machine_id_empty(generalized: Generalized) -> None:
+    """/etc/machine-id is empty, so the first boot of a clone makes a new one."""
+    target, _, before = generalized
+    assert before["machine_id"].strip() != ""
+    assert target.guest_path("/etc/machine-id").read_text() == ""
+
+
+def test_ssh_host_keys_gone(generalized: Generalized) -> None:
+    """No SSH host key is left in the image."""
+    target, _, _ = generalized
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*")) == []
+
+
+def test_login_user_and_home_gone(generalized: Generalized) -> None:
+    """The provisioned user is deleted with its home directory."""
+    target, _, _ = generalized
+    passwd = target.guest_path("/etc/passwd").read_text()
+    assert not any(line.startswith(f"{target.user}:") for line in passwd.splitlines())
+    assert not target.guest_path(f"/home/{target.user}").exists()
+
+
+def test_sudoers_line_gone(generalized: Generalized) -> None:
+    """No sudoers file still grants the deleted user anything."""
+    target, _, _ = generalized
+    sudoers = [target.guest_path("/etc/sudoers"), *target.guest_path("/etc/sudoers.d").iterdir()]
+    assert not any(target.user in path.read_text() for path in sudoers if path.is_file())
+
+
+def test_cloud_init_and_waagent_state_gone(
+    generalized: Generalized,
+) -> None:
+    """cloud-init's instance state, its seed and waagent's ovf-env.xml are gone."""
+    target, _, _ = generalized
+    assert not target.guest_path("/var/lib/cloud/instance").exists()
+    assert not target.guest_path("/var/lib/cloud/seed").exists()
+    assert not target.guest_path("/var/lib/waagent/ovf-env.xml").exists()
+
+
+def test_histories_gone(generalized: Generalized) -> None:
+    """root's shell history is gone (the user's went with its home)."""
+    target, _, _ = generalized
+    assert not target.guest_path("/root/.bash_history").exists()
+
+
+def test_backup_archive_matches_report(generalized: Generalized) -> None:
+    """The archive named in the report exists and has the reported sha256 and size."""
+    _, result, _ = generalized
+    backup = result.report["backup"]
+    archive = Path(backup["reference"])
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == backup["sha256"]
+    assert archive.stat().st_size == backup["size_bytes"]
+
+
+def test_point_of_no_return_recorded(generalized: Generalized) -> None:
+    """The report marks the point of no return and every verification passed."""
+    _, result, _ = generalized
+    assert result.report["point_of_no_return_reached"] is True
+    assert result.report["verification"]
+    assert all(v["status"] in ("ok", "skipped") for v in result.report["verification"])
+
+
+def test_summary_on_stdout_is_json(generalized: Generalized) -> None:
+    """With --log-format json the last stdout line is a machine-readable summary."""
+    _, result, _ = generalized
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["exit_code"] == 0
+    assert summary["result"].endswith("result.json")
+
+
+def test_check_changes_nothing(target_factory: TargetFactory, tmp_path: Path) -> None:
+    """The check playbook passes on a fresh target and leaves no change behind."""
+    target = target_factory()
+    machine_id = target.guest_path("/etc/machine-id").read_text()
+    result = imageprep("check", *key_args(target), run_dir=tmp_path / "run")
+    assert result.exit_code == 0, result.stderr[-3000:]
+    assert target.guest_path("/etc/machine-id").read_text() == machine_id
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*"))

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: setup, lint, types, unit and integration
+# tests against real disposable Debian targets. Extra arguments go to pytest
+# (e.g. `tests/run.sh tests/unit` for the fast tier only).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+bash tests/setup.sh
+.venv/bin/ruff check agent tests bench
+.venv/bin/mypy
+# A runner without root or targets must fail, not skip its way to green.
+export IMAGEPREP_REQUIRE_TARGETS=1
+exec .venv/bin/pytest -q -ra "$@"

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Install the host tools the disposable test targets need (tests/targets): building the
+# image (mmdebstrap), booting targets (systemd-nspawn, overlayfs via mount, nsenter),
+# their private links (ip) and reaching them (ssh). Debian hosts; run as root. Idempotent:
+# installs only what is missing, and runs `apt-get update` only if something is.
+set -eu
+
+PACKAGES="
+mmdebstrap
+debian-archive-keyring
+systemd-container
+iproute2
+zstd
+openssh-client
+util-linux
+mount
+tar
+dpkg
+"
+
+missing=""
+for package in $PACKAGES; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$package" 2>/dev/null || true)
+    case "$status" in
+        ii*) ;;
+        *) missing="$missing $package" ;;
+    esac
+done
+
+if [ -z "$missing" ]; then
+    echo "host-deps: all present"
+    exit 0
+fi
+
+echo "host-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y --no-install-recommends $missing

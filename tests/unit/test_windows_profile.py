@@ -1,0 +1,207 @@
+"""The windows-server profile, Windows matching in the catalog, and PowerShell quoting."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent import expressions
+from agent.catalog import Catalog, validate_files
+from agent.cli import main
+from agent.errors import CatalogError
+from agent.plan import quote_powershell
+from agent.schema import ResolvedProfile
+
+GENERALIZE_PHASES = ["preflight", "cleanup", "deprovision", "verify", "shutdown"]
+
+
+@pytest.fixture(scope="module")
+def profile() -> ResolvedProfile:
+    return Catalog.load().get_profile("windows-server")
+
+
+def windows(product: str, build: str) -> dict[str, str]:
+    return {"ID": "windows", "WINDOWS_PRODUCT": product, "WINDOWS_BUILD": build}
+
+
+@pytest.mark.parametrize(
+    ("product", "build"),
+    [
+        ("Windows Server 2016 Datacenter", "14393"),
+        ("Windows Server 2019 Standard", "17763"),
+        ("Windows Server 2022 Datacenter: Azure Edition", "20348"),
+        ("Windows Server 2025 Datacenter", "26100"),
+    ],
+)
+def test_supported_servers_match(product: str, build: str) -> None:
+    """Server 2016 to 2025 find windows-server by product name and build."""
+    assert Catalog.load().match_profile(windows(product, build)).id == "windows-server"
+
+
+@pytest.mark.parametrize(
+    ("product", "build", "why"),
+    [
+        ("Windows 10 Pro", "19045", "Windows product 'Windows 10 Pro'"),
+        ("Windows Server 2012 R2 Datacenter", "9600", "2012 R2"),
+        ("Windows Server 2025 Datacenter", "26300", "build 26300 is outside >=14393,<26200"),
+    ],
+)
+def test_unsupported_windows_gets_no_profile(product: str, build: str, why: str) -> None:
+    """Clients, older servers and builds outside the range get no profile, with the reason."""
+    with pytest.raises(CatalogError, match="no profile matches") as caught:
+        Catalog.load().match_profile(windows(product, build))
+    assert why in str(caught.value)
+
+
+def test_linux_never_matches_the_windows_profile() -> None:
+    """A Linux os-release is matched among Linux profiles only."""
+    assert Catalog.load().match_profile({"ID": "debian", "VERSION_ID": "12"}).id == "debian"
+
+
+@pytest.mark.parametrize(
+    ("match", "message", "line"),
+    [
+        ("  windows: {product: []}\n", "product", 4),
+        ("  windows: {product: [x], build: 'new'}\n", "version range", 4),
+        ("  ids: [debian]\n  windows: {product: [x]}\n", "cannot be combined with ids", 4),
+        ("  windows: {product: [x], edition: y}\n", "edition", 4),
+    ],
+)
+def test_bad_windows_match_is_located(tmp_path: Path, match: str, message: str, line: int) -> None:
+    """A wrong match.windows is reported with file:line like every schema problem."""
+    path = tmp_path / "win.yaml"
+    path.write_text(f"id: win\ndescription: W\nmatch:\n{match}phases: {{}}\n")
+    problems = validate_files([path])
+    assert problems, "expected a problem"
+    assert message in problems[0].message
+    assert problems[0].line == line
+
+
+def test_windows_profile_checks_facts_against_windows_facts(tmp_path: Path) -> None:
+    """facts.windows.* is known in a Windows profile; a Linux-only fact is not."""
+    path = tmp_path / "win.yaml"
+    path.write_text(
+        "id: win\ndescription: W\nmatch: {windows: {product: [Windows Server]}}\n"
+        "phases:\n  preflight:\n"
+        "    - {name: a, description: A, run: 'Write-Output {{ facts.windows.build }}'}\n"
+        "    - {name: b, description: B, run: 'x', when: facts.tools.waagent}\n"
+    )
+    problems = validate_files([path])
+    assert [p.message for p in problems] == [
+        "unknown fact facts.tools.waagent (facts has no 'tools')"
+    ]
+
+
+def test_profile_has_the_linux_phase_names(profile: ResolvedProfile) -> None:
+    """Every phase of the generalize playbook has steps, named as on Linux."""
+    assert profile.platform == "windows"
+    assert [p for p in GENERALIZE_PHASES if not profile.phases.get(p)] == []
+
+
+def test_sysprep_is_the_only_destructive_step(profile: ResolvedProfile) -> None:
+    """Sysprep is the point of no return: destructive, never retried, aborts on failure."""
+    destructive = [
+        (phase, s) for phase, steps in profile.phases.items() for s in steps if s.destructive
+    ]
+    assert [(phase, s.name) for phase, s in destructive] == [("deprovision", "sysprep-generalize")]
+    step = destructive[0][1]
+    assert (step.retries, step.on_failure) == (0, "abort")
+    assert "/generalize /oobe /quit" in step.run
+    assert step.timeout > int(profile.vars["sysprep_deadline_seconds"])  # type: ignore[arg-type]
+
+
+def test_preflight_and_verify_change_nothing(profile: ResolvedProfile) -> None:
+    """Preflight and verify steps call no cmdlet that changes the machine (messages aside)."""
+    writers = (
+        "Remove-Item",
+        "Set-Item",
+        "New-Item",
+        "Move-Item",
+        "Stop-",
+        "Start-Process",
+        "Restart-",
+        "Disable-",
+        "Clear-",
+        "sysprep.exe",
+    )
+    for phase in ("preflight", "verify"):
+        for step in profile.phases[phase]:
+            code = re.sub(r"'(?:[^']|'')*'", "''", step.run)
+            assert not [w for w in writers if w in code], (phase, step.name)
+
+
+def test_verify_steps_report_every_failure(profile: ResolvedProfile) -> None:
+    """Verification steps continue on failure so every broken fact is listed."""
+    assert all(s.on_failure == "continue" for s in profile.phases["verify"])
+
+
+def test_shutdown_powers_off_expecting_the_disconnect(profile: ResolvedProfile) -> None:
+    """The only shutdown step powers off (never restarts) and expects the disconnect."""
+    [step] = profile.phases["shutdown"]
+    assert step.expect_disconnect
+    assert "Stop-Computer" in step.run
+    assert "Restart" not in step.run
+
+
+def test_event_log_clearing_is_off_by_default(profile: ResolvedProfile) -> None:
+    """Clearing event logs is opt-in."""
+    assert profile.step("cleanup", "clear-event-logs").enabled is False  # type: ignore[union-attr]
+
+
+def test_every_reference_is_a_var_or_a_windows_fact(profile: ResolvedProfile) -> None:
+    """Each template and condition reads a defined var or a fact Windows facts provide."""
+    for steps in profile.phases.values():
+        for step in steps:
+            refs = expressions.template_references(step.run)
+            if step.when:
+                refs += sorted(expressions.expression_references(step.when))
+            known = expressions.known_facts("windows")
+            assert expressions.check_references(refs, profile.vars, known) == [], step.name
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ("plain", "'plain'"),
+        ("it's", "'it''s'"),
+        ("$env:X `n", "'$env:X `n'"),
+        ("a\u2019b", "'a\u2019\u2019b'"),
+    ],
+)
+def test_powershell_quoting(text: str, quoted: str) -> None:
+    """Values become single-quoted PowerShell literals: nothing expands, quotes doubled."""
+    assert quote_powershell(text) == quoted
+
+
+def test_plan_shows_exact_powershell_with_quoted_vars() -> None:
+    """`plan --profile windows-server` works offline and quotes vars for PowerShell."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            "--profile",
+            "windows-server",
+            "--format",
+            "json",
+            "--var",
+            "sysprep_unattend=C:\\it's.xml",
+            "--var",
+            "sysprep_mode_vm=false",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    [sysprep] = [s for s in plan["steps"] if s["name"] == "sysprep-generalize"]
+    assert "$unattend = 'C:\\it''s.xml'" in sysprep["command"]
+    assert "if ('false' -eq 'true')" in sysprep["command"]
+    services = next(s for s in plan["steps"] if s["name"] == "azure-agent-running")
+    assert (
+        "@('RdAgent', 'WindowsAzureGuestAgent', 'WindowsAzureTelemetryService')"
+        in (services["command"])
+    )
+    unattend_check = next(s for s in plan["steps"] if s["name"] == "unattend-file-exists")
+    assert unattend_check["condition"] is True

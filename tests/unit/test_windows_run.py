@@ -1,0 +1,432 @@
+"""`imageprep run` on a Windows target, end to end, through the CLI in process.
+
+The real CLI, runner, engine, windows-server profile and WinRmExecutor (unchanged
+pywinrm) talk WS-Management over HTTPS with NTLM and a CA file to ``tests.winrm_server``,
+a test double for a Windows machine, on 127.0.0.1. The machine runs in virtual time
+(``time_scale``), so Sysprep's minutes take milliseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from agent.cli import main
+from agent.outcome import ExitCode
+from tests.winrm_server import (
+    TlsFiles,
+    WindowsMachine,
+    WinRmTestServer,
+    make_tls_files,
+    ntlm_user_file_line,
+)
+from tests.winrm_server import machine as win
+
+USER = "Administrator"
+PASSWORD = "Gold3n-Imag3!pw"  # noqa: S105  the test double's account
+TIME_SCALE = 0.01  # one virtual second = 10 ms
+
+
+@pytest.fixture(autouse=True)
+def accounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The double's NTLM account, and the password imageprep reads from WINPASS."""
+    users = tmp_path / "ntlm-users"
+    users.write_text(ntlm_user_file_line(USER, PASSWORD))
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    monkeypatch.setenv("WINPASS", PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def machine() -> WindowsMachine:
+    return WindowsMachine(time_scale=TIME_SCALE, sysprep_seconds=6.0)
+
+
+@pytest.fixture
+def server(machine: WindowsMachine, tls: TlsFiles) -> Iterator[WinRmTestServer]:
+    with WinRmTestServer(machine, username=USER, password=PASSWORD, tls=tls) as running:
+        yield running
+
+
+@dataclass
+class Run:
+    result: Result
+    run_dir: Path
+    seconds: float
+
+    @property
+    def report(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.run_dir / "result.json").read_text())
+        return data
+
+    def step(self, key: str) -> dict[str, object]:
+        steps = self.report["steps"]
+        assert isinstance(steps, list)
+        return next(s for s in steps if f"{s['phase']}/{s['name']}" == key)
+
+
+def imageprep_run(
+    server: WinRmTestServer,
+    tls: TlsFiles,
+    tmp_path: Path,
+    *extra: str,
+    trust: tuple[str, ...] | None = None,
+    backup: str | None = "command:echo snap-0001",
+    playbook: str = "generalize",
+) -> Run:
+    run_dir = tmp_path / "run"
+    args = [
+        "run" if playbook == "generalize" else playbook,
+        "--target",
+        f"winrm+https://{USER}@127.0.0.1:{server.port}",
+        "--password-env",
+        "WINPASS",
+        *(("--ca-cert", str(tls.ca_cert)) if trust is None else trust),
+        *(("--backup", backup) if backup and playbook == "generalize" else ()),
+        "--run-dir",
+        str(run_dir),
+        "--log-format",
+        "json",
+        "--var",
+        "sysprep_poll_seconds=1",
+        *extra,
+    ]
+    started = time.monotonic()
+    result = CliRunner().invoke(main, args)
+    return Run(result, run_dir, time.monotonic() - started)
+
+
+def test_success_generalizes_verifies_and_powers_off(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A clean VM is generalized, verified and powered off; exit 0 and a full report."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert machine.image_state == win.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
+    assert machine.file_exists(win.SUCCEEDED_TAG)
+    assert [r.switches for r in machine.sysprep_runs] == [
+        ("/generalize", "/oobe", "/quit", "/quiet", "/mode:vm")
+    ]
+    assert not machine.powered_on  # the double saw Stop-Computer
+    report = run.report
+    assert report["powered_off"] is True
+    assert report["profile"] == "windows-server"
+    assert report["backup"]["reference"] == "snap-0001"  # type: ignore[index]
+    assert report["facts"]["windows"]["build"] == "20348"  # type: ignore[index]
+    verification = report["verification"]
+    assert isinstance(verification, list)
+    assert {v["name"] for v in verification} == {
+        "image-state-generalized",
+        "sysprep-tag-present",
+        "setup-type-generalized",
+        "setuperr-clean",
+    }
+    assert all(v["status"] == "ok" for v in verification)
+    assert run.step("cleanup/clear-event-logs")["status"] == "skipped"
+
+
+def test_per_user_appx_package_fails_preflight_and_names_it(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """An AppX package installed for a user only: exit 3, offender named, no Sysprep."""
+    package = "Microsoft.Copilot_1.0.3.0_x64__8wekyb3d8bbwe"
+    machine.appx_installed["azureuser"] = {package}
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert package in message
+    assert "WIN-IMAGEPREP\\azureuser" in message
+    assert "preflight/appx-provisioned-for-all-users" in message
+    assert machine.sysprep_runs == []
+    assert machine.image_state == win.IMAGE_STATE_COMPLETE
+
+
+def test_pending_reboot_fails_preflight(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A CBS RebootPending key: exit 3 with the key named; Sysprep never starts."""
+    machine.create_key(win.PENDING_REBOOT_KEYS[0])
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "RebootPending" in str(run.report["message"])
+    assert run.step("preflight/no-pending-reboot")["status"] == "failed"
+    assert machine.sysprep_runs == []
+
+
+def test_bitlocker_on_fails_preflight(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """An encrypted OS volume: exit 3 naming BitLocker; Sysprep never starts."""
+    machine.bitlocker_status = "FullyEncrypted"
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "FullyEncrypted" in str(run.report["message"])
+    assert run.step("preflight/os-volume-decrypted")["status"] == "failed"
+    assert machine.sysprep_runs == []
+
+
+def test_sysprep_going_undeployable_fails_fast_with_setuperr(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Sysprep failing in validation: exit 6 long before the deadline, setuperr in the message."""
+    # Installed for a user after preflight passed (a Store update mid-run): only Sysprep's
+    # own validation can catch it.
+    package = "Microsoft.WindowsStore_22403.1401.3.0_x64__8wekyb3d8bbwe"
+
+    def update_store_app_when_sysprep_starts() -> None:
+        while not machine.sysprep_runs:
+            time.sleep(0.001)
+        machine.appx_installed["Administrator"] = {package}
+
+    machine.sysprep_seconds = 60.0  # validation fails half way: 30 virtual s
+    threading.Thread(target=update_store_app_when_sysprep_starts, daemon=True).start()
+    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=3000")
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    assert machine.image_state == win.IMAGE_STATE_UNDEPLOYABLE
+    message = str(run.report["message"])
+    assert f"Package {package} was installed for a user" in message
+    assert "cause: an AppX package is installed for a user" in message
+    # 3000 virtual seconds are 30 s here; failing fast means well under that.
+    assert run.seconds < 10
+    setuperr = (run.run_dir / "panther" / "setuperr.log").read_text()
+    assert "SysprepGeneralizeValidate" in setuperr
+    assert (run.run_dir / "panther" / "setupact.log").is_file()
+    assert run.report["powered_off"] is False
+    assert run.step("verify/image-state-generalized")["status"] == "not_run"
+
+
+def test_password_never_reaches_the_report_or_the_log(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The password appears in no form (raw, base64, UTF-16LE base64) in the run folder."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    texts = [
+        (run.run_dir / "result.json").read_text(),
+        (run.run_dir / "run.log.jsonl").read_text(),
+        run.result.output,
+    ]
+    forms = {
+        PASSWORD,
+        base64.b64encode(PASSWORD.encode()).decode(),
+        base64.b64encode(PASSWORD.encode("utf-16-le")).decode(),
+    }
+    for text in texts:
+        for form in forms:
+            assert form not in text
+
+
+def test_sysprep_hanging_past_its_deadline_is_stopped(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A Sysprep that never finishes is killed at its own deadline: exit 6, said so."""
+    machine.sysprep_seconds = 1e6
+    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=20")
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    assert "did not finish within 20 s" in str(run.report["message"])
+    assert machine.sysprep_runs[0].outcome == "killed"
+
+
+def test_wrong_password_is_a_connection_failure(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected password: exit 4, one line, the run folder written."""
+    monkeypatch.setenv("WINPASS", "not-the-password")
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.CONNECTION_FAILED, run.result.output
+    assert "rejected the credentials" in str(run.report["message"])
+
+
+def test_untrusted_certificate_is_refused_with_a_hint(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Without --ca-cert the test CA is unknown: exit 4, pointing at --ca-cert."""
+    run = imageprep_run(server, tls, tmp_path, trust=())
+    assert run.result.exit_code == ExitCode.CONNECTION_FAILED, run.result.output
+    assert "--ca-cert" in str(run.report["message"])
+    assert server.service.stats.creates == 0
+
+
+def test_skipping_verification_works_and_is_logged_loudly(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--insecure-skip-verify connects to an unknown certificate and logs a warning."""
+    run = imageprep_run(server, tls, tmp_path, trust=("--insecure-skip-verify",))
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    log = (run.run_dir / "run.log.jsonl").read_text()
+    assert "winrm.tls_verification_disabled" in log
+
+
+def test_archive_backup_is_refused_for_windows(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """archive: is Linux-only: exit 2 before anything is contacted."""
+    run = imageprep_run(server, tls, tmp_path, backup=f"archive:{tmp_path}")
+    assert run.result.exit_code == ExitCode.USAGE, run.result.output
+    assert "Linux-only" in str(run.report["message"])
+    assert server.connections == 0
+
+
+def test_winrm_flags_are_refused_for_ssh_targets(tmp_path: Path) -> None:
+    """--ca-cert with an ssh:// target is a usage error, not silently ignored."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--target",
+            "ssh://u@127.0.0.1:1",
+            "--ca-cert",
+            str(tmp_path / "ca.pem"),
+            "--no-backup",
+            "--reason",
+            "x",
+            "--log-format",
+            "json",
+        ],
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--ca-cert is for winrm://" in result.output
+
+
+def test_check_runs_preflight_only_and_changes_nothing(
+    server: WinRmTestServer, machine: WindowsMachine, tmp_path: Path, tls: TlsFiles
+) -> None:
+    """`imageprep check` on Windows runs the preflight and leaves the VM as it was."""
+    files_before = dict(machine.files)
+    result = CliRunner().invoke(
+        main,
+        [
+            "check",
+            "--target",
+            f"winrm+https://{USER}@127.0.0.1:{server.port}",
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--log-format",
+            "json",
+        ],
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    assert machine.files == files_before
+    assert machine.sysprep_runs == []
+    assert machine.powered_on
+
+
+def _as_system(m: WindowsMachine) -> None:
+    m.account_is_system = True
+
+
+def _not_elevated(m: WindowsMachine) -> None:
+    m.account_is_admin = False
+
+
+def _first_boot_unfinished(m: WindowsMachine) -> None:
+    m.image_state = "IMAGE_STATE_SPECIALIZE_RESEAL_TO_OOBE"
+
+
+def _file_renames_pending(m: WindowsMachine) -> None:
+    m.set_value(win.SESSION_MANAGER_KEY, "PendingFileRenameOperations", r"\??\C:\x")
+
+
+def _being_renamed(m: WindowsMachine) -> None:
+    m.set_value(win.COMPUTER_NAME_KEY, "ComputerName", "NEW-NAME")
+
+
+def _configmgr_pending(m: WindowsMachine) -> None:
+    m.configmgr_reboot_pending = True
+
+
+def _domain_joined(m: WindowsMachine) -> None:
+    m.part_of_domain, m.domain = True, "corp.example.com"
+
+
+def _no_rearm(m: WindowsMachine) -> None:
+    m.rearm_count = 0
+
+
+def _sysprep_running(m: WindowsMachine) -> None:
+    m.extra_processes.append("sysprep")
+
+
+def _disk_full(m: WindowsMachine) -> None:
+    m.free_bytes = 100 * 1024**2
+
+
+@pytest.mark.parametrize(
+    ("arrange", "step", "words"),
+    [
+        (_as_system, "elevated-admin", "not supported under SYSTEM"),
+        (_not_elevated, "elevated-admin", "no elevated administrator token"),
+        (_first_boot_unfinished, "image-state-complete", "not finished its own first boot"),
+        (_file_renames_pending, "no-pending-reboot", "PendingFileRenameOperations"),
+        (_being_renamed, "no-pending-reboot", "renamed from WIN-IMAGEPREP to NEW-NAME"),
+        (_configmgr_pending, "no-pending-reboot", "Configuration Manager"),
+        (_domain_joined, "not-domain-joined", "corp.example.com"),
+        (_no_rearm, "rearm-available", "SLReArmWindows"),
+        (_sysprep_running, "sysprep-not-running", "already running"),
+        (_disk_full, "free-space", "only 100 MiB free"),
+    ],
+)
+def test_each_preflight_blocker_stops_the_run_untouched(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    arrange: object,
+    step: str,
+    words: str,
+) -> None:
+    """Every Sysprep blocker is diagnosed in preflight: exit 3, said why, nothing changed."""
+    assert callable(arrange)
+    arrange(machine)
+    files_before = dict(machine.files)
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert f"preflight/{step}" in str(run.report["message"])
+    assert words in str(run.report["message"])
+    assert machine.sysprep_runs == []
+    assert machine.files == files_before
+
+
+def test_a_stopped_azure_agent_fails_after_its_retries(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The agent check is retried (a user profile shortens the delay); then exit 3."""
+    machine.services["WindowsAzureGuestAgent"] = "Stopped"
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "windows-server.yaml").write_text(
+        "id: windows-server\ndescription: No waiting in tests\nextends: windows-server\n"
+        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "phases:\n  preflight:\n"
+        "    - {name: azure-agent-running, override: true, retry_delay: 0}\n"
+    )
+    run = imageprep_run(server, tls, tmp_path, "--profiles-dir", str(profiles), playbook="check")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "WindowsAzureGuestAgent (Stopped)" in str(run.report["message"])
+    assert run.step("preflight/azure-agent-running")["attempts"] == 7
+
+
+def test_domain_join_can_be_allowed(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """allow_domain_joined=true skips the domain check; the run generalizes."""
+    _domain_joined(machine)
+    run = imageprep_run(server, tls, tmp_path, "--var", "allow_domain_joined=true")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("preflight/not-domain-joined")["status"] == "skipped"
