@@ -36,12 +36,14 @@ for tool in waagent cloud-init sudo systemctl; do
   if command -v "$tool" >/dev/null 2>&1; then emit "has_$tool" 1; else emit "has_$tool" 0; fi
 done
 if [ -d /run/systemd/system ]; then emit systemd_booted 1; else emit systemd_booted 0; fi
-if command -v cloud-init >/dev/null 2>&1; then
-  emit cloud_init_version "$(cloud-init --version 2>&1)"
-fi
-if command -v waagent >/dev/null 2>&1; then
-  emit waagent_version "$(waagent --version 2>&1 | head -n 1)"
-fi
+# Both are Python programs that take ~0.15 s to start: ask them at the same time.
+ci_version=$(mktemp) wa_version=$(mktemp)
+if command -v cloud-init >/dev/null 2>&1; then cloud-init --version >"$ci_version" 2>&1 & fi
+if command -v waagent >/dev/null 2>&1; then waagent --version 2>&1 | head -n 1 >"$wa_version" & fi
+wait
+[ -s "$ci_version" ] && emit cloud_init_version "$(cat "$ci_version")"
+[ -s "$wa_version" ] && emit waagent_version "$(cat "$wa_version")"
+rm -f "$ci_version" "$wa_version"
 if [ -L /etc/resolv.conf ]; then emit resolv_conf_symlink 1; else emit resolv_conf_symlink 0; fi
 """
 

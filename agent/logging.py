@@ -12,7 +12,8 @@ before every renderer, so no handler ever sees a secret. Handlers:
 * console (stderr): ``text`` (ConsoleRenderer, colours only on a TTY) or ``json`` (one
   object per line) at ``level``; third-party records only from WARNING up.
 * run log (``run_log``): JSON lines at DEBUG, everything, the full record of the run;
-  paramiko only from INFO, because its DEBUG is packet-level noise.
+  paramiko only from INFO, because its DEBUG is packet-level noise, and invoke/fabric
+  only from INFO, because theirs dumps configuration.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ ConsoleFormat = Literal["text", "json"]
 # WARNING: the console would drop anything lower anyway).
 THIRD_PARTY_LEVELS: Mapping[str, int] = {
     "paramiko": logging.INFO,
-    "invoke": logging.DEBUG,
-    "fabric": logging.DEBUG,
+    # invoke/fabric DEBUG dumps their whole merged configuration on every connect.
+    "invoke": logging.INFO,
+    "fabric": logging.INFO,
     "winrm": logging.DEBUG,
     "requests": logging.DEBUG,
     "requests_ntlm": logging.DEBUG,
