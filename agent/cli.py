@@ -30,6 +30,16 @@ def _fail(exc: BaseException) -> None:
     sys.exit(int(code))
 
 
+def _echo(render: Callable[[], str]) -> None:
+    """Print what a read-only command renders, or fail with its one-line error."""
+    try:
+        text = render()
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    click.echo(text)
+
+
 def _stderr_is_tty() -> bool:
     return sys.stderr.isatty()
 
@@ -203,6 +213,35 @@ def plan_options(func: F) -> F:
     return catalog_options(func)
 
 
+def boot_test_run_options(func: F) -> F:
+    options = [
+        click.option(
+            "--boot-test",
+            "boot_test",
+            is_flag=True,
+            help="After a successful generalize, boot the disk once as a new machine "
+            "(see `imageprep boot-test`); needs --boot-test-disk.",
+        ),
+        click.option(
+            "--boot-test-disk",
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="PATH",
+            help="The VM's disk image (raw or qcow2) as this machine sees it once the VM is off.",
+        ),
+        click.option(
+            "--boot-test-timeout",
+            type=click.FloatRange(min=1),
+            default=600,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long the boot test waits for the disk to come up.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _ssh_options(kw: dict[str, Any]) -> Any:
     from agent.executors.ssh import SshOptions
     from agent.secrets import secret_from_env, secret_from_file
@@ -277,7 +316,13 @@ def main() -> None:
     """
 
 
-def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> None:
+def _run_playbook(
+    kw: dict[str, Any],
+    playbook: str,
+    *,
+    allow_backup: bool,
+    after: Callable[[Any, str], ExitCode] | None = None,
+) -> None:
     from agent.progress import ConsoleProgress, print_summary
     from agent.runner import RunRequest, execute
     from agent.targets import parse_target
@@ -285,6 +330,13 @@ def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> N
     log_format = _resolve_log_format(kw["log_format"])
     try:
         _configure_console_logging(log_format)
+        resume = kw.get("resume")
+        if resume is not None:
+            _check_resume_flags(kw)
+            if not kw["target_url"]:
+                from agent.runner import recorded_target
+
+                kw["target_url"] = recorded_target(resume)
         if not kw["target_url"]:
             raise errors.UsageError(
                 "--target URL is required (e.g. ssh://azureuser@vm.example.com)"
@@ -311,6 +363,7 @@ def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> N
             var_overrides=_parse_vars(kw["var_items"]),
             selection=_selection(kw),
             log_format=log_format,
+            resume=resume,
         )
     except errors.ImagePrepError as exc:
         _fail(exc)
@@ -319,11 +372,41 @@ def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> N
     console = ConsoleProgress(enabled=log_format == "text")
     try:
         outcome = execute(request, console)
-    except errors.ImagePrepError as exc:  # the run folder itself could not be made
+    except errors.ImagePrepError as exc:  # refused before a run folder was written
         _fail(exc)
         return
     print_summary(outcome, log_format)
-    sys.exit(int(outcome.exit_code))
+    code = outcome.exit_code
+    if after is not None and code is ExitCode.OK:
+        code = after(outcome, log_format)  # e.g. --boot-test
+    sys.exit(int(code))
+
+
+def _check_resume_flags(kw: dict[str, Any]) -> None:
+    """--resume continues the run as it was planned: its plan options come from its journal."""
+    given = [
+        flag
+        for flag, key, default in (
+            ("--playbook", "playbook", "generalize"),
+            ("--profile", "profile", "auto"),
+            ("--backup", "backup", None),
+            ("--no-backup", "no_backup", False),
+            ("--reason", "reason", None),
+            ("--run-dir", "run_dir", None),
+            ("--var", "var_items", ()),
+            ("--only", "only", ()),
+            ("--skip", "skip", ()),
+            ("--tags", "tags", ()),
+            ("--profiles-dir", "profiles_dirs", ()),
+            ("--playbooks-dir", "playbooks_dirs", ()),
+        )
+        if kw.get(key, default) not in (default, None, (), False)
+    ]
+    if given:
+        raise errors.UsageError(
+            f"--resume continues a run with the options it was started with (its journal "
+            f"has them); {given[0]} cannot be given with it"
+        )
 
 
 @main.command(context_settings=CONTEXT)
@@ -341,10 +424,23 @@ def _run_playbook(kw: dict[str, Any], playbook: str, *, allow_backup: bool) -> N
     type=click.Path(path_type=Path, file_okay=False),
     help="Run folder [./imageprep-runs/<UTC time>-<run id>].",
 )
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    metavar="RUN_DIR",
+    help="Continue the run in RUN_DIR after an interruption or failure: same plan, same "
+    "backup, from where it stopped (--target may be left out).",
+)
+@boot_test_run_options
 @plan_options
 def run(**kw: Any) -> None:
-    """Run a playbook (default: generalize) against a target."""
-    _run_playbook(kw, kw["playbook"], allow_backup=True)
+    """Run a playbook (default: generalize) against a target, or resume one (--resume)."""
+    try:
+        after = _boot_test_after_run(kw)
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    _run_playbook(kw, kw["playbook"], allow_backup=True, after=after)
 
 
 @main.command(context_settings=CONTEXT)
@@ -431,10 +527,7 @@ def profiles_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, .
     """One line per profile: id, what it matches, where it comes from."""
     from agent.planning import list_profiles
 
-    try:
-        click.echo(list_profiles(profiles_dirs, playbooks_dirs))
-    except errors.ImagePrepError as exc:
-        _fail(exc)
+    _echo(lambda: list_profiles(profiles_dirs, playbooks_dirs))
 
 
 @profiles.command("show")
@@ -446,10 +539,7 @@ def profiles_show(
     """Every step of a profile by phase, with which file won."""
     from agent.planning import show_profile
 
-    try:
-        click.echo(show_profile(profile_id, profiles_dirs, playbooks_dirs))
-    except errors.ImagePrepError as exc:
-        _fail(exc)
+    _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
 
 
 @main.group(context_settings=CONTEXT)
@@ -463,10 +553,127 @@ def playbooks_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, 
     """One line per playbook: name, phases, whether it needs a backup."""
     from agent.planning import list_playbooks
 
+    _echo(lambda: list_playbooks(profiles_dirs, playbooks_dirs))
+
+
+# -- boot-test and vhd (agent/boottest.py, agent/vhd.py) ------------------------------------
+
+
+def _boot_test_after_run(kw: dict[str, Any]) -> Callable[[Any, str], ExitCode] | None:
+    """Validate run's --boot-test flags up front; return what runs after a successful run."""
+    enabled, disk = kw.pop("boot_test"), kw.pop("boot_test_disk")
+    timeout = kw.pop("boot_test_timeout")
+    if disk is not None and not enabled:
+        raise errors.UsageError("--boot-test-disk goes with --boot-test")
+    if not enabled:
+        return None
+    if disk is None:
+        raise errors.UsageError(
+            "--boot-test needs --boot-test-disk PATH: the VM's disk image as this machine "
+            "sees it (the backup providers do not hand out disks yet)"
+        )
+    from agent.boottest import boot_test_after_run, preflight_host
+
+    preflight_host(disk)  # missing qemu or no such disk: say so before the VM is changed
+
+    def after(outcome: Any, log_format: str) -> ExitCode:
+        return boot_test_after_run(outcome, disk, timeout=timeout, log_format=log_format)
+
+    return after
+
+
+@main.command("boot-test", context_settings=CONTEXT)
+@click.argument("disk", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder [./imageprep-runs/<UTC time>-<run id>].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the disk to boot and let the new user in over SSH.",
+)
+@click.option(
+    "--deprovisioned-user",
+    metavar="NAME",
+    help="The user generalization deleted; checked absent before and after boot.",
+)
+@click.option(
+    "--previous-machine-id",
+    metavar="ID",
+    help="The machine-id before generalization; the new one must differ.",
+)
+@click.option(
+    "--accel",
+    type=click.Choice(["auto", "kvm", "tcg"]),
+    default="auto",
+    show_default=True,
+    help="auto: KVM where the CPU shows vmx/svm and /dev/kvm opens (TCG if it fails), "
+    "else TCG.",
+)
+@click.option("--memory", "memory_mib", type=click.IntRange(min=256), default=1024,
+              show_default=True, metavar="MIB")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text on a terminal, json otherwise.",
+)
+def boot_test(**kw: Any) -> None:
+    """Boot a generalized DISK (raw or qcow2) once and check it comes up as a new machine.
+
+    DISK is only read: QEMU boots a throwaway overlay with a fresh NoCloud seed (new user,
+    new key). A pass is recorded in DISK.boot-test.json for `imageprep vhd`.
+    """
+    from agent.boottest import BootTestRequest, print_boot_test_summary, run_boot_test
+
+    log_format = _resolve_log_format(kw["log_format"])
+    _interrupt_on_sigterm()
+    outcome = run_boot_test(
+        BootTestRequest(
+            disk=kw["disk"],
+            run_dir=kw["run_dir"],
+            timeout=kw["timeout"],
+            deprovisioned_user=kw["deprovisioned_user"],
+            previous_machine_id=kw["previous_machine_id"],
+            accel=kw["accel"],
+            memory_mib=kw["memory_mib"],
+            log_format=log_format,
+        )
+    )
+    print_boot_test_summary(outcome, log_format)
+    sys.exit(int(outcome.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("disk", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Convert even though DISK has not passed boot-test.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def vhd(disk: Path, out: Path, force: bool, overwrite: bool) -> None:
+    """Convert DISK (raw or qcow2) into OUT, a fixed-size VHD for Azure (size: whole MiB).
+
+    Refuses a DISK that has not passed `imageprep boot-test` unless --force.
+    """
+    from agent.vhd import NotBootTested, convert_to_vhd
+
     try:
-        click.echo(list_playbooks(profiles_dirs, playbooks_dirs))
+        result = convert_to_vhd(disk, out, force=force, overwrite=overwrite)
+    except NotBootTested as exc:
+        click.echo(f"imageprep: refused: {exc}", err=True)
+        sys.exit(int(ExitCode.PREFLIGHT_FAILED))
     except errors.ImagePrepError as exc:
         _fail(exc)
+        return
+    rounded = f", rounded up by {result.rounded_up_by} bytes" if result.rounded_up_by else ""
+    click.echo(
+        f"{result.path}: fixed VHD, {result.virtual_size // (1 << 20)} MiB{rounded}, "
+        f"checked (boot-test {result.boot_test})"
+    )
 
 
 def json_line(data: dict[str, Any]) -> str:

@@ -9,16 +9,19 @@ It owns the rules that make a run safe:
   inside it is still reported as "restore from backup";
 * destructive steps are never retried; other steps retry only as their YAML allows;
 * a dropped connection is success only for a step marked ``expect_disconnect``;
-* ``on_failure: continue`` runs the rest of the failed step's phase, never the next phase.
+* ``on_failure: continue`` runs the rest of the failed step's phase, never the next phase;
+* a resumed run (:class:`ResumeState`, built from the journal by ``agent.journal``) keeps
+  the earlier sessions' backup and finished steps, and settles a destructive step whose
+  outcome is unknown with its ``resume_check`` instead of running it again.
 
-Every state change goes to the :class:`RunObserver` (result.json, console progress) at
-once, so an interrupted run leaves an accurate record.
+Every state change goes to the :class:`RunObserver` (journal, result.json, console
+progress) at once, so an interrupted run leaves an accurate record.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -51,6 +54,21 @@ class BackupGate:
     provider: BackupProvider | None
     context: BackupContext | None
     waiver_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What earlier sessions of this run did, as far as the engine needs to know."""
+
+    completed: Mapping[str, StepResult] = field(default_factory=dict)  # kept, not rerun
+    in_doubt: frozenset[str] = frozenset()  # destructive steps to settle by resume_check
+    backup: BackupRecord | None = None
+    waiver: str | None = None
+    point_of_no_return: bool = False
+
+    @property
+    def backup_done(self) -> bool:
+        return self.backup is not None or self.waiver is not None
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,7 @@ class Engine:
         *,
         disconnect_timeout: float = 180.0,
         sleep: Callable[[float], None] = time.sleep,
+        resume: ResumeState | None = None,
     ) -> None:
         self._plan = plan
         self._executor = executor
@@ -95,7 +114,10 @@ class Engine:
         self._observer = observer
         self._disconnect_timeout = disconnect_timeout
         self._sleep = sleep
-        self._progress = _Progress()
+        self._resume = resume or ResumeState()
+        self._progress = _Progress(
+            backup=self._resume.backup, point_of_no_return=self._resume.point_of_no_return
+        )
 
     @property
     def point_of_no_return_reached(self) -> bool:
@@ -107,7 +129,12 @@ class Engine:
             if progress.aborted:
                 break
             if phase == "backup":
-                self._take_backup()
+                if self._resume.backup_done:
+                    # Taken (or waived) by an earlier session of this run: never twice.
+                    reference = progress.backup.reference if progress.backup else None
+                    log.info("backup.reused", reference=reference, waiver=self._resume.waiver)
+                else:
+                    self._take_backup()
                 continue
             for step in self._plan.steps_in(phase):
                 if progress.aborted:
@@ -148,13 +175,22 @@ class Engine:
         self._observer.backup_finished(progress.backup, None)
 
     def _backup_recorded(self) -> bool:
-        return self._progress.backup is not None or self._gate.waiver_reason is not None
+        return (
+            self._progress.backup is not None
+            or self._gate.waiver_reason is not None
+            or self._resume.waiver is not None
+        )
 
     # -- steps ------------------------------------------------------------------------
 
     def _run_step(self, step: PlannedStep) -> None:
         progress = self._progress
         bound = log.bind(phase=step.phase, step=step.name)
+        earlier = self._resume.completed.get(step.key)
+        if earlier is not None:
+            progress.results[step.key] = earlier  # finished in an earlier session
+            bound.debug("step.done_earlier", status=earlier.status.value)
+            return
         if not step.will_run:
             reason = step.skip_reason or f"condition false: {step.when}"
             self._record(
@@ -176,10 +212,15 @@ class Engine:
             self._fail(step, result)
             bound.error("step.end", status="failed", message=message)
             return
+        if step.key in self._resume.in_doubt:
+            self._settle_in_doubt(step, bound)
+            return
 
+        if step.destructive:
+            # Before anyone hears of the start: an interruption from here on is past it.
+            progress.point_of_no_return = True
         self._observer.step_started(step)
         if step.destructive:
-            progress.point_of_no_return = True
             bound.warning("point_of_no_return", step=step.key)
         result = self._attempt(step, bound)
         if result.status is StepStatus.OK and step.expect_disconnect and not result.disconnected:
@@ -203,6 +244,46 @@ class Engine:
             self._record(step, replace(result, status=StepStatus.IGNORED))
         else:
             self._fail(step, result)
+
+    def _settle_in_doubt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> None:
+        """A destructive step an earlier session started but never saw end: check, not run.
+
+        Its ``resume_check`` (exit 0: the effect is in place) decides; the step itself is
+        never sent again, so it cannot run twice.
+        """
+        if step.resume_check is None:  # agent.journal refuses such a resume before this
+            message = "started in an earlier session, outcome unknown, and no resume_check"
+            failed = StepResult(
+                step.phase, step.name, StepStatus.FAILED, message=message, destructive=True
+            )
+            self._fail(step, failed)
+            return
+        bound.warning("step.resume_check", step=step.key)
+        check = replace(
+            step,
+            command=step.resume_check,
+            retries=0,
+            ok_exit_codes=(0,),
+            expect_disconnect=False,
+        )
+        result = replace(self._attempt_once(check, 1, time.monotonic(), bound), attempts=0)
+        if result.status is StepStatus.OK:
+            result = replace(
+                result,
+                message="started in an earlier session; resume_check found its effect in "
+                "place, so it was not run again",
+            )
+            bound.info("step.end", status="ok", resume_check="in place")
+            self._record(step, result)
+            return
+        detail = result.message or result.status.value
+        result = replace(
+            result,
+            message=f"started in an earlier session and its resume_check says its effect is "
+            f"not in place ({detail}); it is never run twice",
+        )
+        bound.error("step.end", status=result.status.value, resume_check="not in place")
+        self._fail(step, result)
 
     def _attempt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> StepResult:
         # Destructive steps never run twice, whatever the YAML says (the schema refuses

@@ -8,6 +8,8 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
 
     ImagePrepError
     ├── UsageError                  bad command line (exit 2)
+    │   └── ResumeError             --resume RUN_DIR cannot be resumed as asked (exit 2)
+    │       └── JournalError        journal.jsonl is unreadable; carries file:line
     ├── ValidationError             a YAML file, a plan or a value is wrong (exit 2)
     │   └── SchemaError             one file failed the schema; carries file:line:col
     ├── CatalogError                unknown profile/playbook, no profile matches (exit 2)
@@ -21,6 +23,11 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     ├── CommandTimeout              a command ran past its deadline
     ├── BackupError                 the backup could not be taken (VM untouched)
     ├── RunDirError                 the run folder cannot be written
+    ├── DiskError                   a disk image cannot be read or converted (exit 2)
+    │   └── ToolFailed              a host tool (qemu-img, debugfs, ...) failed on it
+    ├── HostToolMissing             qemu, qemu-img, debugfs, ... not installed (exit 10)
+    ├── TargetBusy                  another run holds the target's lock (exit 11)
+    ├── ResumeUnsafe                a destructive step's outcome is unknown (exit 6)
     └── Interrupted                 Ctrl-C / SIGTERM (exit 130)
 
 Exit codes are decided in one place (``agent.outcome``); errors only describe what broke.
@@ -37,6 +44,17 @@ class ImagePrepError(Exception):
 
 class UsageError(ImagePrepError):
     """The command line does not make sense."""
+
+
+class ResumeError(UsageError):
+    """``run --resume RUN_DIR``: the folder, its journal or the target do not fit.
+
+    Raised before anything on the target is changed.
+    """
+
+
+class JournalError(ResumeError):
+    """A journal line cannot be read; the message names ``file:line``."""
 
 
 class ValidationError(ImagePrepError):
@@ -118,6 +136,35 @@ class BackupError(ImagePrepError):
 
 class RunDirError(ImagePrepError):
     """The run folder could not be created or written."""
+
+
+class DiskError(ImagePrepError):
+    """A disk image cannot be read, inspected or converted (boot-test, vhd)."""
+
+
+class ToolFailed(DiskError):
+    """A host tool exited non-zero on a disk image; the message ends with its last line."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+
+
+class HostToolMissing(ImagePrepError):
+    """A host tool the command needs is not installed; the message names the package."""
+
+
+class TargetBusy(ImagePrepError):
+    """Another imageprep run on this controller holds the lock on this target."""
+
+
+class ResumeUnsafe(ImagePrepError):
+    """Resuming would mean running a destructive step again, or blindly.
+
+    A destructive step started in an earlier session and its outcome is unknown with no
+    ``resume_check`` to settle it, or it ran and failed. The VM is past the point of no
+    return: restore it from the backup.
+    """
 
 
 class Interrupted(ImagePrepError):

@@ -17,12 +17,23 @@ class ExitCode(IntEnum):
     FAILED_AFTER_POINT_OF_NO_RETURN = 6  # generalization began; restore from the backup
     VERIFICATION_FAILED = 7  # generalized, but a verification check failed
     BACKUP_FAILED = 8  # the backup could not be taken; nothing on the VM was changed
+    BOOT_FAILED = 9  # boot-test: the disk did not come up (SSH) within the time-out
+    HOST_TOOL_MISSING = 10  # a host tool (qemu, qemu-img, debugfs, ...) is not installed
+    TARGET_BUSY = 11  # another run holds this target's lock; the target was not contacted
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; see result.json for where it stopped
 
 
 def exit_code_for_error(exc: BaseException) -> ExitCode:
     """The exit code for an error that ended a command before or outside the engine."""
-    if isinstance(exc, errors.UsageError | errors.ValidationError | errors.RunDirError):
+    if isinstance(exc, errors.HostToolMissing):
+        return ExitCode.HOST_TOOL_MISSING
+    if isinstance(exc, errors.TargetBusy):
+        return ExitCode.TARGET_BUSY
+    if isinstance(exc, errors.ResumeUnsafe):
+        return ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN
+    if isinstance(
+        exc, errors.UsageError | errors.ValidationError | errors.RunDirError | errors.DiskError
+    ):
         return ExitCode.USAGE
     if isinstance(exc, errors.TransportError):
         return ExitCode.CONNECTION_FAILED

@@ -53,6 +53,8 @@ class StepSpec(Protocol):
     @property
     def destructive(self) -> bool: ...
     @property
+    def resume_check(self) -> str | None: ...
+    @property
     def expect_disconnect(self) -> bool: ...
     @property
     def no_log(self) -> bool: ...
@@ -104,6 +106,8 @@ class PlannedStep:
     # True/False once decided; None when it needs facts that a target-less plan lacks.
     condition: bool | None
     skip_reason: str | None
+    # Destructive steps only: a command whose exit 0 means the step's effect is in place.
+    resume_check: str | None = None
 
     @property
     def key(self) -> str:
@@ -117,6 +121,8 @@ class PlannedStep:
         data = asdict(self)
         if self.no_log:
             data["command"] = "(no_log: hidden)"
+            if self.resume_check is not None:
+                data["resume_check"] = "(no_log: hidden)"
         return data
 
 
@@ -212,18 +218,19 @@ def _render(
     facts: Mapping[str, Any] | None,
     variables: Mapping[str, Any],
     shell: str = "sh",
+    *,
+    field: str = "run",
 ) -> str:
-    if facts is None and _needs_facts(step.run):
-        return step.run
+    text = step.run if field == "run" else (step.resume_check or "")
+    if facts is None and _needs_facts(text):
+        return text
     quote, separator = _QUOTING[shell]
     try:
         # Values become single shell words: a var given on the command line can never
         # change the shape of the command it lands in.
-        return expressions.render(
-            step.run, facts or {}, variables, quote=quote, separator=separator
-        )
+        return expressions.render(text, facts or {}, variables, quote=quote, separator=separator)
     except ValidationError as exc:
-        raise ValidationError(f"step {phase}/{step.name}: run: {exc}") from exc
+        raise ValidationError(f"step {phase}/{step.name}: {field}: {exc}") from exc
 
 
 def build_plan(
@@ -290,6 +297,11 @@ def build_plan(
                     when=spec.when,
                     condition=_decide(spec, phase, facts, variables),
                     skip_reason=selection.reason_to_skip(phase, spec),
+                    resume_check=(
+                        None
+                        if spec.resume_check is None
+                        else _render(spec, phase, facts, variables, shell, field="resume_check")
+                    ),
                 )
             )
     plan = Plan(

@@ -1,13 +1,22 @@
 """One run, end to end: run folder → catalog → connect → facts → plan → engine → report.
 
 The CLI turns flags into a :class:`RunRequest` and calls :func:`execute`; everything that
-can go wrong on the way is caught here, recorded in result.json and turned into one exit
-code, so the caller never sees a traceback and the run folder always tells the story.
+can go wrong on the way is caught here, recorded in result.json (and, once the plan is
+built, in the journal) and turned into one exit code, so the caller never sees a
+traceback and the run folder always tells the story.
+
+A run holds its target's lock (``agent.lock``) from before the run folder is made to the
+end. ``RunRequest.resume`` continues an earlier run in its own folder instead
+(:func:`_resume`): journal read, plan rebuilt and compared, target checked, then the
+engine resumes. Refusals that come before any contact (busy target, bad or foreign run
+folder, changed plan, unsafe resume) raise instead and leave every folder as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +27,30 @@ import structlog
 from agent import __version__, errors
 from agent.backups.base import BackupContext, BackupProvider, BackupRecord, provider_from_spec
 from agent.catalog import Catalog
-from agent.engine import BackupGate, Engine, EngineResult, RunObserver
+from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
 from agent.executors import create_executor
 from agent.executors.base import Executor
 from agent.executors.ssh import SshOptions
 from agent.facts import Facts, describe, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
 from agent.facts_windows import describe as describe_windows
+from agent.journal import (
+    JOURNAL_FILE,
+    Journal,
+    JournalState,
+    check_resumable,
+    file_hashes,
+    identity_differences,
+    load_journal,
+    plan_hash,
+    read_header,
+    resume_state,
+    step_entry,
+)
+from agent.lock import TargetLock
 from agent.outcome import ExitCode, exit_code_for_error
 from agent.plan import Plan, PlannedStep, Selection, build_plan
-from agent.report import RunFolder, default_run_dir, new_run_id, utc_now
+from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.results import StepResult
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure
@@ -53,6 +76,8 @@ class RunRequest:
     var_overrides: Mapping[str, str] = field(default_factory=dict)
     selection: Selection = field(default_factory=Selection)
     log_format: str = "json"
+    # `run --resume RUN_DIR`: continue that run; its plan options come from its journal.
+    resume: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -78,16 +103,29 @@ class ProgressSink(RunObserver):
 
 
 class _Recorder(RunObserver):
-    """Keeps result.json current after every event, and forwards to the console."""
+    """Journals every event, keeps result.json current, and forwards to the console.
+
+    The journal comes first: it is what ``--resume`` trusts, and it is fsync'd before
+    the engine goes on (a step's command is sent only after its start is on disk).
+    result.json is a readable summary of the same events; rewriting it (redacted,
+    pretty-printed, fsync'd) costs more than a trivial step, so between the moments that
+    matter (a destructive step starts, a backup, an interruption, the end) it is rewritten
+    at most every ``SAVE_INTERVAL`` seconds.
+    """
+
+    SAVE_INTERVAL = 0.5
 
     def __init__(self, folder: RunFolder, data: dict[str, Any], console: RunObserver) -> None:
         self._folder = folder
         self.data = data
         self._console = console
         self._steps: dict[str, dict[str, Any]] = {}
+        self.journal: Journal | None = None
+        self._saved_at = float("-inf")
 
     def save(self) -> None:
         self._folder.write_result(self.data)
+        self._saved_at = time.monotonic()
 
     def set_plan(self, plan: Plan) -> None:
         self.data["plan"] = plan.to_dict()
@@ -97,7 +135,32 @@ class _Recorder(RunObserver):
         self.data["steps"] = list(self._steps.values())
         self.save()
 
+    def preload(self, state: JournalState, resume: ResumeState) -> None:
+        """Show what earlier sessions did: kept results, and steps left in doubt."""
+        for key, result in resume.completed.items():
+            self._steps[key] = step_entry(result)
+        for key in state.in_doubt():
+            if key in self._steps and key not in resume.completed:
+                self._steps[key] |= {
+                    "status": "unknown",
+                    "message": "started in an earlier session that ended without its result",
+                }
+        self._refresh_steps()
+
+    def interrupted(self) -> None:
+        """Ctrl-C / SIGTERM: the running step's outcome is unknown, never "ok"."""
+        if self.journal is not None:
+            self.journal.step_interrupted()
+        for entry in self._steps.values():
+            if entry.get("status") == "running":
+                entry["status"] = "interrupted"
+                entry["message"] = "interrupted while it ran: its outcome is unknown"
+                entry["finished_at"] = utc_now()
+        self._refresh_steps()
+
     def step_started(self, step: PlannedStep) -> None:
+        if self.journal is not None:
+            self.journal.step_started(step)
         self._steps[step.key] = {
             "phase": step.phase,
             "name": step.name,
@@ -107,43 +170,32 @@ class _Recorder(RunObserver):
         }
         if step.destructive:
             self.data["point_of_no_return_reached"] = True
-        self._refresh_steps()
+        self._refresh_steps(force=step.destructive)
         self._console.step_started(step)
 
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
-        entry = _step_entry(result)
+        if self.journal is not None:
+            self.journal.step_finished(step, result)
+        entry = step_entry(result)
         entry["started_at"] = self._steps.get(step.key, {}).get("started_at")
         entry["finished_at"] = utc_now()
         self._steps[step.key] = entry
-        self._refresh_steps()
+        self._refresh_steps(force=False)
         self._console.step_finished(step, result)
 
     def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:
+        if self.journal is not None:
+            self.journal.backup_finished(record, error)
         self.data["backup"] = record.to_dict() if record else None
         if error:
             self.data["backup_error"] = error
         self.save()
         self._console.backup_finished(record, error)
 
-    def _refresh_steps(self) -> None:
+    def _refresh_steps(self, *, force: bool = True) -> None:
         self.data["steps"] = list(self._steps.values())
-        self.save()
-
-
-def _step_entry(result: StepResult) -> dict[str, Any]:
-    return {
-        "phase": result.phase,
-        "name": result.name,
-        "status": result.status.value,
-        "exit_code": result.exit_code,
-        "attempts": result.attempts,
-        "duration": round(result.duration, 3),
-        "message": result.message,
-        "destructive": result.destructive,
-        "disconnected": result.disconnected,
-        "stdout_tail": result.stdout_tail,
-        "stderr_tail": result.stderr_tail,
-    }
+        if force or time.monotonic() - self._saved_at >= self.SAVE_INTERVAL:
+            self.save()
 
 
 def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
@@ -155,14 +207,18 @@ def plan_for(
     *,
     playbook_name: str,
     profile_id: str,
-    facts: Facts | WindowsFacts | None,
+    facts: Facts | WindowsFacts | Mapping[str, Any] | None,
     var_overrides: Mapping[str, str],
     selection: Selection,
 ) -> Plan:
-    """Resolve the playbook and profile and build the validated plan."""
+    """Resolve the playbook and profile and build the validated plan.
+
+    ``facts`` may be the recorded ``as_dict()`` form (a resumed run rebuilds its plan from
+    the facts it was first built from); then ``profile_id`` must be explicit.
+    """
     playbook = catalog.get_playbook(playbook_name)
     if profile_id == "auto":
-        if facts is None:
+        if facts is None or isinstance(facts, Mapping):
             raise errors.UsageError(
                 "--profile auto needs --target (or name a profile with --profile ID)"
             )
@@ -179,7 +235,7 @@ def plan_for(
         playbook_file=str(catalog.playbook_file(playbook.name)),
         playbook_phases=playbook.phases,
         requires_backup=playbook.requires_backup,
-        facts=facts.as_dict() if facts else None,
+        facts=(dict(facts) if isinstance(facts, Mapping) else facts.as_dict()) if facts else None,
         var_overrides=var_overrides,
         selection=selection,
         shell="powershell" if profile.platform == "windows" else "sh",
@@ -227,13 +283,33 @@ def _check_backup_request(request: RunRequest, requires_backup: bool) -> BackupP
 
 
 def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutcome:
-    """Run a playbook against a target; never raises for anything the tool knows about."""
+    """Run a playbook against a target, or resume a run (``request.resume``).
+
+    Everything that happens once the run folder is being written is recorded there and
+    returned as an outcome. Raises (ImagePrepError) only for refusals before that: the
+    target's lock is held by another run, ``--run-dir`` already holds a run, or (resume)
+    the run folder cannot be continued; those leave every run folder as it was.
+    """
+    if request.resume is not None:
+        return _resume(request, request.resume, console or ProgressSink())
     run_id = new_run_id()
-    folder = RunFolder.create(request.run_dir or default_run_dir(run_id))
+    run_dir = request.run_dir or default_run_dir(run_id)
+    if (run_dir / JOURNAL_FILE).exists():
+        raise errors.RunDirError(
+            f"--run-dir {run_dir} already holds a run ({JOURNAL_FILE}): continue it with "
+            f"`imageprep run --resume {run_dir}`, or give another --run-dir"
+        )
+    with TargetLock.acquire(request.target, run_id=run_id, run_dir=run_dir):
+        return _execute(request, console or ProgressSink(), run_id, run_dir)
+
+
+def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Path) -> RunOutcome:
+    folder = RunFolder.create(run_dir)
+    started_at = utc_now()
     data: dict[str, Any] = {
         "run_id": run_id,
         "tool_version": __version__,
-        "started_at": utc_now(),
+        "started_at": started_at,
         "finished_at": None,
         "status": "running",
         "target": request.target.display,
@@ -247,8 +323,10 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
         "plan": None,
         "steps": [],
         "log_file": folder.log_path.name,
+        "journal_file": JOURNAL_FILE,
+        "sessions": [{"session": 1, "started_at": started_at}],
     }
-    recorder = _Recorder(folder, data, console or ProgressSink())
+    recorder = _Recorder(folder, data, console)
     recorder.save()
     _log_to_run_folder(request, folder)
     structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
@@ -276,6 +354,8 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
             data["profile_file"] = plan.profile_file
             data["playbook_file"] = plan.playbook_file
             recorder.set_plan(plan)
+            recorder.journal = Journal.create(folder.path, waiver=request.no_backup_reason)
+            recorder.journal.run_started(_header(request, run_id, catalog, plan, facts))
             gate = _backup_gate(request, provider, plan, run_id, folder)
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
@@ -283,15 +363,286 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
                 result = collect_on_failure(executor, folder.path, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except (KeyboardInterrupt, errors.Interrupted):
+        recorder.interrupted()
         reached = engine.point_of_no_return_reached if engine else False
-        message = "interrupted" + (
-            " after the point of no return: restore the VM from the backup" if reached else ""
-        )
-        return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, message, None)
+        return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
     except errors.ImagePrepError as exc:
         return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
     finally:
+        if recorder.journal is not None:
+            recorder.journal.close()
         structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _interrupted(point_of_no_return: bool) -> str:
+    if point_of_no_return:
+        return (
+            "interrupted after the point of no return: continue with `imageprep run --resume "
+            "RUN_DIR`, or restore the VM from the backup"
+        )
+    return "interrupted before the point of no return: continue with `imageprep run --resume`"
+
+
+def _header(
+    request: RunRequest,
+    run_id: str,
+    catalog: Catalog,
+    plan: Plan,
+    facts: Facts | WindowsFacts,
+) -> dict[str, Any]:
+    """The journal's run_started event: all ``--resume`` needs to rebuild and check."""
+    selection = request.selection
+    return {
+        "run_id": run_id,
+        "tool_version": __version__,
+        "target": request.target.display,
+        "request": {
+            "playbook": request.playbook,
+            "profile": request.profile,
+            "vars": dict(request.var_overrides),
+            "selection": {
+                "only": sorted(selection.only),
+                "skip": sorted(selection.skip),
+                "tags": sorted(selection.tags),
+            },
+            "profiles_dirs": [str(p.resolve()) for p in request.profiles_dirs],
+            "playbooks_dirs": [str(p.resolve()) for p in request.playbooks_dirs],
+            "backup": request.backup_spec,
+            "no_backup_reason": request.no_backup_reason,
+        },
+        "profile": {
+            "id": plan.profile_id,
+            "files": file_hashes(catalog.get_profile(plan.profile_id).chain),
+        },
+        "playbook": {"name": plan.playbook_name, "files": file_hashes([plan.playbook_file])},
+        "facts": facts.as_dict(),
+        "plan_hash": plan_hash(plan),
+        "steps": len(plan.steps),
+    }
+
+
+# -- resume ---------------------------------------------------------------------------------
+
+
+def recorded_target(run_dir: Path) -> str:
+    """The target URL a run folder's journal names (``run --resume`` without --target)."""
+    return str(read_header(run_dir)["target"])
+
+
+def _resume(request: RunRequest, run_dir: Path, console: RunObserver) -> RunOutcome:
+    header = read_header(run_dir)
+    if header.get("target") != request.target.display:
+        raise errors.ResumeError(
+            f"--resume {run_dir}: that run (run {header.get('run_id')}) is against "
+            f"{header.get('target')}, not {request.target.display}"
+        )
+    with TargetLock.acquire(request.target, run_id=str(header["run_id"]), run_dir=run_dir):
+        state = load_journal(run_dir)
+        check_resumable(state)
+        plan = _rebuild_plan(run_dir, state)
+        resume = resume_state(state, plan)
+        gate = _resume_gate(request, state, plan, RunFolder(run_dir))
+        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate)
+
+
+def _rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
+    """The run's plan, from today's catalog and the facts it was first built from."""
+    header = state.header
+    asked = header["request"]
+    try:
+        catalog = load_catalog(
+            tuple(Path(p) for p in asked["profiles_dirs"]),
+            tuple(Path(p) for p in asked["playbooks_dirs"]),
+        )
+        plan = plan_for(
+            catalog,
+            playbook_name=asked["playbook"],
+            profile_id=header["profile"]["id"],
+            facts=header["facts"],
+            var_overrides=asked["vars"],
+            selection=Selection(
+                only=frozenset(asked["selection"]["only"]),
+                skip=frozenset(asked["selection"]["skip"]),
+                tags=frozenset(asked["selection"]["tags"]),
+            ),
+        )
+    except errors.ValidationError as exc:
+        raise errors.ResumeError(
+            f"--resume {run_dir}: cannot rebuild the plan of run {state.run_id}: {exc}"
+        ) from exc
+    except (KeyError, TypeError) as exc:
+        raise errors.JournalError(f"{state.path}:1: the run_started header lacks {exc}") from None
+    if plan_hash(plan) != header["plan_hash"]:
+        recorded = {**header["profile"]["files"], **header["playbook"]["files"]}
+        changed = [
+            path for path, digest in file_hashes(recorded).items() if digest != recorded[path]
+        ]
+        why = (
+            f"changed since: {', '.join(changed)}"
+            if changed
+            else "imageprep or a profile it extends changed since"
+        )
+        raise errors.ResumeError(
+            f"--resume {run_dir}: the plan rebuilt today differs from the one run "
+            f"{state.run_id} was started with ({why}); a resumed run runs the same plan: "
+            "put those files back as they were"
+        )
+    return plan
+
+
+def _resume_gate(
+    request: RunRequest, state: JournalState, plan: Plan, folder: RunFolder
+) -> BackupGate:
+    """The recorded backup (or waiver) when there is one; else the recorded --backup."""
+    if state.backup is not None or state.waiver is not None:
+        return BackupGate(provider=None, context=None, waiver_reason=state.waiver)
+    asked = state.header["request"]
+    spec, reason = asked.get("backup"), asked.get("no_backup_reason")
+    if not spec:
+        return BackupGate(provider=None, context=None, waiver_reason=reason)
+    context = BackupContext(
+        run_id=state.run_id, target=request.target, paths=plan.backup_paths, run_dir=folder.path
+    )
+    return BackupGate(provider=provider_from_spec(spec), context=context)
+
+
+def _continue(
+    request: RunRequest,
+    console: RunObserver,
+    folder: RunFolder,
+    state: JournalState,
+    plan: Plan,
+    resume: ResumeState,
+    gate: BackupGate,
+) -> RunOutcome:
+    """One more session of the run: journal appended, result.json rewritten."""
+    run_id = state.run_id
+    journal = Journal.reopen(state)
+    session = {
+        "session": journal.session,
+        "started_at": utc_now(),
+        "resumed_after": state.last_finished(),
+        "in_doubt": state.in_doubt(),
+    }
+    data = _resumed_data(folder, state, plan, session)
+    recorder = _Recorder(folder, data, console)
+    recorder.set_plan(plan)
+    recorder.preload(state, resume)
+    _log_to_run_folder(request, folder)
+    structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
+    engine: Engine | None = None
+    try:
+        recorder.journal = journal
+        journal.session_started(
+            resumed_after=session["resumed_after"], in_doubt=session["in_doubt"]
+        )
+        log.info(
+            "run.resume",
+            session=journal.session,
+            **{k: session[k] for k in ("resumed_after", "in_doubt")},
+        )
+        with _connected(request) as executor:
+            facts = _gather(request, executor)
+            session["facts"] = facts.as_dict()
+            differences = identity_differences(state.header["facts"], facts.as_dict())
+            if differences:
+                raise errors.ResumeError(
+                    f"{request.target.display} is not the machine run {run_id} started on "
+                    f"({'; '.join(differences)}); nothing was changed on it"
+                )
+            log.info("facts", summary=_describe(facts))
+            engine = Engine(plan, executor, gate, recorder, resume=resume)
+            result = engine.run()
+            if request.target.is_windows and result.exit_code is not ExitCode.OK:
+                result = collect_on_failure(executor, folder.path, result)
+        return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
+    except (KeyboardInterrupt, errors.Interrupted):
+        recorder.interrupted()
+        reached = engine.point_of_no_return_reached if engine else resume.point_of_no_return
+        return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
+    except errors.TransportError as exc:
+        if engine is not None:  # pragma: no cover - the engine turns these into results
+            raise
+        code, message = _cannot_reconnect(request, state, plan, resume, exc)
+        return _finish(recorder, folder, run_id, code, message, None)
+    except errors.ImagePrepError as exc:
+        return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
+    finally:
+        journal.close()
+        structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _resumed_data(
+    folder: RunFolder, state: JournalState, plan: Plan, session: dict[str, Any]
+) -> dict[str, Any]:
+    header = state.header
+    sessions: list[Any] = [{"session": 1, "started_at": header.get("at")}]
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        earlier = json.loads((folder.path / RESULT_FILE).read_text()).get("sessions")
+        if isinstance(earlier, list) and earlier:
+            sessions = earlier
+    return {
+        "run_id": state.run_id,
+        "tool_version": __version__,
+        "started_at": header.get("at"),
+        "finished_at": None,
+        "status": "running",
+        "target": state.target,
+        "playbook": plan.playbook_name,
+        "profile": plan.profile_id,
+        "profile_file": plan.profile_file,
+        "playbook_file": plan.playbook_file,
+        "backup": state.backup.to_dict() if state.backup else None,
+        "backup_waiver": state.waiver or header["request"].get("no_backup_reason"),
+        "point_of_no_return_reached": state.point_of_no_return,
+        "powered_off": False,
+        "facts": header["facts"],
+        "plan": None,
+        "steps": [],
+        "log_file": folder.log_path.name,
+        "journal_file": JOURNAL_FILE,
+        "sessions": [*sessions, session],
+    }
+
+
+def _cannot_reconnect(
+    request: RunRequest,
+    state: JournalState,
+    plan: Plan,
+    resume: ResumeState,
+    exc: errors.TransportError,
+) -> tuple[ExitCode, str]:
+    """Say honestly why a resume could not log in, and what the VM's state is."""
+    done = state.last_finished() or "none"
+    left = [s for s in plan.steps if s.will_run and s.key not in resume.completed]
+    started = [s.key for s in left if s.key in state.steps and state.steps[s.key].started]
+    if left and started and all(s.expect_disconnect for s in left):
+        return (
+            ExitCode.CONNECTION_FAILED,
+            f"cannot connect to resume: {exc}. Every step before {started[0]} had finished "
+            f"and {started[0]} was started: the VM is most likely powered off already; "
+            "confirm that it is stopped before capturing it",
+        )
+    if state.point_of_no_return:
+        hint = state.backup.restore_hint if state.backup else "no backup was taken"
+        return (
+            ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN,
+            f"cannot log in again to resume: {exc}. The run is past the point of no return "
+            f"(last step finished: {done}): deprovisioning deletes the login user, so a "
+            "resume can only log in as an account that survives it (and, for SSH, while "
+            f"sshd still accepts connections). Restore the VM from the backup: {hint}",
+        )
+    keys = (
+        "; cleanup deletes the SSH host keys, after which sshd before OpenSSH 9.8 refuses "
+        "new connections until the next boot regenerates them"
+        if isinstance(exc, errors.ConnectError) and not request.target.is_windows
+        else ""
+    )
+    return (
+        ExitCode.CONNECTION_FAILED,
+        f"cannot connect to resume: {exc}. The run had not reached the point of no return "
+        f"(last step finished: {done}): the VM is still usable{keys}",
+    )
 
 
 def _gather(request: RunRequest, executor: Executor) -> Facts | WindowsFacts:
@@ -329,7 +680,7 @@ def _finish(
         data["point_of_no_return_reached"] = result.point_of_no_return_reached
         data["powered_off"] = result.powered_off
         data["failed_step"] = result.failed_step
-        data["verification"] = [_step_entry(s) for s in result.steps if s.phase == "verify"]
+        data["verification"] = [step_entry(s) for s in result.steps if s.phase == "verify"]
     data["finished_at"] = utc_now()
     data["status"] = (
         "succeeded"
@@ -339,6 +690,8 @@ def _finish(
     data["exit_code"] = int(code)
     data["exit_reason"] = code.name.lower()
     data["message"] = message
+    if recorder.journal is not None:
+        recorder.journal.run_finished(status=data["status"], exit_code=int(code), message=message)
     recorder.save()
     level = "info" if code is ExitCode.OK else "error"
     getattr(log, level)("run.end", status=data["status"], exit_code=int(code), message=message)

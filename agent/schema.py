@@ -219,6 +219,11 @@ class Step(BaseModel):
         default="abort", json_schema_extra=_x("one of abort, continue, ignore")
     )
     destructive: bool = Field(default=False, json_schema_extra=_x("true or false"))
+    # Exit 0 means "this destructive step's effect is in place". `run --resume` runs it
+    # instead of the step when an interrupted run started the step but never saw it end.
+    resume_check: Script | None = Field(
+        default=None, json_schema_extra=_x("a shell script (a string)")
+    )
     expect_disconnect: bool = Field(default=False, json_schema_extra=_x("true or false"))
     no_log: bool = Field(default=False, json_schema_extra=_x("true or false"))
     tags: list[Slug] = Field(
@@ -233,6 +238,9 @@ class Step(BaseModel):
             raise _rule("a destructive step may not be retried (retries must be 0)", "retries")
         if self.destructive and self.on_failure != "abort":
             raise _rule("a destructive step must have on_failure: abort", "on_failure")
+        if self.resume_check is not None and not self.destructive:
+            # Other steps are simply run again by `run --resume` (they are idempotent).
+            raise _rule("resume_check is only for destructive steps", "resume_check")
         return self
 
 
@@ -281,6 +289,9 @@ class StepOverride(BaseModel):
         default=None, json_schema_extra=_x("one of abort, continue, ignore")
     )
     destructive: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
+    resume_check: Script | None = Field(
+        default=None, json_schema_extra=_x("a shell script (a string)")
+    )
     expect_disconnect: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
     no_log: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
     tags: list[Slug] | None = Field(

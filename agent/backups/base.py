@@ -118,6 +118,16 @@ PROVIDERS: dict[str, ProviderEntry] = {
     "command": ProviderEntry(
         "agent.backups.command", "run a local snapshot command; its stdout is the reference"
     ),
+    "azure-snapshot": ProviderEntry(
+        "agent.backups.azure_snapshot",
+        "snapshot an Azure VM's disks: the VM's resource id [?data-disks=true&...]",
+        extra="azure",
+    ),
+    "libvirt": ProviderEntry(
+        "agent.backups.libvirt",
+        "snapshot a libvirt domain: DOMAIN[?uri=qemu:///system&snapshot=NAME]",
+        extra="libvirt",
+    ),
 }
 
 
@@ -140,8 +150,9 @@ def provider_from_spec(spec: str) -> BackupProvider:
     except ImportError as exc:
         if entry.extra is None:
             raise
+        missing = f" ({exc.name} is missing)" if exc.name else ""
         raise UsageError(
-            f"--backup {scheme}: needs optional dependencies: "
+            f"--backup {scheme}: needs optional dependencies{missing}: "
             f"pip install 'imageprep[{entry.extra}]'"
         ) from exc
     provider: BackupProvider = module.from_arg(arg)

@@ -229,17 +229,20 @@ def test_interrupt_writes_report_and_exits_130(
     )
     deadline = time.monotonic() + 60
     result_file = run_dir / "result.json"
-    while time.monotonic() < deadline and not _step_running(result_file, "long"):
+    while time.monotonic() < deadline and not _step_started(run_dir, "work/long"):
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert process.returncode == INTERRUPTED
-    assert json.loads(result_file.read_text())["status"] == "interrupted"
+    report = json.loads(result_file.read_text())
+    assert report["status"] == "interrupted"
+    assert next(s for s in report["steps"] if s["name"] == "long")["status"] == "interrupted"
 
 
-def _step_running(result_file: Path, name: str) -> bool:
-    """True once result.json (written atomically) shows the step as running."""
-    if not result_file.exists():
+def _step_started(run_dir: Path, key: str) -> bool:
+    """True once the journal (appended and fsync'd as the run goes) shows the step started."""
+    journal = run_dir / "journal.jsonl"
+    if not journal.exists():
         return False
-    steps = json.loads(result_file.read_text()).get("steps", [])
-    return any(s["name"] == name and s["status"] == "running" for s in steps)
+    events = [json.loads(line) for line in journal.read_text().splitlines() if line]
+    return any(e["event"] == "step_started" and e.get("step") == key for e in events)

@@ -1,8 +1,12 @@
 #!/bin/sh
 # Install the host tools the disposable test targets need (tests/targets): building the
 # image (mmdebstrap), booting targets (systemd-nspawn, overlayfs via mount, nsenter),
-# their private links (ip) and reaching them (ssh). Debian hosts; run as root. Idempotent:
-# installs only what is missing, and runs `apt-get update` only if something is.
+# their private links (ip) and reaching them (ssh); VM targets and `imageprep boot-test`/`vhd`
+# (qemu-system-x86, qemu-utils, e2fsprogs' debugfs, dosfstools + mtools for the seed).
+# What pip needs to build libvirt-python (gcc, pkg-config, libvirt-dev; the libvirt: backup
+# tests then use libvirt's in-process test driver, no daemon).
+# Debian hosts; run as root. Idempotent: installs only what is missing, and runs
+# `apt-get update` only if something is.
 set -eu
 
 PACKAGES="
@@ -16,6 +20,14 @@ util-linux
 mount
 tar
 dpkg
+qemu-system-x86
+qemu-utils
+e2fsprogs
+dosfstools
+mtools
+gcc
+pkg-config
+libvirt-dev
 "
 
 missing=""

@@ -322,7 +322,7 @@ def test_spec_selects_the_provider(tmp_path: Path) -> None:
 @pytest.mark.parametrize("spec", ["s3:bucket", "archive", "/srv/backups"])
 def test_unknown_scheme_lists_the_known_ones(spec: str) -> None:
     """An unknown or missing scheme is a usage error naming the schemes that exist."""
-    with pytest.raises(UsageError, match="known: archive:, command:"):
+    with pytest.raises(UsageError, match="known: archive:, azure-snapshot:, command:, libvirt:"):
         provider_from_spec(spec)
 
 

@@ -117,7 +117,7 @@ def test_builtin_matching(catalog: Catalog, os_release: dict[str, str], expected
 @pytest.mark.parametrize(
     "os_release",
     [
-        {"ID": "debian", "VERSION_ID": "11"},
+        {"ID": "debian", "VERSION_ID": "10"},
         {"ID": "ubuntu", "ID_LIKE": "debian", "VERSION_ID": "18.04"},
         {"ID": "ubuntu", "ID_LIKE": "debian", "VERSION_ID": "24.10"},
     ],

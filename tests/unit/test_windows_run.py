@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from agent.cli import main
+from agent.journal import JOURNAL_FILE
 from agent.outcome import ExitCode
 from tests.winrm_server import (
     TlsFiles,
@@ -430,3 +431,63 @@ def test_domain_join_can_be_allowed(
     run = imageprep_run(server, tls, tmp_path, "--var", "allow_domain_joined=true")
     assert run.result.exit_code == ExitCode.OK, run.result.output
     assert run.step("preflight/not-domain-joined")["status"] == "skipped"
+
+
+# -- run --resume: Sysprep in doubt is settled by its resume_check, never rerun -----------
+
+SYSPREP = "deprovision/sysprep-generalize"
+
+
+def killed_while_sysprep_ran(server: WinRmTestServer, tls: TlsFiles, tmp_path: Path) -> Path:
+    run = imageprep_run(server, tls, tmp_path, "--skip", "power-off")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    journal = run.run_dir / JOURNAL_FILE
+    lines = journal.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if '"step_started"' in line and SYSPREP in line)
+    journal.write_text("".join(lines[: cut + 1]))
+    return run.run_dir
+
+
+def resume_run(run_dir: Path, tls: TlsFiles) -> Result:
+    return CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--resume",
+            str(run_dir),
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--log-format",
+            "json",
+        ],
+    )
+
+
+def test_sysprep_that_finished_is_confirmed_and_not_rerun(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """ImageState generalized and the tag present: the resume goes on to verification."""
+    run_dir = killed_while_sysprep_ran(server, tls, tmp_path)
+    result = resume_run(run_dir, tls)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert len(machine.sysprep_runs) == 1
+    log = (run_dir / "run.log.jsonl").read_text()
+    assert '"resume_check": "in place"' in log
+
+
+def test_sysprep_that_did_not_finish_is_exit_6_and_not_rerun(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """ImageState not generalized: the check says so, exit 6, Sysprep is not run again."""
+    run_dir = killed_while_sysprep_ran(server, tls, tmp_path)
+    machine.image_state = win.IMAGE_STATE_COMPLETE
+    machine.files.pop(win.file_key(win.SUCCEEDED_TAG))
+    result = resume_run(run_dir, tls)
+    assert result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN
+    assert len(machine.sysprep_runs) == 1
+    report = json.loads((run_dir / "result.json").read_text())
+    sysprep = next(s for s in report["steps"] if s["name"] == "sysprep-generalize")
+    assert "Sysprep did not finish: ImageState IMAGE_STATE_COMPLETE" in sysprep["stderr_tail"]
+    assert "restore the VM from the backup" in report["message"]

@@ -1,0 +1,489 @@
+"""Make a Debian target claim another distribution, with recording stand-ins for its tools.
+
+A `Claim` is one row of the distro matrix: the os-release a target reports, the profile
+that must match it, and a `prepare` hook (run on the guest's root before boot) that puts
+in what that distribution would have and Debian lacks: stand-ins for its tools
+(tests/integration/standins/, installed in /usr/local/sbin, first in sudo's secure_path),
+a kernel tree and boot files for them to work on, package and registration state.
+Everything is written through guest_path(), so nothing lands on the host.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.targets.guestpath import guest_path
+
+STANDINS = Path(__file__).with_name("standins")
+CALLS_LOG = "/var/lib/imageprep-standins/calls.log"
+STATE = "/var/lib/imageprep-standins"
+HV_DRIVERS = ("hv_vmbus", "hv_netvsc", "hv_storvsc")
+# Module paths inside a kernel tree, as the distributions ship them.
+_MODULE_PATHS = {
+    "hv_vmbus": "kernel/drivers/hv/hv_vmbus.ko.xz",
+    "hv_netvsc": "kernel/drivers/net/hyperv/hv_netvsc.ko.xz",
+    "hv_storvsc": "kernel/drivers/scsi/hv_storvsc.ko.xz",
+    "virtio_blk": "kernel/drivers/block/virtio_blk.ko.xz",
+    "virtio_net": "kernel/drivers/net/virtio_net.ko.xz",
+    "virtio_scsi": "kernel/drivers/scsi/virtio_scsi.ko.xz",
+}
+CONSOLE = ("console=tty1", "console=ttyS0,115200n8", "earlyprintk=ttyS0,115200", "rootdelay=300")
+
+Prepare = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One matrix row: what the target claims to be and what must match it."""
+
+    name: str
+    os_release: dict[str, str]
+    profile: str
+    family: str  # debian | ubuntu | rhel | suse
+    kernel_image: bool  # boot from the image with Debian's cloud kernel and initramfs-tools
+    setup: tuple[Callable[[Path], None], ...] = field(default=())
+    real: bool = False  # Debian on its own packages (no claim)
+
+    def prepare(self, root: Path) -> None:
+        if not self.real:
+            write_os_release(root, self.os_release)
+        for step in self.setup:
+            step(root)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write(root: Path, path: str, content: str | bytes, mode: int = 0o644) -> Path:
+    """Write guest `path` (root-owned, `mode`), replacing a symlink rather than following it."""
+    dest = guest_path(root, path, follow_last=False)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink():
+        dest.unlink()
+    dest.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.chown(dest, 0, 0)
+    os.chmod(dest, mode)
+    return dest
+
+
+def symlink(root: Path, path: str, target: str) -> None:
+    dest = guest_path(root, path, follow_last=False)
+    if dest.exists() or dest.is_symlink():
+        dest.unlink()
+    os.symlink(target, dest)
+
+
+def append(root: Path, path: str, text: str) -> None:
+    dest = guest_path(root, path)
+    with dest.open("a") as handle:
+        handle.write(text)
+
+
+def write_os_release(root: Path, fields: dict[str, str]) -> None:
+    """/etc/os-release is a link to /usr/lib/os-release on Debian: write the file it names."""
+    text = "".join(f'{key}="{value}"\n' for key, value in fields.items())
+    dest = guest_path(root, "/etc/os-release")
+    dest.write_text(text)
+
+
+def install_standins(*tools: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        write(root, "/usr/local/lib/imageprep-standins/lib.sh", (STANDINS / "lib.sh").read_text())
+        for tool in tools:
+            write(root, f"/usr/local/sbin/{tool}", (STANDINS / tool).read_text(), 0o755)
+        guest_path(root, STATE).mkdir(parents=True, exist_ok=True)
+
+    return setup
+
+
+def calls(root: Path) -> list[list[str]]:
+    """Every recorded stand-in call, in order: [tool, arg, ...]."""
+    log = guest_path(root, CALLS_LOG)
+    if not log.exists():
+        return []
+    return [line.split("\x1f") for line in log.read_text().splitlines() if line]
+
+
+# --------------------------------------------------------------------- common state
+
+
+def swap_in_fstab(root: Path) -> None:
+    """A swap file on the OS disk, as on-premises installs often have."""
+    append(root, "/etc/fstab", "/swapfile none swap sw 0 0\n")
+    write(root, "/swapfile", b"\0" * 65536, 0o600)
+
+
+def agent_unit_named_waagent(root: Path) -> None:
+    """RHEL's and SUSE's agent package ships waagent.service (Debian's: walinuxagent)."""
+    unit = guest_path(root, "/lib/systemd/system/walinuxagent.service").read_text()
+    write(root, "/usr/lib/systemd/system/waagent.service", unit)
+
+
+def rpm_installed(*packages: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        write(root, f"{STATE}/rpm-installed", "".join(f"{p}\n" for p in packages))
+
+    return setup
+
+
+def fake_kernel(root: Path, kver: str, image: str) -> None:
+    """A kernel tree with Hyper-V modules and an initramfs (stand-in format) without them."""
+    for rel in _MODULE_PATHS.values():
+        write(root, f"/lib/modules/{kver}/{rel}", b"")
+    write(root, f"/lib/modules/{kver}/modules.builtin", "kernel/fs/ext4/ext4.ko\n")
+    write(root, f"/boot/vmlinuz-{kver}", b"stand-in kernel\n")
+    write(
+        root,
+        image,
+        f"# imageprep stand-in initramfs for {kver} (not bootable)\n"
+        f"usr/lib/modules/{kver}/{_MODULE_PATHS['virtio_blk']}\n",
+        0o600,
+    )
+
+
+# --------------------------------------------------------------------------- Debian
+
+
+def debian_grub(root: Path) -> None:
+    """Debian's /etc/default/grub and a grub.cfg (no GRUB in a container image)."""
+    write(
+        root,
+        "/etc/default/grub",
+        "# If you change this file, run 'update-grub' afterwards.\n"
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n"
+        "GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n"
+        'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nGRUB_CMDLINE_LINUX="console=tty0"\n'
+        "#GRUB_TERMINAL=console\n",
+    )
+    write(root, "/boot/grub/grub.cfg", "# grub.cfg of the installer (before azure-ready)\n")
+
+
+def initramfs_without_hv(root: Path) -> None:
+    """Replace every initrd.img with a valid one that lacks the Hyper-V drivers (a VM
+    built on another hypervisor with MODULES=dep); azure-ready must rebuild it for real."""
+    for image in guest_path(root, "/boot").glob("initrd.img-*"):
+        image.write_bytes(gzip.compress(_newc([("conf/initramfs.conf", b"MODULES=dep\n")])))
+
+
+def _newc(files: list[tuple[str, bytes]]) -> bytes:
+    """A cpio archive in the newc format initramfs images use."""
+    out = b""
+    entries = [(name, data, 0o100644) for name, data in files]
+    entries.append(("TRAILER!!!", b"", 0))
+    for ino, (name, data, mode) in enumerate(entries, start=1):
+        encoded = name.encode() + b"\0"
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+        header = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
+        out += header + encoded
+        out += b"\0" * (-len(header + encoded) % 4)
+        out += data + b"\0" * (-len(data) % 4)
+    return out
+
+
+def ubuntu_installer_leftovers(root: Path) -> None:
+    """What subiquity leaves: a MAC-bound netplan file and cloud-init networking disabled."""
+    write(
+        root,
+        "/etc/netplan/00-installer-config.yaml",
+        "network:\n  version: 2\n  ethernets:\n    ens18:\n      match:\n"
+        "        macaddress: 52:54:00:12:34:56\n      set-name: ens18\n      dhcp4: true\n",
+        0o600,
+    )
+    write(
+        root,
+        "/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg",
+        "network: {config: disabled}\n",
+    )
+    # Ubuntu's resolv.conf is systemd-resolved's stub.
+    symlink(root, "/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
+
+
+# ----------------------------------------------------------------------- RHEL family
+
+
+def rhel_boot(kver: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        fake_kernel(root, kver, f"/boot/initramfs-{kver}.img")
+        write(
+            root,
+            f"/boot/loader/entries/0123456789abcdef-{kver}.conf",
+            f"title Red Hat Enterprise Linux ({kver})\nversion {kver}\n"
+            f"linux /vmlinuz-{kver}\ninitrd /initramfs-{kver}.img $tuned_initrd\n"
+            "options root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M "
+            "resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet console=tty0\n",
+        )
+        write(
+            root,
+            "/etc/default/grub",
+            "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\n"
+            "GRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\n"
+            'GRUB_TERMINAL_OUTPUT="console"\n'
+            'GRUB_CMDLINE_LINUX="crashkernel=1G-4G:192M,4G-64G:256M resume=/dev/mapper/rhel-swap '
+            'rd.lvm.lv=rhel/root rhgb quiet"\nGRUB_DISABLE_RECOVERY="true"\n'
+            "GRUB_ENABLE_BLSCFG=true\n",
+        )
+        write(root, "/boot/grub2/grub.cfg", "# grub.cfg of the installer\n")
+
+    return setup
+
+
+def ifcfg_for_test_link(root: Path) -> None:
+    """waagent 2.7's RHEL deprovision rewrites ifcfg-<primary NIC> and crashes without it;
+    the target's primary NIC is the test link tgt0 (RHEL installs have an ifcfg file or
+    keyfile for theirs)."""
+    write(root, "/etc/sysconfig/network-scripts/ifcfg-tgt0", "DEVICE=tgt0\nONBOOT=no\n")
+
+
+def rhsm_registered(root: Path) -> None:
+    write(root, f"{STATE}/rhsm-registered", "")
+    for name in ("cert.pem", "key.pem"):
+        write(root, f"/etc/pki/consumer/{name}", f"stand-in {name}\n", 0o640)
+    for name in ("4093520218.pem", "4093520218-key.pem"):
+        write(root, f"/etc/pki/entitlement/{name}", f"stand-in {name}\n", 0o640)
+
+
+def uln_registered(root: Path) -> None:
+    write(root, "/etc/sysconfig/rhn/systemid", "<?xml version='1.0'?><params/>\n", 0o600)
+
+
+def nm_keyfile_pinned(root: Path) -> None:
+    """A VMware-era keyfile bound to the old NIC's MAC (RHEL 9 style)."""
+    write(
+        root,
+        "/etc/NetworkManager/system-connections/ens192.nmconnection",
+        "[connection]\nid=ens192\nuuid=5fb06bd0-0bb0-7ffb-45f1-d6edd65f3e03\ntype=ethernet\n"
+        "interface-name=ens192\n\n[ethernet]\nmac-address=00:50:56:AB:CD:EF\n\n"
+        "[ipv4]\nmethod=auto\n",
+        0o600,
+    )
+
+
+def ifcfg_pinned(root: Path) -> None:
+    """A VMware-era ifcfg file bound to the old NIC's MAC (RHEL 8 style)."""
+    write(
+        root,
+        "/etc/sysconfig/network-scripts/ifcfg-ens192",
+        "TYPE=Ethernet\nBOOTPROTO=dhcp\nNAME=ens192\nDEVICE=ens192\nONBOOT=yes\n"
+        "HWADDR=00:50:56:AB:CD:EF\nUUID=5fb06bd0-0bb0-7ffb-45f1-d6edd65f3e03\n",
+    )
+
+
+RHEL_TOOLS = (
+    "rpm",
+    "dnf",
+    "yum",
+    "dracut",
+    "lsinitrd",
+    "grubby",
+    "grub2-mkconfig",
+    "restorecon",
+    "selinuxenabled",
+)
+
+
+# ----------------------------------------------------------------------- SUSE family
+
+
+def suse_boot(kver: str) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        fake_kernel(root, kver, f"/boot/initrd-{kver}")
+        write(
+            root,
+            "/etc/default/grub",
+            "GRUB_DISTRIBUTOR=\nGRUB_DEFAULT=saved\nGRUB_TIMEOUT=8\n"
+            'GRUB_CMDLINE_LINUX_DEFAULT="splash=silent resume=/dev/disk/by-uuid/1b7c quiet '
+            'mitigations=auto"\nGRUB_CMDLINE_LINUX=""\nGRUB_TERMINAL="gfxterm"\n',
+        )
+        write(root, "/boot/grub2/grub.cfg", "# grub.cfg of the installer\n")
+        write(
+            root,
+            "/etc/sysconfig/network/ifcfg-eth0",
+            "BOOTPROTO='dhcp'\nSTARTMODE='auto'\nLLADDR='00:15:5d:01:02:03'\n",
+        )
+        write(
+            root,
+            "/etc/sysconfig/network/dhcp",
+            '## Type: yesno\nDHCLIENT_SET_HOSTNAME="yes"\nDHCLIENT_SET_DEFAULT_ROUTE="yes"\n',
+        )
+        # SUSE's /etc/sudoers asks for root's password and lets every user try.
+        # (Before the includedir, as in SUSE's file: cloud-init's NOPASSWD rule still wins.)
+        sudoers = guest_path(root, "/etc/sudoers")
+        text = sudoers.read_text()
+        at = text.index("@includedir")
+        sudoers.write_text(text[:at] + "Defaults targetpw\nALL ALL=(ALL) ALL\n" + text[at:])
+        # netconfig manages resolv.conf as a link into /run.
+        symlink(root, "/etc/resolv.conf", "/run/netconfig/resolv.conf")
+
+    return setup
+
+
+def scc_registered(root: Path) -> None:
+    write(root, "/etc/zypp/credentials.d/SCCcredentials", "username=SCC_x\npassword=y\n", 0o600)
+    write(root, "/etc/zypp/services.d/SUSE_Linux_Enterprise_Server_15_SP5_x86_64.service", "")
+
+
+SUSE_TOOLS = ("rpm", "zypper", "dracut", "mkinitrd", "lsinitrd", "grub2-mkconfig")
+
+
+# ----------------------------------------------------------------------------- matrix
+
+
+def _os(id_: str, version: str, like: str = "", name: str = "") -> dict[str, str]:
+    fields = {"NAME": name or id_, "ID": id_, "VERSION_ID": version}
+    if like:
+        fields["ID_LIKE"] = like
+    fields["PRETTY_NAME"] = f"{name or id_} {version}"
+    return fields
+
+
+_DEBIAN_COMMON = (install_standins("update-grub"), debian_grub, swap_in_fstab)
+_UBUNTU = (
+    install_standins("update-grub", "apt-get"),
+    debian_grub,
+    swap_in_fstab,
+    ubuntu_installer_leftovers,
+)
+_EL9K = "5.14.0-427.13.1.el9_4.x86_64"
+_EL8K = "4.18.0-553.el8_10.x86_64"
+_UEK = "5.15.0-200.131.27.el9uek.x86_64"
+_SUSEK = "5.14.21-150500.55.39-default"
+
+
+def _rhel(
+    kver: str, *extra: Callable[[Path], None], tools: tuple[str, ...] = ()
+) -> tuple[Callable[[Path], None], ...]:
+    return (
+        install_standins(*RHEL_TOOLS, *tools),
+        agent_unit_named_waagent,
+        rpm_installed("cloud-init 23.4-7.el9", "gdisk 1.0.7-5.el9"),
+        rhel_boot(kver),
+        swap_in_fstab,
+        ifcfg_for_test_link,
+        *extra,
+    )
+
+
+def _suse(
+    *extra: Callable[[Path], None], tools: tuple[str, ...] = ()
+) -> tuple[Callable[[Path], None], ...]:
+    return (
+        install_standins(*SUSE_TOOLS, *tools),
+        agent_unit_named_waagent,
+        rpm_installed("cloud-init 23.3-150100.8.85.1"),
+        suse_boot(_SUSEK),
+        swap_in_fstab,
+        *extra,
+    )
+
+
+CLAIMS = (
+    Claim(
+        "debian-12",
+        {},
+        "debian",
+        "debian",
+        True,
+        (*_DEBIAN_COMMON, initramfs_without_hv),
+        real=True,
+    ),
+    Claim(
+        "debian-11",
+        _os("debian", "11", name="Debian GNU/Linux"),
+        "debian",
+        "debian",
+        True,
+        _DEBIAN_COMMON,
+    ),
+    Claim(
+        "debian-13",
+        _os("debian", "13", name="Debian GNU/Linux"),
+        "debian",
+        "debian",
+        True,
+        _DEBIAN_COMMON,
+    ),
+    Claim(
+        "ubuntu-20.04",
+        _os("ubuntu", "20.04", "debian", "Ubuntu"),
+        "ubuntu",
+        "ubuntu",
+        True,
+        _UBUNTU,
+    ),
+    Claim(
+        "ubuntu-22.04",
+        _os("ubuntu", "22.04", "debian", "Ubuntu"),
+        "ubuntu",
+        "ubuntu",
+        True,
+        _UBUNTU,
+    ),
+    Claim(
+        "ubuntu-24.04",
+        _os("ubuntu", "24.04", "debian", "Ubuntu"),
+        "ubuntu",
+        "ubuntu",
+        True,
+        _UBUNTU,
+    ),
+    Claim(
+        "rhel-8.10",
+        _os("rhel", "8.10", "fedora", "Red Hat Enterprise Linux"),
+        "rhel-8",
+        "rhel",
+        False,
+        _rhel(_EL8K, ifcfg_pinned, rhsm_registered, tools=("subscription-manager",)),
+    ),
+    Claim(
+        "rhel-9.4",
+        _os("rhel", "9.4", "fedora", "Red Hat Enterprise Linux"),
+        "rhel-9",
+        "rhel",
+        False,
+        _rhel(_EL9K, nm_keyfile_pinned, rhsm_registered, tools=("subscription-manager",)),
+    ),
+    Claim(
+        "centos-stream-9",
+        _os("centos", "9", "rhel fedora", "CentOS Stream"),
+        "rhel-9",
+        "rhel",
+        False,
+        _rhel(_EL9K, nm_keyfile_pinned),
+    ),
+    Claim(
+        "ol-8.9",
+        _os("ol", "8.9", "fedora", "Oracle Linux Server"),
+        "oracle-linux-8",
+        "rhel",
+        False,
+        _rhel(_EL8K, ifcfg_pinned, uln_registered),
+    ),
+    Claim(
+        "ol-9.3",
+        _os("ol", "9.3", "fedora", "Oracle Linux Server"),
+        "oracle-linux-9",
+        "rhel",
+        False,
+        _rhel(_UEK, nm_keyfile_pinned, uln_registered),
+    ),
+    Claim(
+        "sles-15.5",
+        _os("sles", "15.5", "suse", "SLES"),
+        "sles-15",
+        "suse",
+        False,
+        _suse(scc_registered, tools=("SUSEConnect",)),
+    ),
+    Claim(
+        "opensuse-leap-15.5",
+        _os("opensuse-leap", "15.5", "suse opensuse", "openSUSE Leap"),
+        "opensuse-leap-15",
+        "suse",
+        False,
+        _suse(),
+    ),
+)

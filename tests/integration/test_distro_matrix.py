@@ -1,0 +1,376 @@
+"""Every Linux profile runs `check`, `azure-ready` and `generalize` on a booted target.
+
+Debian 12 runs on its own packages (the cloud kernel and real initramfs-tools included:
+the hyperv-initramfs step rebuilds a real initramfs inside the target). Every other row
+is a Debian target whose /etc/os-release claims that distribution, with recording
+stand-ins for the tools Debian lacks (tests/integration/standins/); real bash,
+coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest. Per row: `check` and
+then `azure-ready` on one target, `generalize` on a fresh one; the recorded commands and
+the resulting files are read from outside (guest_path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli_run import CliResult, imageprep, key_args
+from tests.integration.distro_claims import CLAIMS, CONSOLE, Claim, calls
+from tests.targets.guestpath import guest_path
+from tests.targets.nspawn import NspawnTarget
+from tests.targets.rootfs import PACKAGES, ImageSpec, TargetImage, ensure_image
+
+pytestmark = pytest.mark.integration
+
+# Debian's cloud kernel (with initramfs-tools) and the Hyper-V daemons the Debian profile
+# installs: azure-ready then changes nothing that needs the network.
+KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons")
+# Rows that also run azure-ready a second time to show it changes nothing then.
+IDEMPOTENCE = {"debian-12", "ubuntu-22.04", "rhel-9.4", "rhel-8.10", "sles-15.5"}
+
+
+@pytest.fixture(scope="module")
+def kernel_image(target_image: TargetImage) -> TargetImage:
+    """The target image plus Debian's cloud kernel (built once and cached, about 50 s)."""
+    return ensure_image(
+        ImageSpec(suite=target_image.spec.suite, packages=PACKAGES + KERNEL_PACKAGES)
+    )
+
+
+def _image(claim: Claim, target_image: TargetImage, kernel_image: TargetImage) -> TargetImage:
+    return kernel_image if claim.kernel_image else target_image
+
+
+def _ok(result: CliResult, what: str) -> None:
+    failed = [s for s in result.report.get("steps", []) if s.get("status") not in ("ok", "skipped")]
+    assert result.exit_code == 0, (
+        f"{what} exited {result.exit_code}: {result.stderr[-2000:]}\nsteps not ok: {failed}"
+    )
+
+
+def _since(log: list[list[str]], start: int) -> list[list[str]]:
+    return log[start:]
+
+
+def _tools(log: list[list[str]]) -> list[str]:
+    return [c[0] for c in log]
+
+
+def _digest(target: NspawnTarget, paths: list[str]) -> dict[str, str]:
+    out = {}
+    for path in paths:
+        p = target.guest_path(path)
+        if p.is_file():
+            st = p.stat()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[path] = f"{digest} {st.st_uid}:{st.st_gid} {oct(st.st_mode)}"
+    return out
+
+
+_WATCHED = [
+    "/etc/waagent.conf",
+    "/etc/default/grub",
+    "/etc/default/grub.d/99-imageprep-azure.cfg",
+    "/etc/cloud/cloud.cfg.d/91-azure_datasource.cfg",
+    "/etc/cloud/cloud.cfg.d/10-azure-kvp.cfg",
+    "/etc/dracut.conf.d/azure.conf",
+    "/etc/initramfs-tools/modules",
+    "/etc/fstab",
+    "/etc/sudoers",
+    "/etc/sysconfig/network/dhcp",
+    "/etc/sysconfig/network/ifcfg-eth0",
+    "/etc/NetworkManager/system-connections/eth0.nmconnection",
+    "/etc/sysconfig/network-scripts/ifcfg-eth0",
+]
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
+def test_check_then_azure_ready(
+    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+) -> None:
+    """check passes, azure-ready makes the claimed distro fit for Azure and verifies it."""
+    image = _image(claim, target_image, kernel_image)
+    with NspawnTarget(image, prepare=claim.prepare) as target:
+        check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
+        _ok(check, "check")
+        assert check.report["plan"]["profile"]["id"] == claim.profile
+
+        machine_id = target.guest_path("/etc/machine-id").read_text()
+        before = len(calls(target.root))
+        ready = imageprep(
+            "run",
+            *key_args(target),
+            "--playbook",
+            "azure-ready",
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "ready",
+        )
+        _ok(ready, "azure-ready")
+        assert ready.report["plan"]["profile"]["id"] == claim.profile
+        assert ready.report["point_of_no_return_reached"] is False
+        _assert_not_deprovisioned(target, machine_id)
+        _assert_ready_files(claim, target)
+        _assert_ready_calls(claim, _since(calls(target.root), before))
+
+        if claim.name in IDEMPOTENCE:
+            snapshot = _digest(target, _WATCHED)
+            before = len(calls(target.root))
+            again = imageprep(
+                "run",
+                *key_args(target),
+                "--playbook",
+                "azure-ready",
+                "--backup",
+                f"archive:{tmp_path / 'backup2'}",
+                run_dir=tmp_path / "ready2",
+            )
+            _ok(again, "second azure-ready")
+            assert _digest(target, _WATCHED) == snapshot
+            second = _tools(_since(calls(target.root), before))
+            for rebuild in ("dracut", "mkinitrd", "update-initramfs", "dnf", "zypper"):
+                assert rebuild not in second, f"second run called {rebuild}: {second}"
+            assert not [
+                c
+                for c in _since(calls(target.root), before)
+                if c[0] == "grubby" and any(a.startswith("--update-kernel") for a in c)
+            ]
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
+def test_generalize(
+    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+) -> None:
+    """generalize deprovisions the claimed distro and removes its registration data."""
+    image = _image(claim, target_image, kernel_image)
+    with NspawnTarget(image, prepare=claim.prepare) as target:
+        before = len(calls(target.root))
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "run",
+        )
+        stopped = target.wait_stopped(60)
+        _ok(result, "generalize")
+        assert stopped
+        assert result.report["powered_off"] is True
+        assert result.report["plan"]["profile"]["id"] == claim.profile
+        root = target.root
+        assert target.guest_path("/etc/machine-id").read_text() == ""
+        assert list(target.guest_path("/etc/ssh").glob("ssh_host_*")) == []
+        passwd = target.guest_path("/etc/passwd").read_text()
+        assert not re.search(rf"^{target.user}:", passwd, re.MULTILINE)
+        log = _since(calls(root), before)
+        tools = _tools(log)
+        if claim.family == "rhel":
+            assert ["dnf", "clean", "all"] in log
+            assert ["selinuxenabled"] in log
+            relabel = [c for c in log if c[0] == "restorecon"]
+            assert relabel
+            assert relabel[-1][1] == "-R"
+            assert "/etc" in relabel[-1]
+            assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
+            assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
+            if claim.name.startswith("rhel"):
+                assert ["subscription-manager", "unregister"] in log
+                assert ["subscription-manager", "clean"] in log
+                assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
+        if claim.family == "suse":
+            assert ["zypper", "--non-interactive", "clean", "--all"] in log
+            assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
+            if claim.name.startswith("sles"):
+                assert ["SUSEConnect", "--de-register"] in log
+                assert ["SUSEConnect", "--cleanup"] in log
+        if claim.family in ("suse", "ubuntu"):
+            # The resolv.conf symlink survives waagent's deprovision (restored if deleted).
+            link = guest_path(target.root, "/etc/resolv.conf", follow_last=False)
+            assert link.is_symlink()
+        if claim.family in ("debian", "ubuntu"):
+            assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+
+
+def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:
+    assert target.guest_path("/etc/machine-id").read_text() == machine_id
+    assert target.guest_path("/var/lib/waagent/ovf-env.xml").exists()
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*"))
+    passwd = target.guest_path("/etc/passwd").read_text()
+    assert re.search(rf"^{target.user}:", passwd, re.MULTILINE)
+
+
+def _owned_by_root(path: Path, mode: int | None = None) -> None:
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (0, 0), f"{path} is owned by {st.st_uid}:{st.st_gid}"
+    assert not st.st_mode & 0o022, f"{path} is writable by group or others"
+    if mode is not None:
+        assert st.st_mode & 0o7777 == mode, f"{path} has mode {oct(st.st_mode)}"
+
+
+def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
+    g = target.guest_path
+    conf = g("/etc/waagent.conf").read_text()
+    active = [line for line in conf.splitlines() if line and not line.lstrip().startswith("#")]
+    assert "Provisioning.Agent=cloud-init" in active
+    assert "ResourceDisk.Format=n" in active
+    assert "ResourceDisk.EnableSwap=n" in active
+    assert not [
+        line
+        for line in active
+        if line.startswith(("Provisioning.Enabled", "Provisioning.UseCloudInit"))
+    ]
+    _owned_by_root(g("/etc/waagent.conf"), 0o644)
+
+    datasource = g("/etc/cloud/cloud.cfg.d/91-azure_datasource.cfg").read_text()
+    assert datasource.startswith("#cloud-config\n")
+    assert "datasource_list: [ Azure ]" in datasource
+    network = "false" if claim.family == "rhel" else "true"
+    assert f"apply_network_config: {network}" in datasource
+    kvp = g("/etc/cloud/cloud.cfg.d/10-azure-kvp.cfg").read_text()
+    assert "\nreporting:\n" in kvp
+    assert "Reporting" not in kvp
+    for name in ("91-azure_datasource.cfg", "10-azure-kvp.cfg"):
+        _owned_by_root(g(f"/etc/cloud/cloud.cfg.d/{name}"), 0o644)
+
+    fstab = g("/etc/fstab").read_text()
+    assert "#imageprep-azure-ready: /swapfile none swap sw 0 0" in fstab
+    assert not g("/swapfile").exists()
+
+    agent = "walinuxagent" if claim.family in ("debian", "ubuntu") else "waagent"
+    wants = f"/etc/systemd/system/multi-user.target.wants/{agent}.service"
+    assert guest_path(target.root, wants, follow_last=False).is_symlink()
+
+    if claim.family in ("debian", "ubuntu"):
+        dropin = g("/etc/default/grub.d/99-imageprep-azure.cfg")
+        _owned_by_root(dropin, 0o644)
+        grub_cfg = g("/boot/grub/grub.cfg").read_text()
+        entries = [line for line in grub_cfg.splitlines() if line.strip().startswith("linux ")]
+        assert entries, grub_cfg
+        for line in entries:
+            words = line.split()
+            assert all(c in words for c in CONSOLE), line
+            assert "quiet" not in words, line
+            assert "console=tty0" not in words, line
+        assert "terminal_output serial console" in grub_cfg
+        modules = g("/etc/initramfs-tools/modules").read_text().split()
+        assert {"hv_vmbus", "hv_netvsc", "hv_storvsc"} <= set(modules)
+    if claim.family == "ubuntu":
+        assert not g("/etc/netplan/00-installer-config.yaml").exists()
+        assert not g("/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg").exists()
+    if claim.family in ("rhel", "suse"):
+        assert (
+            g("/etc/dracut.conf.d/azure.conf").read_text()
+            == 'add_drivers+=" hv_vmbus hv_netvsc hv_storvsc "\n'
+        )
+        images = list(g("/boot").glob("initramfs-*.img")) + list(g("/boot").glob("initrd-*"))
+        assert images
+        for image in images:
+            listing = image.read_text()
+            assert all(f"/{m}.ko" in listing for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc")), (
+                image
+            )
+        default = g("/etc/default/grub").read_text()
+        cmdline = re.search(r'^GRUB_CMDLINE_LINUX="(.*)"$', default, re.MULTILINE)
+        assert cmdline, default
+        assert all(c in cmdline.group(1).split() for c in CONSOLE), default
+        assert 'GRUB_TERMINAL="serial console"' in default
+        assert "rhgb" not in default
+        assert " quiet" not in default
+    if claim.family == "rhel":
+        for entry in g("/boot/loader/entries").glob("*.conf"):
+            options = next(
+                line for line in entry.read_text().splitlines() if line.startswith("options ")
+            )
+            words = options.split()
+            assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), options
+            assert "rhgb" not in words
+            assert "quiet" not in words
+            assert "console=tty0" not in words
+            assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
+        assert "blscfg" in g("/boot/grub2/grub.cfg").read_text()
+        nm_conf = g("/etc/NetworkManager/conf.d/99-azure-unmanaged-devices.conf")
+        assert "unmanaged-devices=driver:mlx4_core;driver:mlx5_core" in nm_conf.read_text()
+        if claim.profile.endswith("-9"):
+            keyfile = g("/etc/NetworkManager/system-connections/eth0.nmconnection")
+            _owned_by_root(keyfile, 0o600)
+            assert "interface-name=eth0" in keyfile.read_text()
+            assert (
+                "mac-address"
+                not in g("/etc/NetworkManager/system-connections/ens192.nmconnection").read_text()
+            )
+        else:
+            ifcfg = g("/etc/sysconfig/network-scripts/ifcfg-eth0")
+            _owned_by_root(ifcfg, 0o644)
+            assert "BOOTPROTO=dhcp" in ifcfg.read_text()
+            assert "HWADDR" not in g("/etc/sysconfig/network-scripts/ifcfg-ens192").read_text()
+    if claim.family == "suse":
+        assert "blscfg" not in g("/boot/grub2/grub.cfg").read_text()
+        ifcfg = g("/etc/sysconfig/network/ifcfg-eth0").read_text()
+        assert "LLADDR" not in ifcfg
+        assert "BOOTPROTO='dhcp'" in ifcfg
+        assert (
+            'DHCLIENT_SET_HOSTNAME="no"'
+            in g("/etc/sysconfig/network/dhcp").read_text().splitlines()
+        )
+        sudoers = g("/etc/sudoers")
+        text = sudoers.read_text()
+        assert "#imageprep-azure-ready: Defaults targetpw" in text
+        assert "\nALL ALL=(ALL) ALL" not in text
+        _owned_by_root(sudoers, 0o440)
+
+
+def _assert_ready_calls(claim: Claim, log: list[list[str]]) -> None:
+    tools = _tools(log)
+    if claim.family == "debian":
+        assert ["update-grub"] in log
+        assert not (set(tools) & {"dnf", "zypper", "dracut", "grubby", "apt-get"})
+    if claim.family == "ubuntu":
+        installs = [c for c in log if c[:2] == ["apt-get", "install"]]
+        # Only what is missing: Debian has cloud-init (and gdisk in the kernel image),
+        # not Ubuntu's walinuxagent and netplan.io.
+        assert len(installs) == 1, installs
+        assert installs[0][:4] == ["apt-get", "install", "-y", "--no-install-recommends"]
+        assert {"walinuxagent", "netplan.io"} <= set(installs[0][4:]), installs
+        assert "cloud-init" not in installs[0], installs
+        assert ["update-grub"] in log
+    if claim.family == "rhel":
+        assert [
+            "dnf",
+            "install",
+            "-y",
+            "WALinuxAgent",
+            "cloud-utils-growpart",
+            "hyperv-daemons",
+        ] in log
+        assert ["dracut", "-f", "--regenerate-all"] in log
+        mkconfig = [c for c in log if c[0] == "grub2-mkconfig"]
+        assert mkconfig == [["grub2-mkconfig", "-o", "/boot/grub2/grub.cfg"]], mkconfig
+        updates = [c for c in log if c[0] == "grubby" and c[1].startswith("--update-kernel=")]
+        assert len(updates) == 1, updates
+        assert updates[0][2] == "--remove-args=rhgb quiet console=tty0", updates
+        assert updates[0][3] == "--args=" + " ".join((*CONSOLE, "net.ifnames=0")), updates
+        assert tools.index("dracut") < tools.index("grub2-mkconfig") < tools.index("restorecon")
+        assert [c for c in log if c[0] == "restorecon"][-1][:2] == ["restorecon", "-R"]
+    if claim.family == "suse":
+        assert [
+            "zypper",
+            "--non-interactive",
+            "install",
+            "--no-recommends",
+            "python-azure-agent",
+        ] in log
+        assert ["mkinitrd"] in log
+        assert ["grub2-mkconfig", "-o", "/boot/grub2/grub.cfg"] in log
+        assert not (set(tools) & {"grubby", "restorecon", "dracut"})
+
+
+def test_matrix_covers_every_linux_profile() -> None:
+    """Every concrete Linux profile has a row in the matrix."""
+    from agent.catalog import Catalog
+
+    catalog = Catalog.load()
+    linux = {p.id for p in catalog.profiles() if not p.abstract and p.platform == "linux"}
+    assert linux == {c.profile for c in CLAIMS}
