@@ -477,9 +477,17 @@ def plan(**kw: Any) -> None:
 
     try:
         _configure_console_logging(_resolve_log_format(kw["log_format"]))
+        ssh_options = winrm_options = None
+        if kw["target_url"]:
+            from agent.targets import parse_target
+
+            ssh_options = _ssh_options(kw)
+            target = parse_target(kw["target_url"])
+            winrm_options = _winrm_options(kw, target, ssh_options.password)
         text = show_plan(
             target_url=kw["target_url"],
-            ssh_options=_ssh_options(kw) if kw["target_url"] else None,
+            ssh_options=ssh_options,
+            winrm_options=winrm_options,
             playbook=kw["playbook"],
             profile=kw["profile"],
             profiles_dirs=tuple(kw["profiles_dirs"]),
@@ -612,11 +620,16 @@ def _boot_test_after_run(kw: dict[str, Any]) -> Callable[[Any, str], ExitCode] |
     type=click.Choice(["auto", "kvm", "tcg"]),
     default="auto",
     show_default=True,
-    help="auto: KVM where the CPU shows vmx/svm and /dev/kvm opens (TCG if it fails), "
-    "else TCG.",
+    help="auto: KVM where the CPU shows vmx/svm and /dev/kvm opens (TCG if it fails), else TCG.",
 )
-@click.option("--memory", "memory_mib", type=click.IntRange(min=256), default=1024,
-              show_default=True, metavar="MIB")
+@click.option(
+    "--memory",
+    "memory_mib",
+    type=click.IntRange(min=256),
+    default=1024,
+    show_default=True,
+    metavar="MIB",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),

@@ -212,6 +212,9 @@ _QUOTING: dict[str, tuple[Callable[[str], str], str]] = {
 }
 
 
+_FACTS_PLACEHOLDER = re.compile(r"\{\{\s*facts\.[^}]*\}\}")
+
+
 def _render(
     step: StepSpec,
     phase: str,
@@ -222,13 +225,23 @@ def _render(
     field: str = "run",
 ) -> str:
     text = step.run if field == "run" else (step.resume_check or "")
-    if facts is None and _needs_facts(text):
-        return text
     quote, separator = _QUOTING[shell]
-    try:
+
+    def render(part: str) -> str:
         # Values become single shell words: a var given on the command line can never
         # change the shape of the command it lands in.
-        return expressions.render(text, facts or {}, variables, quote=quote, separator=separator)
+        return expressions.render(part, facts or {}, variables, quote=quote, separator=separator)
+
+    try:
+        if facts is None:
+            # No target: fill in the vars, keep each facts placeholder as it is written.
+            pieces = _FACTS_PLACEHOLDER.split(text)
+            found = _FACTS_PLACEHOLDER.findall(text)
+            return "".join(
+                render(piece) + (found[i] if i < len(found) else "")
+                for i, piece in enumerate(pieces)
+            )
+        return render(text)
     except ValidationError as exc:
         raise ValidationError(f"step {phase}/{step.name}: {field}: {exc}") from exc
 

@@ -176,3 +176,11 @@ def test_user_profile_overrides_builtin_and_is_reported(cli: CliRunner, tmp_path
     assert result.exit_code == 0, result.output
     assert str(user_dir / "debian.yaml") in result.output
     assert "shadows" in result.output
+
+
+def test_plan_without_target_fills_vars_and_keeps_facts(cli: CliRunner) -> None:
+    """Without a target, vars are rendered (as shell words) and facts stay placeholders."""
+    result = cli.invoke(main, ["plan", "--profile", "debian", "--var", "deprovision_user=builder"])
+    assert result.exit_code == 0, result.output
+    assert "user=builder" in result.output
+    assert "{{ facts.ovf_user }}" in result.output
