@@ -13,8 +13,9 @@ from typing import TextIO
 from agent.backups.base import BackupRecord
 from agent.outcome import ExitCode
 from agent.plan import PlannedStep
+from agent.recorder import ProgressSink
 from agent.results import StepResult, StepStatus
-from agent.runner import ProgressSink, RunOutcome
+from agent.runner import RunOutcome
 
 _MARKS = {
     StepStatus.OK: "ok",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent import __version__, errors
-from agent.backups.base import BackupContext, BackupProvider, BackupRecord, provider_from_spec
+from agent.backups.base import BackupContext, BackupProvider, provider_from_spec
 from agent.catalog import Catalog
 from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
 from agent.executors import create_executor
@@ -49,9 +48,9 @@ from agent.journal import (
 )
 from agent.lock import TargetLock
 from agent.outcome import ExitCode, exit_code_for_error
-from agent.plan import Plan, PlannedStep, Selection, build_plan
+from agent.plan import Plan, Selection, build_plan
+from agent.recorder import ProgressSink, Recorder
 from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
-from agent.results import StepResult
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure
 
@@ -87,115 +86,6 @@ class RunOutcome:
     message: str
     run_dir: Path
     result: Mapping[str, Any]
-
-
-class ProgressSink(RunObserver):
-    """Console progress for humans; the default does nothing."""
-
-    def step_started(self, step: PlannedStep) -> None:
-        return None
-
-    def step_finished(self, step: PlannedStep, result: StepResult) -> None:
-        return None
-
-    def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:
-        return None
-
-
-class _Recorder(RunObserver):
-    """Journals every event, keeps result.json current, and forwards to the console.
-
-    The journal comes first: it is what ``--resume`` trusts, and it is fsync'd before
-    the engine goes on (a step's command is sent only after its start is on disk).
-    result.json is a readable summary of the same events; rewriting it (redacted,
-    pretty-printed, fsync'd) costs more than a trivial step, so between the moments that
-    matter (a destructive step starts, a backup, an interruption, the end) it is rewritten
-    at most every ``SAVE_INTERVAL`` seconds.
-    """
-
-    SAVE_INTERVAL = 0.5
-
-    def __init__(self, folder: RunFolder, data: dict[str, Any], console: RunObserver) -> None:
-        self._folder = folder
-        self.data = data
-        self._console = console
-        self._steps: dict[str, dict[str, Any]] = {}
-        self.journal: Journal | None = None
-        self._saved_at = float("-inf")
-
-    def save(self) -> None:
-        self._folder.write_result(self.data)
-        self._saved_at = time.monotonic()
-
-    def set_plan(self, plan: Plan) -> None:
-        self.data["plan"] = plan.to_dict()
-        self._steps = {
-            s.key: {"phase": s.phase, "name": s.name, "status": "not_run"} for s in plan.steps
-        }
-        self.data["steps"] = list(self._steps.values())
-        self.save()
-
-    def preload(self, state: JournalState, resume: ResumeState) -> None:
-        """Show what earlier sessions did: kept results, and steps left in doubt."""
-        for key, result in resume.completed.items():
-            self._steps[key] = step_entry(result)
-        for key in state.in_doubt():
-            if key in self._steps and key not in resume.completed:
-                self._steps[key] |= {
-                    "status": "unknown",
-                    "message": "started in an earlier session that ended without its result",
-                }
-        self._refresh_steps()
-
-    def interrupted(self) -> None:
-        """Ctrl-C / SIGTERM: the running step's outcome is unknown, never "ok"."""
-        if self.journal is not None:
-            self.journal.step_interrupted()
-        for entry in self._steps.values():
-            if entry.get("status") == "running":
-                entry["status"] = "interrupted"
-                entry["message"] = "interrupted while it ran: its outcome is unknown"
-                entry["finished_at"] = utc_now()
-        self._refresh_steps()
-
-    def step_started(self, step: PlannedStep) -> None:
-        if self.journal is not None:
-            self.journal.step_started(step)
-        self._steps[step.key] = {
-            "phase": step.phase,
-            "name": step.name,
-            "status": "running",
-            "started_at": utc_now(),
-            "destructive": step.destructive,
-        }
-        if step.destructive:
-            self.data["point_of_no_return_reached"] = True
-        self._refresh_steps(force=step.destructive)
-        self._console.step_started(step)
-
-    def step_finished(self, step: PlannedStep, result: StepResult) -> None:
-        if self.journal is not None:
-            self.journal.step_finished(step, result)
-        entry = step_entry(result)
-        entry["started_at"] = self._steps.get(step.key, {}).get("started_at")
-        entry["finished_at"] = utc_now()
-        self._steps[step.key] = entry
-        self._refresh_steps(force=False)
-        self._console.step_finished(step, result)
-
-    def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:
-        if self.journal is not None:
-            self.journal.backup_finished(record, error)
-        self.data["backup"] = record.to_dict() if record else None
-        if error:
-            self.data["backup_error"] = error
-        self.save()
-        self._console.backup_finished(record, error)
-
-    def _refresh_steps(self, *, force: bool = True) -> None:
-        self.data["steps"] = list(self._steps.values())
-        if force or time.monotonic() - self._saved_at >= self.SAVE_INTERVAL:
-            self.save()
 
 
 def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
@@ -326,7 +216,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         "journal_file": JOURNAL_FILE,
         "sessions": [{"session": 1, "started_at": started_at}],
     }
-    recorder = _Recorder(folder, data, console)
+    recorder = Recorder(folder, data, console)
     recorder.save()
     _log_to_run_folder(request, folder)
     structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
@@ -525,7 +415,7 @@ def _continue(
         "in_doubt": state.in_doubt(),
     }
     data = _resumed_data(folder, state, plan, session)
-    recorder = _Recorder(folder, data, console)
+    recorder = Recorder(folder, data, console)
     recorder.set_plan(plan)
     recorder.preload(state, resume)
     _log_to_run_folder(request, folder)
@@ -668,7 +558,7 @@ def _log_to_run_folder(request: RunRequest, folder: RunFolder) -> None:
 
 
 def _finish(
-    recorder: _Recorder,
+    recorder: Recorder,
     folder: RunFolder,
     run_id: str,
     code: ExitCode,
