@@ -14,22 +14,30 @@ from typing import TYPE_CHECKING
 from agent.catalog import Catalog, files_to_validate, validate_files
 from agent.errors import SchemaProblem
 from agent.facts import Facts, gather_facts
+from agent.facts_windows import WindowsFacts, gather_windows_facts
 from agent.plan import Plan, Selection
 from agent.runner import plan_for
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
+    from agent.executors.winrm import WinRmOptions
 
 
 def _catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
     return Catalog.load(profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
 
 
-def _read_facts(target_url: str, ssh_options: SshOptions | None) -> Facts:
+def _read_facts(
+    target_url: str, ssh_options: SshOptions | None, winrm_options: WinRmOptions | None = None
+) -> Facts | WindowsFacts:
+    """Linux facts over SSH, Windows facts over WinRM (read-only on both)."""
     from agent.executors import create_executor
     from agent.targets import parse_target
 
-    with create_executor(parse_target(target_url), ssh_options=ssh_options) as executor:
+    target = parse_target(target_url)
+    with create_executor(target, ssh_options=ssh_options, winrm_options=winrm_options) as executor:
+        if target.is_windows:
+            return gather_windows_facts(executor)
         return gather_facts(executor)
 
 
@@ -44,9 +52,10 @@ def show_plan(
     var_overrides: Mapping[str, str],
     selection: Selection,
     as_json: bool,
+    winrm_options: WinRmOptions | None = None,
 ) -> str:
     catalog = _catalog(profiles_dirs, playbooks_dirs)
-    facts = _read_facts(target_url, ssh_options) if target_url else None
+    facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
     plan = plan_for(
         catalog,
         playbook_name=playbook,

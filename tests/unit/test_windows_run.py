@@ -86,12 +86,13 @@ def imageprep_run(
     trust: tuple[str, ...] | None = None,
     backup: str | None = "command:echo snap-0001",
     playbook: str = "generalize",
+    url: str | None = None,
 ) -> Run:
     run_dir = tmp_path / "run"
     args = [
         "run" if playbook == "generalize" else playbook,
         "--target",
-        f"winrm+https://{USER}@127.0.0.1:{server.port}",
+        url or f"winrm+https://{USER}@127.0.0.1:{server.port}",
         "--password-env",
         "WINPASS",
         *(("--ca-cert", str(tls.ca_cert)) if trust is None else trust),
@@ -491,3 +492,162 @@ def test_sysprep_that_did_not_finish_is_exit_6_and_not_rerun(
     sysprep = next(s for s in report["steps"] if s["name"] == "sysprep-generalize")
     assert "Sysprep did not finish: ImageState IMAGE_STATE_COMPLETE" in sysprep["stderr_tail"]
     assert "restore the VM from the backup" in report["message"]
+
+
+# -- plan, transports, output and lost connections -----------------------------------------
+
+
+def test_plan_reads_windows_facts_over_winrm_and_changes_nothing(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles
+) -> None:
+    """`plan --target winrm+https://` picks windows-server from live facts; no step runs."""
+    files_before = dict(machine.files)
+    result = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            "--target",
+            f"winrm+https://{USER}@127.0.0.1:{server.port}",
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--log-format",
+            "json",
+        ],
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "profile  windows-server" in result.output
+    assert "facts    windows 10.0.20348" in result.output
+    assert "$ Stop-Computer -Force" in result.output
+    assert len(machine.scripts) == 1  # the facts script, nothing else
+    assert machine.files == files_before
+    assert machine.sysprep_runs == []
+    assert server.stats.creates == server.stats.deletes == 1
+
+
+def test_plan_over_winrm_refuses_an_untrusted_certificate(
+    server: WinRmTestServer, tls: TlsFiles
+) -> None:
+    """`plan` without --ca-cert: exit 4 pointing at --ca-cert, no shell opened."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            "--target",
+            f"winrm+https://{USER}@127.0.0.1:{server.port}",
+            "--password-env",
+            "WINPASS",
+            "--log-format",
+            "json",
+        ],
+    )
+    assert result.exit_code == ExitCode.CONNECTION_FAILED, result.output
+    assert "--ca-cert" in result.output
+    assert server.stats.creates == 0
+
+
+@pytest.fixture
+def http_server(machine: WindowsMachine) -> Iterator[WinRmTestServer]:
+    with WinRmTestServer(machine, username=USER, password=PASSWORD) as running:
+        yield running
+
+
+def test_plain_http_basic_is_refused_without_allow_unencrypted(
+    http_server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """winrm:// with Basic: exit 2 naming --allow-unencrypted; nothing is sent."""
+    url = f"winrm://{USER}@127.0.0.1:{http_server.port}"
+    run = imageprep_run(http_server, tls, tmp_path, "--winrm-transport", "basic", trust=(), url=url)
+    assert run.result.exit_code == ExitCode.USAGE, run.result.output
+    assert "--allow-unencrypted" in str(run.report["message"])
+    assert http_server.requests == 0
+    assert machine.scripts == []
+
+
+def test_plain_http_basic_runs_with_allow_unencrypted(
+    http_server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """winrm:// with Basic and --allow-unencrypted generalizes; nothing was sealed."""
+    url = f"winrm://{USER}@127.0.0.1:{http_server.port}"
+    extra = ("--winrm-transport", "basic", "--allow-unencrypted")
+    run = imageprep_run(http_server, tls, tmp_path, *extra, trust=(), url=url)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert machine.image_state == win.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
+    assert http_server.encrypted_requests == 0
+    assert run.report["powered_off"] is True
+
+
+NON_ASCII = "Grüße 日本"
+
+
+def test_non_ascii_output_round_trips_through_run(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A step printing "Grüße 日本" reaches the report and the log exactly (code page 65001)."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "windows-server.yaml").write_text(
+        "id: windows-server\ndescription: A greeting step\nextends: windows-server\n"
+        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "phases:\n  preflight:\n"
+        "    - name: greet\n"
+        "      description: Print non-ASCII text\n"
+        f"      run: Write-Output '{NON_ASCII}'\n",
+        encoding="utf-8",
+    )
+    run = imageprep_run(server, tls, tmp_path, "--profiles-dir", str(profiles), playbook="check")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("preflight/greet")["stdout_tail"] == NON_ASCII
+    log_lines = (run.run_dir / "run.log.jsonl").read_text(encoding="utf-8").splitlines()
+    assert any(json.loads(line).get("line") == NON_ASCII for line in log_lines)
+
+
+def _reset_once_when(
+    server: WinRmTestServer, machine: WindowsMachine, marker: str
+) -> threading.Event:
+    """Reset the first Receive answered while ``marker`` runs; the event says it happened."""
+    fired = threading.Event()
+
+    def reset() -> bool:
+        if fired.is_set() or not machine.scripts or marker not in machine.scripts[-1]:
+            return False
+        fired.set()
+        return True
+
+    server.reset_receive = reset
+    return fired
+
+
+def test_reset_during_the_shutdown_step_is_the_expected_disconnect(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The connection reset in power-off's Receive: step ok, disconnected, powered_off true."""
+    fired = _reset_once_when(server, machine, "Stop-Computer")
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert fired.is_set()
+    step = run.step("shutdown/power-off")
+    assert step["status"] == "ok"
+    assert step["disconnected"] is True
+    assert step["exit_code"] is None  # lost mid-command (the success path sees exit 0 first)
+    assert step["message"] == "connection closed as expected"
+    assert run.report["powered_off"] is True
+
+
+def test_reset_in_the_middle_of_a_cleanup_step_is_exit_5_naming_it(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A reset mid cleanup/clean-temp: exit 5 naming the step; no Sysprep; VM still on."""
+    fired = _reset_once_when(server, machine, "emptied the Windows and user temp")
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.FAILED_BEFORE_POINT_OF_NO_RETURN, run.result.output
+    assert fired.is_set()
+    message = str(run.report["message"])
+    assert "cleanup/clean-temp" in message
+    assert "lost the connection" in message
+    assert "the VM is still usable" in message
+    assert run.step("cleanup/clean-temp")["status"] == "disconnected"
+    assert run.report["powered_off"] is False
+    assert machine.sysprep_runs == []
+    assert machine.powered_on

@@ -121,6 +121,16 @@ def test_unicode_output_survives_code_page_65001(server: WinRmTestServer) -> Non
         assert winrm.run("Write-Output 'Grüße ✓ こんにちは'").stdout == "Grüße ✓ こんにちは\n"
 
 
+def test_four_mib_of_stdout_arrive_complete(server: WinRmTestServer) -> None:
+    """4 MiB written in one call arrive whole, over many Receives, with the right size."""
+    size = 4 * 1024 * 1024
+    with executor(server) as winrm:
+        result = winrm.run(f"[Console]::Out.Write('x' * {size})", timeout=120)
+    assert result.exit_code == 0
+    assert result.stdout_bytes == size
+    assert result.stdout == "x" * size
+
+
 def test_progress_preference_is_prepended(server: WinRmTestServer, machine: WindowsMachine) -> None:
     """Scripts run with progress silenced, so no progress CLIXML reaches stderr."""
     with executor(server) as winrm:

@@ -727,6 +727,8 @@ def _arith(op: str, left_node: Node, right_node: Node) -> Node:
         left, right = left_node(s), right_node(s)
         if op == "+":
             return _add(left, right)
+        if op == "*" and isinstance(left, str):
+            return left * int(_number(right))  # PowerShell repeats a string left operand
         a, b = _number(left), _number(right)
         if op == "-":
             return a - b

@@ -25,6 +25,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -67,6 +68,10 @@ class WinRmTestServer:
         self.tls = tls
         self.connections = 0  # TCP connections accepted
         self.encrypted_requests = 0  # requests that arrived NTLM-sealed
+        self.requests = 0  # HTTP requests received (401 challenges included)
+        # Fault injection: called after each Receive is handled; True resets the
+        # connection instead of answering (the network failing mid-command).
+        self.reset_receive: Callable[[], bool] | None = None
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._service: WinRsService | None = None
@@ -224,6 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.owner.requests += 1
         if self.path != "/wsman":
             self._reply(404, b"", {})
             return
@@ -252,7 +258,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = parse_request(body)
             relates_to = request.message_id
-            return 200, self.owner.service.handle(request, user, self.client_address[0])
+            answer = self.owner.service.handle(request, user, self.client_address[0])
+            reset = self.owner.reset_receive
+            if request.action.endswith("/Receive") and reset is not None and reset():
+                raise _Abort
+            return 200, answer
         except Fault as fault:
             return 500, fault.render(relates_to, self.owner.machine.hostname)
 
