@@ -37,6 +37,7 @@ from agent.results import CommandResult, StepResult, StepStatus
 log = structlog.get_logger("agent.engine")
 
 TAIL_LINES = 40
+TAIL_CHARS = 8192  # one endless line (a progress bar, a blob) must not bloat result.json
 
 
 class RunObserver(Protocol):
@@ -462,10 +463,10 @@ def _last_line(text: str) -> str:
 
 
 def _tail(step: PlannedStep, text: str) -> str:
-    """The last lines of a step's output for the report; nothing for a no_log step."""
+    """The last lines (at most TAIL_CHARS) of a step's output; nothing for a no_log step."""
     if step.no_log:
         return ""
-    return "\n".join(text.splitlines()[-TAIL_LINES:])
+    return "\n".join(text.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
 
 
 class _LineLogger:

@@ -246,3 +246,13 @@ def test_backup_is_taken_once() -> None:
     backup = FixedBackup()
     run_engine({"cleanup": [step("a", "true")]}, backup=backup)
     assert backup.taken == 1
+
+
+def test_report_tail_of_one_endless_line_is_bounded() -> None:
+    """A step printing one 1 MiB line leaves at most 8 KiB of it in the report."""
+    result = run_engine(
+        {"cleanup": [step("blob", "yes x | tr -d '\\n' | head -c 1048576")]},
+        backup=FixedBackup(),
+    )
+    tail = next(s.stdout_tail for s in result.steps if s.name == "blob")
+    assert tail == "x" * 8192

@@ -651,3 +651,23 @@ def test_reset_in_the_middle_of_a_cleanup_step_is_exit_5_naming_it(
     assert run.report["powered_off"] is False
     assert machine.sysprep_runs == []
     assert machine.powered_on
+
+
+def test_several_mib_of_output_through_run(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A step printing 4 MiB completes through `imageprep run`; the report keeps a short tail."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "windows-server.yaml").write_text(
+        "id: windows-server\ndescription: A chatty step\nextends: windows-server\n"
+        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "phases:\n  preflight:\n"
+        "    - name: chatty\n"
+        "      description: Print 4 MiB\n"
+        "      run: Write-Output ('x' * 4194304)\n",
+        encoding="utf-8",
+    )
+    run = imageprep_run(server, tls, tmp_path, "--profiles-dir", str(profiles), playbook="check")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("preflight/chatty")["stdout_tail"] == "x" * 8192
