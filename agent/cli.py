@@ -177,6 +177,18 @@ _WINRM_OPTIONS = [
         is_flag=True,
         help="Allow winrm:// with basic authentication: password and commands in clear text.",
     ),
+    click.option(
+        "--client-cert",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help="PEM client certificate for --winrm-transport certificate (winrm+https://).",
+    ),
+    click.option(
+        "--client-key",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help="PEM private key of --client-cert (unencrypted).",
+    ),
 ]
 
 
@@ -277,6 +289,8 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
             ("--ca-cert", "ca_cert"),
             ("--insecure-skip-verify", "insecure_skip_verify"),
             ("--allow-unencrypted", "allow_unencrypted"),
+            ("--client-cert", "client_cert"),
+            ("--client-key", "client_key"),
         )
         if kw.get(key)
     ]
@@ -292,6 +306,8 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
         ca_cert=kw.get("ca_cert"),
         insecure_skip_verify=bool(kw.get("insecure_skip_verify")),
         allow_unencrypted=bool(kw.get("allow_unencrypted")),
+        client_cert=kw.get("client_cert"),
+        client_key=kw.get("client_key"),
     )
 
 

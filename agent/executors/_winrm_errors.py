@@ -51,6 +51,14 @@ _REASONS = (
 )
 
 
+# TLS alerts a listener sends when it rejects the client certificate during the handshake
+# (OpenSSL names; decrypt error: a certificate claiming a trusted issuer's name, unsigned by it).
+_CLIENT_CERT_ALERT = re.compile(
+    r"(?:TLSV1|TLSV13|SSLV3)_ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_REQUIRED|"
+    r"CERTIFICATE_UNKNOWN|DECRYPT_ERROR|UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED)"
+)
+
+
 def reason(exc: BaseException) -> str:
     """The useful part of a requests/urllib3 message (they nest five levels deep)."""
     text = str(exc)
@@ -68,11 +76,22 @@ class WinRmErrors:
     shell was open when the block started (see module docstring).
     """
 
-    def __init__(self, endpoint: str, action: str, *, connected: bool, read_timeout: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        action: str,
+        *,
+        connected: bool,
+        read_timeout: int,
+        client_cert: bool = False,
+    ) -> None:
         self.endpoint = endpoint
         self.action = action
         self.connected = connected
         self.read_timeout = read_timeout
+        # A client certificate was presented: with TLS 1.3 the listener's rejection of it
+        # may reach us as a bare EOF instead of its alert (the client already sent data).
+        self.client_cert = client_cert
 
     def __enter__(self) -> WinRmErrors:
         return self
@@ -96,6 +115,15 @@ class WinRmErrors:
         if isinstance(exc, PermissionError):  # requests_ntlm: no NTLM challenge offered
             return AuthenticationError(f"{where} refused NTLM authentication: {exc}")
         if isinstance(exc, rex.SSLError):
+            alert = _CLIENT_CERT_ALERT.search(str(exc))
+            eof = self.client_cert and "EOF occurred in violation of protocol" in str(exc)
+            if alert is not None or eof:  # the listener, not our verification, ended TLS
+                what = alert.group(1).lower().replace("_", " ") if alert else "connection closed"
+                return AuthenticationError(
+                    f"{where} refused the TLS client certificate while {action} "
+                    f"({what}): it must chain to a CA the listener trusts and be mapped to "
+                    "the account"
+                )
             return ConnectError(
                 f"TLS with {where} failed ({reason(exc)}); pass the listener's CA or "
                 "self-signed certificate with --ca-cert"

@@ -77,7 +77,13 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
         if not https:
             raise UsageError(f"{where}: certificate authentication needs winrm+https://")
         if options.client_cert is None or options.client_key is None:
-            raise UsageError(f"{where}: certificate authentication needs a client cert and key")
+            raise UsageError(
+                f"{where}: certificate authentication needs a client cert and key "
+                "(--client-cert FILE --client-key FILE, PEM)"
+            )
+        for path in (options.client_cert, options.client_key):
+            if not path.is_file():
+                raise UsageError(f"{where}: client certificate file {path} is not readable")
     if not https and transport not in ENCRYPTING and not options.allow_unencrypted:
         raise UsageError(
             f"{where}: plain HTTP with {transport} authentication would send the password and "
@@ -126,4 +132,7 @@ def _check_extras(where: str, transport: str) -> None:
         "ntlm": (winrm.transport.HAVE_NTLM, "requests-ntlm"),
     }.get(transport)
     if missing is not None and not missing[0]:
-        raise UsageError(f"{where}: transport {transport} needs {missing[1]} installed")
+        raise UsageError(
+            f"{where}: WinRM transport {transport} needs an optional package that is not "
+            f"installed: pip install '{missing[1]}'"
+        )

@@ -91,7 +91,11 @@ class WinRmExecutor:
 
     def _errors(self, action: str, *, connected: bool = True) -> WinRmErrors:
         return WinRmErrors(
-            self._endpoint, action, connected=connected, read_timeout=self._options.read_timeout
+            self._endpoint,
+            action,
+            connected=connected,
+            read_timeout=self._options.read_timeout,
+            client_cert=self._options.transport == "certificate",
         )
 
     # -- connection ---------------------------------------------------------------------

@@ -16,18 +16,21 @@ imageprep reads and changes (see ``README.md`` beside this file).
     pslang.py       the PowerShell language subset for what the table lacks
     cmdlets.py      the commands, .NET members and objects pslang evaluates
     clixml.py       PowerShell's CLIXML stderr
-    server.py       the HTTP(S) listener: Basic, NTLM (+ message encryption), 401, power-off
-    certs.py        a throw-away CA and listener certificate
+    server.py       the HTTP(S) listener: Basic, NTLM (+ message encryption), client
+                    certificates, 401, power-off
+    certs.py        a throw-away CA, listener and client certificates
 """
 
-from tests.winrm_server.certs import TlsFiles, make_tls_files
+from tests.winrm_server.certs import ClientCert, TlsFiles, make_client_cert, make_tls_files
 from tests.winrm_server.machine import WindowsMachine
 from tests.winrm_server.server import WinRmTestServer, ntlm_user_file_line
 
 __all__ = [
+    "ClientCert",
     "TlsFiles",
     "WinRmTestServer",
     "WindowsMachine",
+    "make_client_cert",
     "make_tls_files",
     "ntlm_user_file_line",
 ]

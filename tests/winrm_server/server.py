@@ -10,6 +10,15 @@ a WinRM implementation for users.
   the client's channel binding token is checked against the listener certificate.
 * NTLM message encryption (MS-WSMV 2.2.9.1.1, what pywinrm does over plain HTTP):
   ``multipart/encrypted`` bodies are unwrapped and the answers wrapped.
+* Certificate (HTTPS only, when ``client_ca`` is given): the listener asks for a client
+  certificate during the handshake but does not require one (Basic and NTLM still work
+  on the same listener). A request with ``Authorization: <secprofile/https/mutual URI>``
+  (what pywinrm's ``certificate`` transport sends) is the account its certificate's UPN
+  is mapped to in ``cert_users`` (Windows' ``WSMan:\\localhost\\ClientCertificate``);
+  no certificate or an unmapped one is HTTP 401, like a wrong password. A certificate
+  that does not chain to ``client_ca`` fails the TLS handshake (OpenSSL's "unknown ca"
+  alert): Windows' HTTP.sys behaviour for that case is not recorded, so this double
+  picks the stricter answer.
 * The machine powering off stops the listener (new connections are refused) and
   resets every open connection, including one waiting in a Receive.
 
@@ -25,8 +34,9 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,7 +44,7 @@ import spnego
 import spnego.exceptions
 from spnego.channel_bindings import GssChannelBindings
 
-from tests.winrm_server.certs import TlsFiles
+from tests.winrm_server.certs import TlsFiles, client_cert_upn
 from tests.winrm_server.machine import PoweredOff, WindowsMachine
 from tests.winrm_server.service import Stats, WinRsService
 from tests.winrm_server.soap import Fault, parse_request
@@ -42,6 +52,8 @@ from tests.winrm_server.soap import Fault, parse_request
 _BOUNDARY = b"--Encrypted Boundary"
 _ENCRYPTED_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 _SOAP_TYPE = "application/soap+xml;charset=UTF-8"
+# The Authorization header of WS-Management's HTTPS mutual (client certificate) profile.
+CERTIFICATE_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 
 
 def ntlm_user_file_line(username: str, password: str) -> str:
@@ -60,12 +72,16 @@ class WinRmTestServer:
         password: str = "Passw0rd!",  # noqa: S107  a test account of a test double
         auth: tuple[str, ...] = ("basic", "ntlm"),
         tls: TlsFiles | None = None,
+        client_ca: Path | None = None,
+        cert_users: Mapping[str, str] | None = None,
     ) -> None:
         self.machine = machine or WindowsMachine()
         self.username = username
         self.password = password
         self.auth = auth
         self.tls = tls
+        self.client_ca = client_ca  # certificate authentication on when set (HTTPS)
+        self.cert_users = {k.casefold(): v for k, v in (cert_users or {}).items()}  # UPN->user
         self.connections = 0  # TCP connections accepted
         self.encrypted_requests = 0  # requests that arrived NTLM-sealed
         self.requests = 0  # HTTP requests received (401 challenges included)
@@ -101,6 +117,9 @@ class WinRmTestServer:
         if self.tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.tls.cert, self.tls.key)
+            if self.client_ca is not None:
+                context.verify_mode = ssl.CERT_OPTIONAL
+                context.load_verify_locations(self.client_ca)
             httpd.tls_context = context
             httpd.listener_der = ssl.PEM_cert_to_DER_cert(self.tls.cert.read_text())
         self._httpd = httpd
@@ -282,10 +301,22 @@ class _Handler(BaseHTTPRequestHandler):
                 return user
         elif scheme in ("negotiate", "ntlm") and "ntlm" in self.owner.auth:
             return self._ntlm_step(scheme, base64.b64decode(value))
+        elif header == CERTIFICATE_AUTH and self.owner.client_ca is not None:
+            user = self._certificate_user()
+            if user is not None:
+                return user
         elif not header and self.ntlm_user is not None:
             return self.ntlm_user  # this connection authenticated earlier
         self._challenge()
         return None
+
+    def _certificate_user(self) -> str | None:
+        """The account the TLS client certificate is mapped to, if any."""
+        if not isinstance(self.request, ssl.SSLSocket):
+            return None
+        der = self.request.getpeercert(binary_form=True)
+        upn = client_cert_upn(der) if der else None
+        return self.owner.cert_users.get(upn.casefold()) if upn else None
 
     def _ntlm_step(self, scheme: str, token: bytes) -> str | None:
         if token[8:12] == b"\x01\x00\x00\x00" or self.ntlm is None:  # NEGOTIATE_MESSAGE
