@@ -9,6 +9,7 @@ a test double for a Windows machine, on 127.0.0.1. The machine runs in virtual t
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import threading
 import time
@@ -671,3 +672,49 @@ def test_several_mib_of_output_through_run(
     run = imageprep_run(server, tls, tmp_path, "--profiles-dir", str(profiles), playbook="check")
     assert run.result.exit_code == ExitCode.OK, run.result.output
     assert run.step("preflight/chatty")["stdout_tail"] == "x" * 8192
+
+
+class _NotWinRm(http.server.BaseHTTPRequestHandler):
+    """A web server that is not WinRM: every request gets a plain 404 page."""
+
+    def do_POST(self) -> None:
+        body = b"<html><body>Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_a_web_server_that_is_not_winrm_is_a_connection_failure(tmp_path: Path) -> None:
+    """A winrm:// URL that reaches some other HTTP server: one line, exit 4, a report."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotWinRm) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            result = CliRunner().invoke(
+                main,
+                [
+                    "check",
+                    "--target",
+                    f"winrm://{USER}@127.0.0.1:{httpd.server_address[1]}",
+                    "--password-env",
+                    "WINPASS",
+                    "--winrm-transport",
+                    "basic",
+                    "--allow-unencrypted",
+                    "--run-dir",
+                    str(tmp_path / "run"),
+                    "--log-format",
+                    "json",
+                ],
+            )
+        finally:
+            httpd.shutdown()
+    assert result.exit_code == ExitCode.CONNECTION_FAILED, result.output
+    report = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "127.0.0.1" in report["message"]
+    assert "Traceback" not in result.output
