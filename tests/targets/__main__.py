@@ -130,8 +130,21 @@ def _prune() -> int:
 
 
 def _outdated(entry: Path) -> bool:
-    suite, _, key = entry.name.rpartition("-")
-    return key != ImageSpec(suite=suite).cache_key()
+    """True for a root filesystem image today's sources would build under another key.
+
+    The key is recomputed from the suite and package list the entry's manifest records,
+    so variants (the VM kernel, the Azure-ready image) are judged by their own spec.
+    Entries without such a manifest (QEMU disk images and booted states, which key on
+    the root filesystem they were made from) are left alone.
+    """
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        spec = ImageSpec(suite=manifest["suite"], packages=tuple(manifest["packages"]))
+        recorded = manifest["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"keeping {entry}: not a root filesystem image with a manifest", file=sys.stderr)
+        return False
+    return bool(recorded != spec.cache_key())
 
 
 def _remove_entry(entry: Path) -> None:
