@@ -21,6 +21,10 @@ RESULT_FILE = "result.json"
 LOG_FILE = "run.log.jsonl"
 SCHEMA_VERSION = 1
 
+# One redactor for every write: it compiles its patterns once per set of known secrets,
+# not once per rewrite of result.json.
+_REDACTOR = Redactor()
+
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
@@ -60,7 +64,7 @@ class RunFolder:
 
     def write_result(self, data: dict[str, Any]) -> None:
         """Write result.json atomically, with every known secret redacted."""
-        clean = Redactor().redact({"schema_version": SCHEMA_VERSION, **data})
+        clean = _REDACTOR.redact({"schema_version": SCHEMA_VERSION, **data})
         tmp = self.result_path.with_suffix(".json.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as handle:

@@ -24,6 +24,22 @@ class CommandFailed(RuntimeError):
         super().__init__(f"{shlex.join(self.argv)} {status}:\n{tail(output, _TAIL_LINES)}")
 
 
+def strict_ssh_argv(
+    *, key: Path, port: int, known_hosts: Path, login: str, remote: Sequence[str]
+) -> list[str]:
+    """OpenSSH client argv running `remote` as `login` (user@host), host key checked strictly.
+
+    No ssh_config is read, so the tests behave the same on any host.
+    """
+    return [
+        "ssh", "-F", "none", "-i", str(key), "-p", str(port),
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
+        login, *remote,
+    ]
+
+
 def tail(text: str, lines: int) -> str:
     """The last `lines` lines of `text`."""
     return "\n".join(text.rstrip().splitlines()[-lines:])

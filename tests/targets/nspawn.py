@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TypeVar
 
+from tests.targets.commands import strict_ssh_argv
 from tests.targets.container import NspawnProcess
 from tests.targets.guestpath import guest_path
 from tests.targets.mounts import mount_overlay, remove_tree, unmount
@@ -150,13 +151,13 @@ class NspawnTarget:
 
     def ssh_command(self, *remote: str) -> list[str]:
         """OpenSSH client argv running `remote` as `user`, checking the host key strictly."""
-        return [
-            "ssh", "-F", "none", "-i", str(self.key_path), "-p", str(self.port),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-o", f"UserKnownHostsFile={self.known_hosts_path}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
-            f"{self.user}@{self.host}", *remote,
-        ]
+        return strict_ssh_argv(
+            key=self.key_path,
+            port=self.port,
+            known_hosts=self.known_hosts_path,
+            login=f"{self.user}@{self.host}",
+            remote=remote,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 

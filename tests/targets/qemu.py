@@ -29,7 +29,7 @@ from types import TracebackType
 
 from agent.disks.ext4 import Ext4Reader, find_root_filesystem
 from agent.disks.qemu import Drive, QemuVm, VmConfig, choose_accel, free_port
-from tests.targets.commands import run
+from tests.targets.commands import run, strict_ssh_argv
 from tests.targets.mounts import remove_tree
 from tests.targets.qemu_image import KERNEL_APPEND, VmImage
 from tests.targets.rootfs import _exclusive_lock, cache_root
@@ -224,13 +224,13 @@ class QemuTarget:
 
     def ssh_command(self, *remote: str) -> list[str]:
         """OpenSSH client argv running `remote` as `user`, checking the host key strictly."""
-        return [
-            "ssh", "-F", "none", "-i", str(self.key_path), "-p", str(self.port),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-            "-o", f"UserKnownHostsFile={self.known_hosts_path}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
-            f"{self.user}@{self.host}", *remote,
-        ]
+        return strict_ssh_argv(
+            key=self.key_path,
+            port=self.port,
+            known_hosts=self.known_hosts_path,
+            login=f"{self.user}@{self.host}",
+            remote=remote,
+        )
 
     def is_running(self) -> bool:
         return self._vm is not None and self._vm.is_running()
