@@ -1,8 +1,10 @@
-"""imageprep: prepare a running VM to be captured as a reusable image."""
+"""imageprep: prepare a running VM to be captured as a reusable image.
 
-from importlib.metadata import PackageNotFoundError, version
+Shipped as the distribution ``imageprep-agent`` (PyPI's ``imageprep`` is an unrelated
+project); the command is ``imageprep`` and this import package is ``agent``.
+"""
 
-try:
-    __version__ = version("imageprep")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0+checkout"
+# The single source of the version: hatchling reads it at build time
+# ([tool.hatch.version] in pyproject.toml), so `imageprep --version` needs no
+# importlib.metadata lookup at start-up.
+__version__ = "0.1.0"

@@ -10,7 +10,7 @@ optional query options::
 
 Authentication is azure-identity's ``DefaultAzureCredential`` (environment, workload or
 managed identity, ``az login``, ...), the HTTP work azure-mgmt-compute's client: both come
-from the optional extra ``pip install 'imageprep[azure]'`` and are imported only when
+from the optional extra ``pip install 'imageprep-agent[azure]'`` and are imported only when
 this scheme is used. All snapshots are started together, then each long-running operation
 is followed to its end; a snapshot exists only once ARM says ``Succeeded``. Each is tagged
 with the run id. The snapshots are crash-consistent per disk, not a multi-disk set.

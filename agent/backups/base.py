@@ -153,7 +153,7 @@ def provider_from_spec(spec: str) -> BackupProvider:
         missing = f" ({exc.name} is missing)" if exc.name else ""
         raise UsageError(
             f"--backup {scheme}: needs optional dependencies{missing}: "
-            f"pip install 'imageprep[{entry.extra}]'"
+            f"pip install 'imageprep-agent[{entry.extra}]'"
         ) from exc
     provider: BackupProvider = module.from_arg(arg)
     return provider

@@ -8,7 +8,7 @@ has its own ``?`` or ``&``); without it libvirt picks its default, as virsh does
 
 The snapshot is libvirt's default kind, taken atomically: for a running QEMU domain an
 internal snapshot of every qcow2 disk plus the memory state, which ``virsh snapshot-revert``
-restores. libvirt-python comes from the optional extra ``pip install 'imageprep[libvirt]'``
+restores. libvirt-python comes from the optional extra ``pip install 'imageprep-agent[libvirt]'``
 and is imported only when this scheme is used.
 """
 
