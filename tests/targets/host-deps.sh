@@ -3,6 +3,7 @@
 # image (mmdebstrap), booting targets (systemd-nspawn, overlayfs via mount, nsenter),
 # their private links (ip) and reaching them (ssh); VM targets and `imageprep boot-test`/`vhd`
 # (qemu-system-x86, qemu-utils, e2fsprogs' debugfs, dosfstools + mtools for the seed).
+# Debian's packer (1.6.6) runs the examples/packer recipe for real.
 # What pip needs to build libvirt-python (gcc, pkg-config, libvirt-dev; the libvirt: backup
 # tests then use libvirt's in-process test driver, no daemon).
 # Debian hosts; run as root. Idempotent: installs only what is missing, and runs
@@ -28,6 +29,7 @@ mtools
 gcc
 pkg-config
 libvirt-dev
+packer
 "
 
 missing=""
