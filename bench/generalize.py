@@ -10,7 +10,14 @@ target) without imageprep:
   limit for this work (performance.md);
 * ssh-per-step: a new SSH connection and a sudo per step, the way a naive tool (or
   Ansible without pipelining) pays for each step (up to the removal of the SSH host
-  keys, after which sshd takes no new connection and the rest share one).
+  keys, after which sshd takes no new connection and the rest share one);
+* ansible-core (defaults, and with pipelining): one `shell` task with `become` per step,
+  the same batching as ssh-per-step (after the host keys and the login user are gone no
+  new login or sudo works, so the rest is one task). ansible-core is pip-installed into a
+  venv of its own beside this script on first use (bench/.venv-ansible), never into the
+  project's.
+
+    --quick   one run per way: what the test suite runs so that this script cannot rot
 
 Printed: wall time of the client, time until the target powered off, and imageprep's
 peak resident memory. Numbers are this machine's; compare the ratios.
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -34,6 +42,8 @@ from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 
 IMAGEPREP = str(Path(sys.executable).with_name("imageprep"))
+ANSIBLE_VENV = Path(__file__).resolve().parent / ".venv-ansible"
+ANSIBLE_CORE = "ansible-core>=2.17"
 POWER_OFF_TIMEOUT = 120.0
 LAST_LOGIN_BEFORE = "cleanup/ssh-host-keys"
 
@@ -90,7 +100,14 @@ def _timed(target: NspawnTarget, client: Callable[[], None]) -> Sample:
     client_done = time.monotonic()
     if not target.wait_stopped(POWER_OFF_TIMEOUT):
         raise RuntimeError(f"{target.name} did not power off")
-    return Sample(client_done - started, time.monotonic() - started)
+    until_off = time.monotonic() - started
+    # A way that failed half-way would look fast: each one must leave a generalized disk.
+    if (
+        target.guest_path("/etc/machine-id").read_text() != ""
+        or target.guest_path(f"/home/{target.user}").exists()
+    ):
+        raise RuntimeError(f"{target.name} powered off but is not generalized")
+    return Sample(client_done - started, until_off)
 
 
 def run_imageprep(image: TargetImage, work: Path) -> Sample:
@@ -149,6 +166,79 @@ def run_ssh_per_step(image: TargetImage) -> Sample:
         return _timed(target, client)
 
 
+def _ansible_playbook() -> Path:
+    """ansible-playbook from bench/.venv-ansible, installed there on first use."""
+    playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
+    if not playbook.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)], check=True)
+        subprocess.run(
+            [str(ANSIBLE_VENV / "bin" / "pip"), "install", "--quiet", ANSIBLE_CORE], check=True
+        )
+    return playbook
+
+
+def _ansible_tasks(commands: list[PlannedCommand]) -> list[dict[str, object]]:
+    first = next(i for i, c in enumerate(commands) if c.key == LAST_LOGIN_BEFORE)
+    singles = [(c.key, _as_one_script([c]).decode()) for c in commands[:first]]
+    rest = ("rest of the run, one task", _as_one_script(commands[first:]).decode())
+    return [
+        {
+            "name": name,
+            "ansible.builtin.shell": {"cmd": script, "executable": "/bin/bash"},
+            "become": True,
+            # Like the other baselines, a failing step does not stop the run.
+            "ignore_errors": True,
+        }
+        for name, script in [*singles, rest]
+    ]
+
+
+def run_ansible(image: TargetImage, work: Path, *, pipelining: bool) -> Sample:
+    ansible_playbook = _ansible_playbook()
+    with NspawnTarget(image) as target:
+        folder = Path(tempfile.mkdtemp(prefix="ansible-", dir=work))
+        playbook = folder / "generalize.yml"
+        playbook.write_text(
+            json.dumps(
+                [
+                    {
+                        "hosts": "target",
+                        "gather_facts": False,
+                        "tasks": _ansible_tasks(_planned_commands(target)),
+                    }
+                ]
+            )
+        )
+        inventory = folder / "inventory.ini"
+        inventory.write_text(
+            f"target ansible_host={target.host} ansible_port={target.port}"
+            f" ansible_user={target.user} ansible_ssh_private_key_file={target.key_path}\n"
+        )
+        env = {
+            **os.environ,
+            "ANSIBLE_PIPELINING": "true" if pipelining else "false",
+            "ANSIBLE_HOST_KEY_CHECKING": "true",
+            "ANSIBLE_SSH_ARGS": (
+                "-F none -o ControlMaster=auto -o ControlPersist=60s"
+                f" -o UserKnownHostsFile={target.known_hosts_path} -o StrictHostKeyChecking=yes"
+            ),
+            "ANSIBLE_CONTROL_PATH_DIR": str(folder / "cp"),
+            "ANSIBLE_LOCAL_TEMP": str(folder / "tmp"),
+            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+            "ANSIBLE_NOCOLOR": "1",
+        }
+
+        def client() -> None:
+            subprocess.run(
+                [str(ansible_playbook), "-i", str(inventory), str(playbook)],
+                capture_output=True,
+                check=False,
+                env=env,
+            )
+
+        return _timed(target, client)
+
+
 def _median(samples: list[Sample]) -> Sample:
     return Sample(
         statistics.median(s.client_s for s in samples),
@@ -159,23 +249,24 @@ def _median(samples: list[Sample]) -> Sample:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per way (median is shown)")
+    parser.add_argument("--quick", action="store_true", help="one run per way")
     args = parser.parse_args()
+    repeat = 1 if args.quick else args.repeat
     image = ensure_image(ImageSpec())
     with tempfile.TemporaryDirectory(prefix="imageprep-bench-") as tmp:
         work = Path(tmp)
-        results = {
-            "imageprep run": _median([run_imageprep(image, work) for _ in range(args.repeat)]),
-            "baseline: one script, one connection": _median(
-                [run_one_script(image) for _ in range(args.repeat)]
-            ),
-            "baseline: ssh + sudo per step": _median(
-                [run_ssh_per_step(image) for _ in range(args.repeat)]
-            ),
+        ways: dict[str, Callable[[], Sample]] = {
+            "imageprep run": lambda: run_imageprep(image, work),
+            "baseline: one script, one connection": lambda: run_one_script(image),
+            "baseline: ssh + sudo per step": lambda: run_ssh_per_step(image),
+            "baseline: ansible-core, defaults": lambda: run_ansible(image, work, pipelining=False),
+            "baseline: ansible-core, pipelining": lambda: run_ansible(image, work, pipelining=True),
         }
+        results = {name: _median([way() for _ in range(repeat)]) for name, way in ways.items()}
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     limit = results["baseline: one script, one connection"]
     print(
-        f"{'way (median of ' + str(args.repeat) + ')':<40} {'client':>8} {'x limit':>8}"
+        f"{'way (median of ' + str(repeat) + ')':<40} {'client':>8} {'x limit':>8}"
         f" {'powered off':>12} {'x limit':>8}"
     )
     for name, sample in results.items():
@@ -183,7 +274,17 @@ def main() -> int:
             f"{name:<40} {sample.client_s:7.2f}s {sample.client_s / limit.client_s:7.1f}x"
             f" {sample.until_off_s:11.2f}s {sample.until_off_s / limit.until_off_s:7.1f}x"
         )
-    print(f"peak RSS of any child process (imageprep, ssh): {peak_mib:.0f} MiB")
+    ours = results["imageprep run"].until_off_s
+    piped = results["baseline: ansible-core, pipelining"].until_off_s
+    print(
+        f"P1 imageprep / one script until powered off: {ours / limit.until_off_s:.2f}x"
+        " (goal <= 1.3x)"
+    )
+    print(
+        f"P2 ansible with pipelining / imageprep until powered off: {piped / ours:.1f}x"
+        " (goal >= 6x)"
+    )
+    print(f"peak RSS of any child process (imageprep, ssh, ansible): {peak_mib:.0f} MiB")
     return 0
 
 

@@ -31,9 +31,9 @@ from agent.backups.base import BackupRecord
 from agent.engine import BackupGate, Engine, RunObserver
 from agent.journal import Journal
 from agent.plan import Plan, PlannedStep, build_plan
+from agent.recorder import ProgressSink, Recorder
 from agent.report import RunFolder
 from agent.results import StepResult, StepStatus
-from agent.runner import ProgressSink, _Recorder
 from agent.schema import Step
 from tests.local_executor import LocalShellExecutor
 
@@ -91,7 +91,7 @@ def journal_only(steps: int) -> float:
 
 
 def recorder(folder: Path, *, with_journal: bool) -> RunObserver:
-    rec = _Recorder(RunFolder(folder), {"run_id": "bench", "steps": []}, ProgressSink())
+    rec = Recorder(RunFolder(folder), {"run_id": "bench", "steps": []}, ProgressSink())
     if with_journal:
         rec.journal = Journal.create(folder)
     return rec

@@ -1,0 +1,48 @@
+"""Every benchmark script under bench/ runs in its short mode, so that none of them rots.
+
+These assert that each script runs to the end and prints its comparison, never a timing:
+speed is read from the numbers they print (README, "Performance"), not asserted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, timeout: float) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def test_journal_bench_runs() -> None:
+    """bench.journal prints the journal's cost per step."""
+    assert "journal per step" in _bench(
+        "bench.journal", "--steps", "10", "--repeat", "1", timeout=120
+    )
+
+
+def test_winrm_roundtrips_bench_runs() -> None:
+    """bench.winrm_roundtrips prints WS-Man requests per command against pywinrm's run_ps."""
+    assert "WS-Man requests" in _bench("bench.winrm_roundtrips", timeout=300)
+
+
+@pytest.mark.integration
+def test_generalize_bench_runs(target_image: object) -> None:
+    """bench.generalize --quick compares imageprep with every baseline, Ansible's included."""
+    output = _bench("bench.generalize", "--quick", timeout=900)
+    assert "baseline: ansible-core, pipelining" in output
+    assert "P1 imageprep / one script" in output
