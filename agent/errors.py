@@ -11,7 +11,8 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     │   └── ResumeError             --resume RUN_DIR cannot be resumed as asked (exit 2)
     │       └── JournalError        journal.jsonl is unreadable; carries file:line
     ├── ValidationError             a YAML file, a plan or a value is wrong (exit 2)
-    │   └── SchemaError             one file failed the schema; carries file:line:col
+    │   ├── SchemaError             one file failed the schema; carries file:line:col
+    │   └── InventoryError          an inventory is invalid or --limit selects nothing
     ├── CatalogError                unknown profile/playbook, no profile matches (exit 2)
     ├── TransportError              talking to the target failed (exit 4)
     │   ├── ConnectError            host unreachable, refused, DNS, SSH banner
@@ -91,6 +92,10 @@ class SchemaError(ValidationError):
 
 class CatalogError(ValidationError):
     """A profile or playbook is unknown, or no profile matches the target."""
+
+
+class InventoryError(ValidationError):
+    """An inventory file is invalid, or ``--limit`` selects no host; names file:line and host."""
 
 
 class TransportError(ImagePrepError):
