@@ -68,14 +68,11 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _parse_vars(values: Iterable[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.UsageError(f"--var {item!r}: expected KEY=VALUE")
-        parsed[key] = value
-    return parsed
+def _vars(kw: dict[str, Any]) -> Any:
+    """--var-file(s), then --var on top (the command line wins); typed later by the profile."""
+    from agent.varfile import merge_vars
+
+    return merge_vars(kw["var_files"], kw["var_items"])
 
 
 def _split_names(values: Iterable[str]) -> frozenset[str]:
@@ -206,7 +203,17 @@ def plan_options(func: F) -> F:
             "var_items",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Override a profile variable (repeatable).",
+            help="Set a profile var (repeatable), typed by its default: true/false, an "
+            "integer, a list (comma- or space-separated) or a string. Wins over --var-file.",
+        ),
+        click.option(
+            "--var-file",
+            "var_files",
+            multiple=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Profile vars from a YAML mapping (repeatable; a later file wins), typed "
+            "like --var; errors name FILE:LINE.",
         ),
         click.option("--only", multiple=True, metavar="STEP[,STEP]", help="Run only these steps."),
         click.option("--skip", multiple=True, metavar="STEP[,STEP]", help="Skip these steps."),
@@ -365,6 +372,7 @@ def _run_playbook(
             )
         target = parse_target(kw["target_url"])
         ssh_options = _ssh_options(kw)
+        var_overrides = _vars(kw)
         request = RunRequest(
             target=target,
             playbook=playbook,
@@ -376,7 +384,8 @@ def _run_playbook(
             run_dir=kw["run_dir"],
             profiles_dirs=tuple(kw["profiles_dirs"]),
             playbooks_dirs=tuple(kw["playbooks_dirs"]),
-            var_overrides=_parse_vars(kw["var_items"]),
+            var_overrides=var_overrides.values,
+            var_origins=var_overrides.origins,
             selection=_selection(kw),
             log_format=log_format,
             resume=resume,
@@ -410,6 +419,7 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
             ("--reason", "reason", None),
             ("--run-dir", "run_dir", None),
             ("--var", "var_items", ()),
+            ("--var-file", "var_files", ()),
             ("--only", "only", ()),
             ("--skip", "skip", ()),
             ("--tags", "tags", ()),
@@ -500,6 +510,7 @@ def plan(**kw: Any) -> None:
             ssh_options = _ssh_options(kw)
             target = parse_target(kw["target_url"])
             winrm_options = _winrm_options(kw, target, ssh_options.password)
+        var_overrides = _vars(kw)
         text = show_plan(
             target_url=kw["target_url"],
             ssh_options=ssh_options,
@@ -508,7 +519,8 @@ def plan(**kw: Any) -> None:
             profile=kw["profile"],
             profiles_dirs=tuple(kw["profiles_dirs"]),
             playbooks_dirs=tuple(kw["playbooks_dirs"]),
-            var_overrides=_parse_vars(kw["var_items"]),
+            var_overrides=var_overrides.values,
+            var_origins=var_overrides.origins,
             selection=_selection(kw),
             as_json=kw["output_format"] == "json",
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.catalog import Catalog, files_to_validate, validate_files
 from agent.errors import SchemaProblem
@@ -49,10 +49,11 @@ def show_plan(
     profile: str,
     profiles_dirs: tuple[Path, ...],
     playbooks_dirs: tuple[Path, ...],
-    var_overrides: Mapping[str, str],
+    var_overrides: Mapping[str, Any],
     selection: Selection,
     as_json: bool,
     winrm_options: WinRmOptions | None = None,
+    var_origins: Mapping[str, str] | None = None,
 ) -> str:
     catalog = _catalog(profiles_dirs, playbooks_dirs)
     facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
@@ -62,6 +63,7 @@ def show_plan(
         profile_id=profile,
         facts=facts,
         var_overrides=var_overrides,
+        var_origins=var_origins,
         selection=selection,
     )
     if as_json:
