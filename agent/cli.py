@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent import __version__, errors
+from agent import __version__, console, errors
 from agent.outcome import ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +26,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _fail(exc: BaseException) -> None:
     """One clear line on stderr, the documented exit code, no traceback."""
     code = exit_code_for_error(exc)
-    click.echo(f"imageprep: error: {exc}", err=True)
+    click.echo(console.clean(f"imageprep: error: {exc}"), err=True)
     sys.exit(int(code))
 
 
@@ -37,7 +37,7 @@ def _echo(render: Callable[[], str]) -> None:
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    click.echo(text)
+    click.echo(console.clean(text))
 
 
 def _stderr_is_tty() -> bool:
@@ -527,7 +527,7 @@ def plan(**kw: Any) -> None:
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    click.echo(text)
+    click.echo(console.clean(text))
 
 
 @main.command(context_settings=CONTEXT)
@@ -705,7 +705,7 @@ def vhd(disk: Path, out: Path, force: bool, overwrite: bool) -> None:
     try:
         result = convert_to_vhd(disk, out, force=force, overwrite=overwrite)
     except NotBootTested as exc:
-        click.echo(f"imageprep: refused: {exc}", err=True)
+        click.echo(console.clean(f"imageprep: refused: {exc}"), err=True)
         sys.exit(int(ExitCode.PREFLIGHT_FAILED))
     except errors.ImagePrepError as exc:
         _fail(exc)

@@ -6,6 +6,7 @@ A password in the URL is refused: it would end up in shell history, argv and log
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -32,10 +33,25 @@ class Target:
         return self.scheme.startswith("winrm")
 
 
+# USER:PASSWORD@ in a URL. A password may hold '/', '?', '#' or '@' that urlsplit then
+# reads as the end of the host part, so everything from the user's ':' to the URL's last
+# '@' is hidden: more than the password at worst, never less.
+_USERINFO_PASSWORD = re.compile(r"^([^:/?#]*://[^:/?#@]*):(.*)@", re.DOTALL)
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password in it replaced by ``***``: safe to put in a message."""
+    return _USERINFO_PASSWORD.sub(r"\1:***@", url)
+
+
 def parse_target(url: str) -> Target:
-    """Parse a target URL, or raise UsageError naming what is wrong with it."""
+    """Parse a target URL, or raise UsageError naming what is wrong with it.
+
+    No message ever repeats a password the URL carries.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    url = without_password(url)
     if scheme not in DEFAULT_PORTS:
         known = ", ".join(f"{s}://" for s in DEFAULT_PORTS)
         raise UsageError(f"target {url!r}: unknown scheme {parts.scheme!r} (expected {known})")
