@@ -70,4 +70,9 @@ def parse_target(url: str) -> Target:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError as exc:
         raise UsageError(f"target {url!r}: invalid port") from exc
-    return Target(scheme=scheme, user=unquote(parts.username), host=parts.hostname, port=port)
+    user = unquote(parts.username)
+    for what, value in (("user", user), ("host", parts.hostname)):
+        if value.startswith("-"):
+            # ssh, scp and the restore hints would read it as an option (-oProxyCommand=...).
+            raise UsageError(f"target {url!r}: the {what} begins with '-'")
+    return Target(scheme=scheme, user=user, host=parts.hostname, port=port)
