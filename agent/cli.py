@@ -288,22 +288,8 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
 
 
 def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
-    """WinRmOptions for a winrm:// target; None for other targets, which refuse its flags."""
-    given = [
-        flag
-        for flag, key in (
-            ("--winrm-transport", "winrm_transport"),
-            ("--ca-cert", "ca_cert"),
-            ("--insecure-skip-verify", "insecure_skip_verify"),
-            ("--allow-unencrypted", "allow_unencrypted"),
-            ("--client-cert", "client_cert"),
-            ("--client-key", "client_key"),
-        )
-        if kw.get(key)
-    ]
+    """WinRmOptions for a winrm:// target; None for other targets (which refuse its flags)."""
     if not target.is_windows:
-        if given:
-            raise errors.UsageError(f"{given[0]} is for winrm:// and winrm+https:// targets")
         return None
     from agent.executors.winrm import WinRmOptions
 
@@ -318,12 +304,53 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
     )
 
 
+# Options that only one transport reads: given for the other, they would be silently
+# ignored (a --known-hosts that verifies nothing), so they are refused.
+_SSH_ONLY: tuple[tuple[str, str], ...] = (
+    ("--identity", "identity"),
+    ("--known-hosts", "known_hosts"),
+    ("--host-key-policy", "host_key_policy"),
+    ("--sudo-password-env", "sudo_password_env"),
+    ("--sudo-password-file", "sudo_password_file"),
+)
+_WINRM_ONLY: tuple[tuple[str, str], ...] = (
+    ("--winrm-transport", "winrm_transport"),
+    ("--ca-cert", "ca_cert"),
+    ("--insecure-skip-verify", "insecure_skip_verify"),
+    ("--allow-unencrypted", "allow_unencrypted"),
+    ("--client-cert", "client_cert"),
+    ("--client-key", "client_key"),
+)
+
+
+def _given(name: str) -> bool:
+    """True when the user set the option (not its default), whatever the value."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
+
+
+def _check_transport_options(target: Any) -> None:
+    """Refuse an option the target's transport would ignore, naming it."""
+    if target.is_windows:
+        foreign, wanted = _SSH_ONLY, "ssh:// targets"
+    else:
+        foreign, wanted = _WINRM_ONLY, "winrm:// and winrm+https:// targets"
+    for flag, name in foreign:
+        if _given(name):
+            raise errors.UsageError(f"{flag} is for {wanted}, not {target.scheme}://")
+
+
 def _selection(kw: dict[str, Any]) -> Any:
     from agent.plan import Selection
 
-    return Selection(
-        only=_split_names(kw["only"]), skip=_split_names(kw["skip"]), tags=_split_names(kw["tags"])
-    )
+    only, skip = _split_names(kw["only"]), _split_names(kw["skip"])
+    both = sorted(only & skip)
+    if both:
+        raise errors.UsageError(f"--only and --skip both name {', '.join(both)}")
+    return Selection(only=only, skip=skip, tags=_split_names(kw["tags"]))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -371,6 +398,7 @@ def _run_playbook(
                 "--no-backup needs --reason TEXT (it is recorded in the report)"
             )
         target = parse_target(kw["target_url"])
+        _check_transport_options(target)
         ssh_options = _ssh_options(kw)
         var_overrides = _vars(kw)
         request = RunRequest(
@@ -507,8 +535,9 @@ def plan(**kw: Any) -> None:
         if kw["target_url"]:
             from agent.targets import parse_target
 
-            ssh_options = _ssh_options(kw)
             target = parse_target(kw["target_url"])
+            _check_transport_options(target)
+            ssh_options = _ssh_options(kw)
             winrm_options = _winrm_options(kw, target, ssh_options.password)
         var_overrides = _vars(kw)
         text = show_plan(

@@ -67,9 +67,13 @@ def parse_target(url: str) -> Target:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"target {url!r}: unexpected path or query after the host")
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise UsageError(f"target {url!r}: invalid port") from exc
+        given = parts.port
+    except ValueError:
+        given = -1  # not a number, or past 65535
+    # Port 0 is not "the default": it is no port at all, so it is refused like 70000.
+    if given is not None and not 1 <= given <= 65535:
+        raise UsageError(f"target {url!r}: the port must be a number from 1 to 65535")
+    port = DEFAULT_PORTS[scheme] if given is None else given
     user = unquote(parts.username)
     for what, value in (("user", user), ("host", parts.hostname)):
         if value.startswith("-"):
