@@ -395,9 +395,9 @@ def _check_selection_names(
     known: set[str] = set()
     for phase in playbook_phases:
         for spec in profile_phases.get(phase, ()):
-            names = {spec.name, f"{phase}/{spec.name}"}
-            known |= names
-            if names & selection.only and names & selection.skip:
+            aliases = {spec.name, f"{phase}/{spec.name}"}
+            known |= aliases
+            if aliases & selection.only and aliases & selection.skip:
                 # --skip would win without a word; the user asked for two opposite things.
                 raise ValidationError(f"--only and --skip both name step {phase}/{spec.name}")
     for option, names in (("--only", selection.only), ("--skip", selection.skip)):
