@@ -569,16 +569,19 @@ def validate(
     from agent.planning import validate_all
 
     try:
-        problems, checked = validate_all(files, profiles_dirs, playbooks_dirs)
+        result = validate_all(files, profiles_dirs, playbooks_dirs)
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    for problem in problems:
+    for problem in result.problems:
         click.echo(problem, err=True)
-    if problems:
-        click.echo(f"imageprep: {len(problems)} problem(s) in {checked} file(s)", err=True)
+    if result.problems:
+        count = len(result.problems)
+        click.echo(f"imageprep: {count} problem(s) in {result.checked} file(s)", err=True)
         sys.exit(int(ExitCode.USAGE))
-    click.echo(f"{checked} file(s) valid")
+    for warning in result.warnings:
+        click.echo(f"imageprep: warning: {warning}", err=True)
+    click.echo(f"{result.checked} file(s) valid")
 
 
 @main.group(context_settings=CONTEXT)
