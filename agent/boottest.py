@@ -156,7 +156,7 @@ def run_boot_test(request: BootTestRequest) -> BootTestOutcome:
         code, message = _BootTest(request, folder, data).run()
     except _Verdict as verdict:
         code, message = verdict.code, str(verdict)
-    except (KeyboardInterrupt, errors.Interrupted):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         code, message = ExitCode.INTERRUPTED, "interrupted"
     except errors.ImagePrepError as exc:
         code, message = exit_code_for_error(exc), str(exc)

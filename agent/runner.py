@@ -258,7 +258,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             if request.target.is_windows and result.exit_code is not ExitCode.OK:
                 result = collect_on_failure(executor, folder.path, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
-    except (KeyboardInterrupt, errors.Interrupted):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
         reached = engine.point_of_no_return_reached if engine else False
         return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
@@ -453,7 +453,7 @@ def _continue(
             if request.target.is_windows and result.exit_code is not ExitCode.OK:
                 result = collect_on_failure(executor, folder.path, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
-    except (KeyboardInterrupt, errors.Interrupted):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
         reached = engine.point_of_no_return_reached if engine else resume.point_of_no_return
         return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
