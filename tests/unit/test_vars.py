@@ -178,3 +178,40 @@ def test_coerce_var_refuses(value: Any, default: Any) -> None:
     """coerce_var refuses a value of another type (True is not an integer, 1 not a bool)."""
     with pytest.raises(ValidationError, match="var v: expected"):
         coerce_var("v", value, default)
+
+
+def test_journal_records_typed_vars_that_rebuild_the_same_plan() -> None:
+    """The journal header keeps vars as typed; a resume rebuilds the identical plan from it."""
+    from agent.catalog import Catalog
+    from agent.journal import plan_hash
+    from agent.plan import Selection
+    from agent.runner import RunRequest, _header, plan_for
+    from agent.targets import parse_target
+
+    catalog = Catalog.load()
+    given = {"min_free_mib": "300", "expect_cloud_init": "no", "history_files": ".a,.b"}
+
+    def build(overrides: dict[str, Any]) -> Any:
+        return plan_for(
+            catalog,
+            playbook_name="check",
+            profile_id="debian",
+            facts=None,
+            var_overrides=overrides,
+            selection=Selection(),
+        )
+
+    class Recorded:
+        def as_dict(self) -> dict[str, Any]:
+            return {}
+
+    plan = build(given)
+    request = RunRequest(target=parse_target("ssh://u@h"), profile="debian", var_overrides=given)
+    header = json.loads(json.dumps(_header(request, "r1", catalog, plan, Recorded())))  # type: ignore[arg-type]
+    recorded = header["request"]["vars"]
+    assert recorded == {
+        "min_free_mib": 300,
+        "expect_cloud_init": False,
+        "history_files": [".a", ".b"],
+    }
+    assert plan_hash(build(recorded)) == header["plan_hash"]
