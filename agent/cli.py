@@ -574,13 +574,13 @@ def validate(
         _fail(exc)
         return
     for problem in result.problems:
-        click.echo(problem, err=True)
+        click.echo(console.clean(str(problem)), err=True)
     if result.problems:
         count = len(result.problems)
         click.echo(f"imageprep: {count} problem(s) in {result.checked} file(s)", err=True)
         sys.exit(int(ExitCode.USAGE))
     for warning in result.warnings:
-        click.echo(f"imageprep: warning: {warning}", err=True)
+        click.echo(console.clean(f"imageprep: warning: {warning}"), err=True)
     click.echo(f"{result.checked} file(s) valid")
 
 
