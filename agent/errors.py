@@ -21,15 +21,18 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     │   ├── HostKeyError            unknown or changed host key
     │   ├── Disconnected            the connection went away mid-command
     │   └── TransferError           a file transfer failed
-    ├── CommandTimeout              a command ran past its deadline
+    ├── CommandTimeout              a command ran past its deadline (a step's: the step
+    │                               fails; any other, e.g. reading facts: exit 4)
     ├── BackupError                 the backup could not be taken (VM untouched)
     ├── RunDirError                 the run folder cannot be written
     ├── DiskError                   a disk image cannot be read or converted (exit 2)
     │   └── ToolFailed              a host tool (qemu-img, debugfs, ...) failed on it
     ├── HostToolMissing             qemu, qemu-img, debugfs, ... not installed (exit 10)
     ├── TargetBusy                  another run holds the target's lock (exit 11)
-    ├── ResumeUnsafe                a destructive step's outcome is unknown (exit 6)
-    └── Interrupted                 Ctrl-C / SIGTERM (exit 130)
+    └── ResumeUnsafe                a destructive step's outcome is unknown (exit 6)
+
+Ctrl-C and SIGTERM are not in this tree: both arrive as KeyboardInterrupt (the CLI's
+SIGTERM handler raises it), and that one path ends a run with exit 130.
 
 Exit codes are decided in one place (``agent.outcome``); errors only describe what broke.
 """
@@ -170,7 +173,3 @@ class ResumeUnsafe(ImagePrepError):
     ``resume_check`` to settle it, or it ran and failed. The VM is past the point of no
     return: restore it from the backup.
     """
-
-
-class Interrupted(ImagePrepError):
-    """The run was interrupted by a signal."""

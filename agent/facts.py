@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.errors import CommandTimeout
 from agent.executors.base import Executor
+from agent.results import CommandResult
 
 # Printed as KEY=VALUE lines (values shell-quoted) so the parser is trivial and robust
 # to os-release files that use quotes or not.
@@ -155,11 +157,26 @@ def facts_from_values(values: dict[str, str], ovf_user: str | None) -> Facts:
     )
 
 
+def run_for_facts(
+    executor: Executor, script: str, *, timeout: float, become: bool = False
+) -> CommandResult:
+    """Run one facts command; its time-out becomes an error naming the host (exit 4)."""
+    try:
+        return executor.run(script, become=become, timeout=timeout)
+    except CommandTimeout as exc:
+        raise CommandTimeout(
+            f"{executor.description}: reading the facts timed out after {timeout:g} s "
+            f"(the target is not answering): {exc}",
+            stdout=exc.stdout,
+            stderr=exc.stderr,
+        ) from None
+
+
 def gather_facts(executor: Executor, *, timeout: float = 60) -> Facts:
     """Read the target's facts: one unprivileged and one privileged command."""
-    general = executor.run(_GATHER_SCRIPT, timeout=timeout)
+    general = run_for_facts(executor, _GATHER_SCRIPT, timeout=timeout)
     values = parse_key_values(general.stdout)
-    ovf = executor.run(_OVF_USER_SCRIPT, become=True, timeout=timeout)
+    ovf = run_for_facts(executor, _OVF_USER_SCRIPT, become=True, timeout=timeout)
     ovf_user = ovf.stdout.strip() if ovf.ok else ""
     return facts_from_values(values, ovf_user)
 

@@ -18,7 +18,7 @@ from typing import Any
 from agent.catalog import WINDOWS_ID
 from agent.errors import ConnectError
 from agent.executors.base import Executor
-from agent.facts import parse_key_values
+from agent.facts import parse_key_values, run_for_facts
 
 # KEY=VALUE lines: `'key=' + $null` prints "key=", so a missing value is an empty string.
 _GATHER_SCRIPT = r"""
@@ -160,7 +160,7 @@ def facts_from_values(values: dict[str, str]) -> WindowsFacts:
 
 def gather_windows_facts(executor: Executor, *, timeout: float = 60) -> WindowsFacts:
     """Read the target's facts in one command; ConnectError if it does not look like Windows."""
-    result = executor.run(_GATHER_SCRIPT, timeout=timeout)
+    result = run_for_facts(executor, _GATHER_SCRIPT, timeout=timeout)
     values = parse_key_values(result.stdout)
     if not result.ok or not values.get("build", "").strip().isdigit():
         detail = (result.stderr.strip().splitlines() or ["no build number in the answer"])[-1]

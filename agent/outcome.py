@@ -35,10 +35,12 @@ def exit_code_for_error(exc: BaseException) -> ExitCode:
         exc, errors.UsageError | errors.ValidationError | errors.RunDirError | errors.DiskError
     ):
         return ExitCode.USAGE
-    if isinstance(exc, errors.TransportError):
+    if isinstance(exc, errors.TransportError | errors.CommandTimeout):
+        # A step's time-out is the engine's to judge; one outside a step (reading the
+        # facts) means the target stopped answering, which is a connection failure.
         return ExitCode.CONNECTION_FAILED
     if isinstance(exc, errors.BackupError):
         return ExitCode.BACKUP_FAILED
-    if isinstance(exc, errors.Interrupted | KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     return ExitCode.INTERNAL_ERROR

@@ -88,8 +88,8 @@ class Recorder(RunObserver):
         self._refresh_steps()
 
     def step_started(self, step: PlannedStep) -> None:
-        if self.journal is not None:
-            self.journal.step_started(step)
+        # "running" in memory before the journal line: a Ctrl-C right after that line is
+        # on disk then finds the step running and records it interrupted, never "not_run".
         self._steps[step.key] = {
             "phase": step.phase,
             "name": step.name,
@@ -97,6 +97,8 @@ class Recorder(RunObserver):
             "started_at": utc_now(),
             "destructive": step.destructive,
         }
+        if self.journal is not None:
+            self.journal.step_started(step)
         if step.destructive:
             self.data["point_of_no_return_reached"] = True
         self._refresh_steps(force=step.destructive)

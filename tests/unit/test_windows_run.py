@@ -435,6 +435,17 @@ def test_domain_join_can_be_allowed(
     assert run.step("preflight/not-domain-joined")["status"] == "skipped"
 
 
+def test_domain_join_false_as_text_keeps_the_check(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var allow_domain_joined=false is the boolean false: the domain check runs, exit 3."""
+    _domain_joined(machine)
+    run = imageprep_run(server, tls, tmp_path, "--var", "allow_domain_joined=false")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert run.step("preflight/not-domain-joined")["status"] == "failed"
+    assert machine.image_state == win.IMAGE_STATE_COMPLETE
+
+
 # -- run --resume: Sysprep in doubt is settled by its resume_check, never rerun -----------
 
 SYSPREP = "deprovision/sysprep-generalize"
