@@ -536,10 +536,10 @@ def _summary(outcome: BootTestOutcome) -> dict[str, Any]:
 
 def print_boot_test_summary(outcome: BootTestOutcome, log_format: str) -> None:
     """One JSON line (json), or a verdict line with the checks under it (text)."""
-    import sys
+    from agent import console
 
     if log_format == "json":
-        sys.stdout.write(json.dumps(_summary(outcome), sort_keys=True) + "\n")
+        console.write(json.dumps(_summary(outcome), sort_keys=True) + "\n")
         return
     verdict = "passed" if outcome.exit_code is ExitCode.OK else "FAILED"
     lines = [f"imageprep boot-test {outcome.run_id} {verdict} (exit {int(outcome.exit_code)}): "
@@ -547,4 +547,4 @@ def print_boot_test_summary(outcome: BootTestOutcome, log_format: str) -> None:
     for check in outcome.result.get("checks", []):
         lines.append(f"  {check['status']:<7} {check['name']}: {check['detail']}")
     lines.append(f"  report: {outcome.run_dir / 'result.json'}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    console.write("\n".join(lines) + "\n")

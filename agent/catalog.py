@@ -38,15 +38,18 @@ from agent.schema import (
     Step,
     StepDrop,
     StepOverride,
+    VersionRange,
     profile_structure_problems,
 )
 from agent.yamlload import YamlDocument, load_yaml, problems_from_pydantic, validate_document
 
 __all__ = [
     "Catalog",
+    "CatalogCheck",
     "CatalogFileError",
     "Origin",
     "builtin_dir",
+    "check_files",
     "detect_kind",
     "files_to_validate",
     "load_file",
@@ -375,6 +378,10 @@ class Catalog:
             )
         best = max(score for score, _ in scored)
         winners = [p for score, p in scored if score == best]
+        # A profile that extends another and matches the same target refines it (the
+        # README's `my-debian` extends `debian`): the derived one wins over its bases.
+        bases = {a for p in winners for a in self.ancestors(p.id)}
+        winners = [p for p in winners if p.id not in bases]
         if len(winners) > 1:
             names = " and ".join(f"{p.id} ({p.source_file})" for p in winners)
             raise CatalogError(
@@ -382,6 +389,70 @@ class Catalog:
                 "narrow their match or choose one with --profile"
             )
         return winners[0]
+
+    def ancestors(self, profile_id: str) -> set[str]:
+        """The ids ``profile_id`` extends, directly or not (not itself)."""
+        found: set[str] = set()
+        pid, index = profile_id, 0
+        while True:
+            src = self._profiles[pid][index]
+            if src.profile.extends is None:
+                return found - {profile_id}
+            pid, index = self._base_key(src, index)
+            found.add(pid)
+
+    def ties(self) -> list[str]:
+        """Pairs of profiles that some target would match equally well (an "ambiguous"
+        refusal at run time), neither extending the other; one line each, for validate.
+
+        Found by trying each pair on the targets their own matches name: every shared
+        ID or ID_LIKE (or Windows product prefix) with the versions (builds) at and next
+        to each bound of their ranges.
+        """
+        found: list[str] = []
+        candidates = [p for p in self.profiles() if p.match is not None]
+        for i, a in enumerate(candidates):
+            for b in candidates[i + 1 :]:
+                if a.id in self.ancestors(b.id) or b.id in self.ancestors(a.id):
+                    continue
+                example = self._tie_example(a, b)
+                if example is not None:
+                    found.append(
+                        f"profiles {a.id} ({a.source_file}) and {b.id} ({b.source_file}) "
+                        f"match {example} equally well: `--profile auto` would refuse it as "
+                        "ambiguous; narrow one match, or make one extend the other"
+                    )
+        return found
+
+    def _tie_example(self, a: ResolvedProfile, b: ResolvedProfile) -> str | None:
+        """A target both profiles match with the same score and nothing scores higher."""
+        if a.match is None or b.match is None:
+            return None
+        releases: list[dict[str, str]] = []
+        if a.match.windows is not None and b.match.windows is not None:
+            ranges = [r for r in (a.match.windows.build_range, b.match.windows.build_range) if r]
+            for product in {*a.match.windows.product, *b.match.windows.product}:
+                for build in _probe_versions(ranges):
+                    releases.append(
+                        {"ID": WINDOWS_ID, "WINDOWS_PRODUCT": product, "WINDOWS_BUILD": build}
+                    )
+        elif a.match.windows is None and b.match.windows is None:
+            ranges = [r for r in (a.match.version_range, b.match.version_range) if r]
+            versions = _probe_versions(ranges)
+            for os_id in set(a.match.ids) & set(b.match.ids):
+                releases += [{"ID": os_id, "VERSION_ID": v} for v in versions]
+            for like in set(a.match.id_like) & set(b.match.id_like):
+                releases += [{"ID": "", "ID_LIKE": like, "VERSION_ID": v} for v in versions]
+        for release in releases:
+            try:
+                self.match_profile(release)
+            except CatalogError as exc:
+                text = str(exc)
+                both = f" {a.id} (" in text and f" {b.id} (" in text
+                if text.startswith("ambiguous") and both:
+                    shown = ", ".join(f"{k}={v}" for k, v in release.items() if v)
+                    return f"a target with {shown}"
+        return None
 
     # ----------------------------------------------------------------------- resolving
 
@@ -427,6 +498,19 @@ class Catalog:
                 src.doc.file,
             )
         return base_id, 0
+
+
+def _probe_versions(ranges: Iterable[VersionRange]) -> list[str]:
+    """Versions at and next to every bound of ``ranges`` ("12" gives 11, 12, 12.0.1, 13)."""
+    versions = {"1"}
+    for rng in ranges:
+        for _op, bound in rng.clauses:
+            parts = list(bound.parts)
+            below = [*parts[:-1], parts[-1] - 1] if parts[-1] > 0 else None
+            for option in (parts, [*parts, 0, 1], [*parts[:-1], parts[-1] + 1], below):
+                if option is not None:
+                    versions.add(".".join(str(n) for n in option))
+    return sorted(versions)
 
 
 def _refuse_same_layer(key: str, stack: Sequence[_Source]) -> None:
@@ -596,13 +680,31 @@ def files_to_validate(paths: Sequence[Path] = ()) -> list[Path]:
     return out
 
 
+@dataclass(frozen=True)
+class CatalogCheck:
+    """What ``validate`` found: problems (exit 2) and warnings (profiles that tie)."""
+
+    problems: list[SchemaProblem]
+    warnings: list[str]
+
+
 def validate_files(
     paths: Sequence[Path] = (),
     *,
     profiles_dirs: Sequence[Path] = (),
     playbooks_dirs: Sequence[Path] = (),
 ) -> list[SchemaProblem]:
-    """Every problem in the given files (directories are expanded); [] means all valid.
+    """Every problem in the given files (directories are expanded); [] means all valid."""
+    return check_files(paths, profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs).problems
+
+
+def check_files(
+    paths: Sequence[Path] = (),
+    *,
+    profiles_dirs: Sequence[Path] = (),
+    playbooks_dirs: Sequence[Path] = (),
+) -> CatalogCheck:
+    """Every problem in the given files (directories are expanded), and tie warnings.
 
     No paths means the built-in content. The files are checked as they would be used:
     profiles are resolved against the built-ins and the given directories, with the
@@ -633,11 +735,13 @@ def validate_files(
     if problems:
         # Resolving now would only add echoes ("extends unknown profile") of a file that
         # failed to load; those problems come first.
-        return _unique(problems)
+        return CatalogCheck(_unique(problems), [])
     try:
-        Catalog([*around, *given])
+        catalog = Catalog([*around, *given])
     except SchemaError as exc:
         problems.extend(exc.problems)
     except CatalogFileError as exc:
         problems.append(SchemaProblem(exc.file, None, None, "", str(exc)))
-    return _unique(problems)
+    else:
+        return CatalogCheck([], catalog.ties())
+    return CatalogCheck(_unique(problems), [])

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from agent import __version__, errors
+from agent import __version__, console, errors
 from agent.outcome import ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +26,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _fail(exc: BaseException) -> None:
     """One clear line on stderr, the documented exit code, no traceback."""
     code = exit_code_for_error(exc)
-    click.echo(f"imageprep: error: {exc}", err=True)
+    click.echo(console.clean(f"imageprep: error: {exc}"), err=True)
     sys.exit(int(code))
 
 
@@ -37,7 +37,7 @@ def _echo(render: Callable[[], str]) -> None:
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    click.echo(text)
+    click.echo(console.clean(text))
 
 
 def _stderr_is_tty() -> bool:
@@ -68,14 +68,11 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _parse_vars(values: Iterable[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.UsageError(f"--var {item!r}: expected KEY=VALUE")
-        parsed[key] = value
-    return parsed
+def _vars(kw: dict[str, Any]) -> Any:
+    """--var-file(s), then --var on top (the command line wins); typed later by the profile."""
+    from agent.varfile import merge_vars
+
+    return merge_vars(kw["var_files"], kw["var_items"])
 
 
 def _split_names(values: Iterable[str]) -> frozenset[str]:
@@ -206,7 +203,17 @@ def plan_options(func: F) -> F:
             "var_items",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Override a profile variable (repeatable).",
+            help="Set a profile var (repeatable), typed by its default: true/false, an "
+            "integer, a list (comma- or space-separated) or a string. Wins over --var-file.",
+        ),
+        click.option(
+            "--var-file",
+            "var_files",
+            multiple=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Profile vars from a YAML mapping (repeatable; a later file wins), typed "
+            "like --var; errors name FILE:LINE.",
         ),
         click.option("--only", multiple=True, metavar="STEP[,STEP]", help="Run only these steps."),
         click.option("--skip", multiple=True, metavar="STEP[,STEP]", help="Skip these steps."),
@@ -281,22 +288,8 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
 
 
 def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
-    """WinRmOptions for a winrm:// target; None for other targets, which refuse its flags."""
-    given = [
-        flag
-        for flag, key in (
-            ("--winrm-transport", "winrm_transport"),
-            ("--ca-cert", "ca_cert"),
-            ("--insecure-skip-verify", "insecure_skip_verify"),
-            ("--allow-unencrypted", "allow_unencrypted"),
-            ("--client-cert", "client_cert"),
-            ("--client-key", "client_key"),
-        )
-        if kw.get(key)
-    ]
+    """WinRmOptions for a winrm:// target; None for other targets (which refuse its flags)."""
     if not target.is_windows:
-        if given:
-            raise errors.UsageError(f"{given[0]} is for winrm:// and winrm+https:// targets")
         return None
     from agent.executors.winrm import WinRmOptions
 
@@ -311,12 +304,53 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
     )
 
 
+# Options that only one transport reads: given for the other, they would be silently
+# ignored (a --known-hosts that verifies nothing), so they are refused.
+_SSH_ONLY: tuple[tuple[str, str], ...] = (
+    ("--identity", "identity"),
+    ("--known-hosts", "known_hosts"),
+    ("--host-key-policy", "host_key_policy"),
+    ("--sudo-password-env", "sudo_password_env"),
+    ("--sudo-password-file", "sudo_password_file"),
+)
+_WINRM_ONLY: tuple[tuple[str, str], ...] = (
+    ("--winrm-transport", "winrm_transport"),
+    ("--ca-cert", "ca_cert"),
+    ("--insecure-skip-verify", "insecure_skip_verify"),
+    ("--allow-unencrypted", "allow_unencrypted"),
+    ("--client-cert", "client_cert"),
+    ("--client-key", "client_key"),
+)
+
+
+def _given(name: str) -> bool:
+    """True when the user set the option (not its default), whatever the value."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    )
+
+
+def _check_transport_options(target: Any) -> None:
+    """Refuse an option the target's transport would ignore, naming it."""
+    if target.is_windows:
+        foreign, wanted = _SSH_ONLY, "ssh:// targets"
+    else:
+        foreign, wanted = _WINRM_ONLY, "winrm:// and winrm+https:// targets"
+    for flag, name in foreign:
+        if _given(name):
+            raise errors.UsageError(f"{flag} is for {wanted}, not {target.scheme}://")
+
+
 def _selection(kw: dict[str, Any]) -> Any:
     from agent.plan import Selection
 
-    return Selection(
-        only=_split_names(kw["only"]), skip=_split_names(kw["skip"]), tags=_split_names(kw["tags"])
-    )
+    only, skip = _split_names(kw["only"]), _split_names(kw["skip"])
+    both = sorted(only & skip)
+    if both:
+        raise errors.UsageError(f"--only and --skip both name {', '.join(both)}")
+    return Selection(only=only, skip=skip, tags=_split_names(kw["tags"]))
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -364,7 +398,9 @@ def _run_playbook(
                 "--no-backup needs --reason TEXT (it is recorded in the report)"
             )
         target = parse_target(kw["target_url"])
+        _check_transport_options(target)
         ssh_options = _ssh_options(kw)
+        var_overrides = _vars(kw)
         request = RunRequest(
             target=target,
             playbook=playbook,
@@ -376,7 +412,8 @@ def _run_playbook(
             run_dir=kw["run_dir"],
             profiles_dirs=tuple(kw["profiles_dirs"]),
             playbooks_dirs=tuple(kw["playbooks_dirs"]),
-            var_overrides=_parse_vars(kw["var_items"]),
+            var_overrides=var_overrides.values,
+            var_origins=var_overrides.origins,
             selection=_selection(kw),
             log_format=log_format,
             resume=resume,
@@ -410,6 +447,7 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
             ("--reason", "reason", None),
             ("--run-dir", "run_dir", None),
             ("--var", "var_items", ()),
+            ("--var-file", "var_files", ()),
             ("--only", "only", ()),
             ("--skip", "skip", ()),
             ("--tags", "tags", ()),
@@ -497,9 +535,11 @@ def plan(**kw: Any) -> None:
         if kw["target_url"]:
             from agent.targets import parse_target
 
-            ssh_options = _ssh_options(kw)
             target = parse_target(kw["target_url"])
+            _check_transport_options(target)
+            ssh_options = _ssh_options(kw)
             winrm_options = _winrm_options(kw, target, ssh_options.password)
+        var_overrides = _vars(kw)
         text = show_plan(
             target_url=kw["target_url"],
             ssh_options=ssh_options,
@@ -508,14 +548,15 @@ def plan(**kw: Any) -> None:
             profile=kw["profile"],
             profiles_dirs=tuple(kw["profiles_dirs"]),
             playbooks_dirs=tuple(kw["playbooks_dirs"]),
-            var_overrides=_parse_vars(kw["var_items"]),
+            var_overrides=var_overrides.values,
+            var_origins=var_overrides.origins,
             selection=_selection(kw),
             as_json=kw["output_format"] == "json",
         )
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    click.echo(text)
+    click.echo(console.clean(text))
 
 
 @main.command(context_settings=CONTEXT)
@@ -528,16 +569,19 @@ def validate(
     from agent.planning import validate_all
 
     try:
-        problems, checked = validate_all(files, profiles_dirs, playbooks_dirs)
+        result = validate_all(files, profiles_dirs, playbooks_dirs)
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
-    for problem in problems:
+    for problem in result.problems:
         click.echo(problem, err=True)
-    if problems:
-        click.echo(f"imageprep: {len(problems)} problem(s) in {checked} file(s)", err=True)
+    if result.problems:
+        count = len(result.problems)
+        click.echo(f"imageprep: {count} problem(s) in {result.checked} file(s)", err=True)
         sys.exit(int(ExitCode.USAGE))
-    click.echo(f"{checked} file(s) valid")
+    for warning in result.warnings:
+        click.echo(f"imageprep: warning: {warning}", err=True)
+    click.echo(f"{result.checked} file(s) valid")
 
 
 @main.group(context_settings=CONTEXT)
@@ -693,7 +737,7 @@ def vhd(disk: Path, out: Path, force: bool, overwrite: bool) -> None:
     try:
         result = convert_to_vhd(disk, out, force=force, overwrite=overwrite)
     except NotBootTested as exc:
-        click.echo(f"imageprep: refused: {exc}", err=True)
+        click.echo(console.clean(f"imageprep: refused: {exc}"), err=True)
         sys.exit(int(ExitCode.PREFLIGHT_FAILED))
     except errors.ImagePrepError as exc:
         _fail(exc)

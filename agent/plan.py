@@ -160,23 +160,74 @@ class Plan:
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+_INTEGER = re.compile(r"\s*[+-]?\d{1,18}\s*")
+_EXPECTED = {
+    bool: "true or false",
+    int: "an integer",
+    list: "a list of strings (comma- or space-separated on the command line)",
+    str: "a string",
+}
+_SHOWN_CHARS = 60
 
 
-def coerce_var(key: str, text: str, default: Any) -> Any:
-    """A command-line ``--var`` string, converted to the type of the profile's default."""
-    if isinstance(default, bool):
+class _Bad:
+    """Marks a value that does not fit the var's type."""
+
+
+def _kind(default: Any) -> type:
+    # bool before int: True is an int to Python, but never a number to a profile.
+    for kind in (bool, int, list):
+        if isinstance(default, kind):
+            return kind
+    return str
+
+
+def _from_text(text: str, kind: type) -> Any:
+    if kind is bool:
         lowered = text.strip().lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        raise ValidationError(f"--var {key}={text!r}: expected true or false")
-    if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise ValidationError(f"--var {key}={text!r}: expected an integer") from None
-    if isinstance(default, list):
+        return lowered in _TRUE if lowered in _TRUE | _FALSE else _Bad
+    if kind is int:
+        return int(text) if _INTEGER.fullmatch(text) else _Bad
+    if kind is list:
         return [item for item in text.replace(",", " ").split() if item]
     return text
+
+
+def _fits(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, kind)
+
+
+def _shown(value: Any) -> str:
+    """A bounded excerpt of a rejected value: an error line never grows with its input."""
+    if isinstance(value, bool) or (isinstance(value, int) and abs(value) < 10**18):
+        return repr(value)
+    if isinstance(value, int):
+        return "a very large integer"
+    if isinstance(value, str):
+        more = "..." if len(value) > _SHOWN_CHARS else ""
+        return repr(value[:_SHOWN_CHARS]) + more
+    return f"a {type(value).__name__}"
+
+
+def coerce_var(key: str, value: Any, default: Any, origin: str | None = None) -> Any:
+    """A var override converted to, or checked against, the type of the profile's default.
+
+    A string (``--var KEY=VALUE``, or a string in a var file) is read as the default's
+    type: ``true``/``false`` (also yes/no, on/off, 1/0), an integer, a list split on
+    commas and spaces, or the text itself. Any other value (from a var file or a
+    journal) must already have that type. ``origin`` is ``FILE:LINE`` for a var file;
+    None for the command line.
+    """
+    kind = _kind(default)
+    converted = _from_text(value, kind) if isinstance(value, str) else value
+    if converted is _Bad or not _fits(converted, kind):
+        where = f"{origin}: var {key}" if origin else f"--var {key}"
+        raise ValidationError(f"{where}: expected {_EXPECTED[kind]}, got {_shown(value)}")
+    return converted
 
 
 def _needs_facts(text: str) -> bool:
@@ -258,26 +309,29 @@ def build_plan(
     playbook_phases: Sequence[str],
     requires_backup: bool,
     facts: Mapping[str, Any] | None,
-    var_overrides: Mapping[str, str] | None = None,
+    var_overrides: Mapping[str, Any] | None = None,
     selection: Selection | None = None,
     shell: str = "sh",
+    var_origins: Mapping[str, str] | None = None,
 ) -> Plan:
     """Resolve a profile and a playbook into a validated plan; raise ValidationError.
 
     ``shell`` is the language of the steps: ``sh`` (Linux) or ``powershell`` (Windows);
-    it decides how template values are quoted.
+    it decides how template values are quoted. Each override is typed by its default
+    (:func:`coerce_var`); ``var_origins`` names the ``FILE:LINE`` of those that came
+    from a var file, for the error message.
     """
     if shell not in _QUOTING:
         raise ValidationError(f"unknown step language {shell!r} (known: {', '.join(_QUOTING)})")
     selection = selection or Selection()
     variables: dict[str, Any] = dict(profile_vars)
+    origins = var_origins or {}
     for key, value in (var_overrides or {}).items():
         if key not in variables:
             known = ", ".join(sorted(variables)) or "none"
-            raise ValidationError(
-                f"--var {key}: profile {profile_id} has no such var (known: {known})"
-            )
-        variables[key] = value
+            where = f"{origins[key]}: var {key}" if key in origins else f"--var {key}"
+            raise ValidationError(f"{where}: profile {profile_id} has no such var (known: {known})")
+        variables[key] = coerce_var(key, value, variables[key], origins.get(key))
     if requires_backup and BACKUP_PHASE not in playbook_phases:
         raise ValidationError(
             f"playbook {playbook_name} ({playbook_file}): requires_backup is true "
@@ -341,7 +395,11 @@ def _check_selection_names(
     known: set[str] = set()
     for phase in playbook_phases:
         for spec in profile_phases.get(phase, ()):
-            known |= {spec.name, f"{phase}/{spec.name}"}
+            aliases = {spec.name, f"{phase}/{spec.name}"}
+            known |= aliases
+            if aliases & selection.only and aliases & selection.skip:
+                # --skip would win without a word; the user asked for two opposite things.
+                raise ValidationError(f"--only and --skip both name step {phase}/{spec.name}")
     for option, names in (("--only", selection.only), ("--skip", selection.skip)):
         unknown = sorted(names - known)
         if unknown:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from agent.catalog import Catalog, files_to_validate, validate_files
+from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
 from agent.facts import Facts, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
@@ -49,10 +50,11 @@ def show_plan(
     profile: str,
     profiles_dirs: tuple[Path, ...],
     playbooks_dirs: tuple[Path, ...],
-    var_overrides: Mapping[str, str],
+    var_overrides: Mapping[str, Any],
     selection: Selection,
     as_json: bool,
     winrm_options: WinRmOptions | None = None,
+    var_origins: Mapping[str, str] | None = None,
 ) -> str:
     catalog = _catalog(profiles_dirs, playbooks_dirs)
     facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
@@ -62,6 +64,7 @@ def show_plan(
         profile_id=profile,
         facts=facts,
         var_overrides=var_overrides,
+        var_origins=var_origins,
         selection=selection,
     )
     if as_json:
@@ -111,15 +114,24 @@ def render_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What ``imageprep validate`` reports."""
+
+    problems: list[SchemaProblem]
+    warnings: list[str]  # profiles that tie: `--profile auto` would refuse them as ambiguous
+    checked: int  # how many files
+
+
 def validate_all(
     files: tuple[Path, ...], profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
-) -> tuple[list[SchemaProblem], int]:
-    """Problems in the given files (or the built-ins and user dirs); and how many files."""
-    problems = validate_files(files, profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
+) -> Validation:
+    """Problems in the given files (or the built-ins and user dirs), warnings, file count."""
+    check = check_files(files, profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
     checked = len(files_to_validate(files))
     for directory in (*profiles_dirs, *playbooks_dirs):
         checked += len(files_to_validate((directory,)))
-    return problems, checked
+    return Validation(check.problems, check.warnings, checked)
 
 
 def list_profiles(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> str:

@@ -10,6 +10,7 @@ import json
 import sys
 from typing import TextIO
 
+from agent import console
 from agent.backups.base import BackupRecord
 from agent.outcome import ExitCode
 from agent.plan import PlannedStep
@@ -37,8 +38,8 @@ class ConsoleProgress(ProgressSink):
 
     def _write(self, text: str) -> None:
         if self._enabled:
-            self._stream.write(text)
-            self._stream.flush()
+            # A step's message quotes its output, which may hold a password.
+            console.write(text, self._stream)
 
     def step_started(self, step: PlannedStep) -> None:
         if step.destructive:
@@ -80,7 +81,7 @@ def print_summary(outcome: RunOutcome, log_format: str) -> None:
             "message": outcome.message,
             "result": str(outcome.run_dir / "result.json"),
         }
-        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
+        console.write(json.dumps(summary, sort_keys=True) + "\n")
         return
     steps = result.get("steps", [])
     counts: dict[str, int] = {}
@@ -102,4 +103,4 @@ def print_summary(outcome: RunOutcome, log_format: str) -> None:
     powered_off = "yes" if result.get("powered_off") else "no"
     lines.append(f"  point of no return reached: {reached}; powered off: {powered_off}")
     lines.append(f"  report:  {outcome.run_dir / 'result.json'}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    console.write("\n".join(lines) + "\n")

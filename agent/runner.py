@@ -72,7 +72,10 @@ class RunRequest:
     run_dir: Path | None = None
     profiles_dirs: tuple[Path, ...] = ()
     playbooks_dirs: tuple[Path, ...] = ()
-    var_overrides: Mapping[str, str] = field(default_factory=dict)
+    # Var overrides as given (text from --var, typed values from --var-file), typed
+    # against the profile when the plan is built; var_origins: var -> FILE:LINE.
+    var_overrides: Mapping[str, Any] = field(default_factory=dict)
+    var_origins: Mapping[str, str] = field(default_factory=dict)
     selection: Selection = field(default_factory=Selection)
     log_format: str = "json"
     # `run --resume RUN_DIR`: continue that run; its plan options come from its journal.
@@ -98,8 +101,9 @@ def plan_for(
     playbook_name: str,
     profile_id: str,
     facts: Facts | WindowsFacts | Mapping[str, Any] | None,
-    var_overrides: Mapping[str, str],
+    var_overrides: Mapping[str, Any],
     selection: Selection,
+    var_origins: Mapping[str, str] | None = None,
 ) -> Plan:
     """Resolve the playbook and profile and build the validated plan.
 
@@ -127,6 +131,7 @@ def plan_for(
         requires_backup=playbook.requires_backup,
         facts=(dict(facts) if isinstance(facts, Mapping) else facts.as_dict()) if facts else None,
         var_overrides=var_overrides,
+        var_origins=var_origins,
         selection=selection,
         shell="powershell" if profile.platform == "windows" else "sh",
     )
@@ -238,6 +243,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
                 profile_id=request.profile,
                 facts=facts,
                 var_overrides=request.var_overrides,
+                var_origins=request.var_origins,
                 selection=request.selection,
             )
             data["profile"] = plan.profile_id
@@ -289,7 +295,8 @@ def _header(
         "request": {
             "playbook": request.playbook,
             "profile": request.profile,
-            "vars": dict(request.var_overrides),
+            # Typed as the plan used them: a resume needs no var file.
+            "vars": {k: plan.vars[k] for k in request.var_overrides},
             "selection": {
                 "only": sorted(selection.only),
                 "skip": sorted(selection.skip),

@@ -6,6 +6,7 @@ A password in the URL is refused: it would end up in shell history, argv and log
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -32,10 +33,25 @@ class Target:
         return self.scheme.startswith("winrm")
 
 
+# USER:PASSWORD@ in a URL. A password may hold '/', '?', '#' or '@' that urlsplit then
+# reads as the end of the host part, so everything from the user's ':' to the URL's last
+# '@' is hidden: more than the password at worst, never less.
+_USERINFO_PASSWORD = re.compile(r"^([^:/?#]*://[^:/?#@]*):(.*)@", re.DOTALL)
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password in it replaced by ``***``: safe to put in a message."""
+    return _USERINFO_PASSWORD.sub(r"\1:***@", url)
+
+
 def parse_target(url: str) -> Target:
-    """Parse a target URL, or raise UsageError naming what is wrong with it."""
+    """Parse a target URL, or raise UsageError naming what is wrong with it.
+
+    No message ever repeats a password the URL carries.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    url = without_password(url)
     if scheme not in DEFAULT_PORTS:
         known = ", ".join(f"{s}://" for s in DEFAULT_PORTS)
         raise UsageError(f"target {url!r}: unknown scheme {parts.scheme!r} (expected {known})")
@@ -51,7 +67,16 @@ def parse_target(url: str) -> Target:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"target {url!r}: unexpected path or query after the host")
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-    except ValueError as exc:
-        raise UsageError(f"target {url!r}: invalid port") from exc
-    return Target(scheme=scheme, user=unquote(parts.username), host=parts.hostname, port=port)
+        given = parts.port
+    except ValueError:
+        given = -1  # not a number, or past 65535
+    # Port 0 is not "the default": it is no port at all, so it is refused like 70000.
+    if given is not None and not 1 <= given <= 65535:
+        raise UsageError(f"target {url!r}: the port must be a number from 1 to 65535")
+    port = DEFAULT_PORTS[scheme] if given is None else given
+    user = unquote(parts.username)
+    for what, value in (("user", user), ("host", parts.hostname)):
+        if value.startswith("-"):
+            # ssh, scp and the restore hints would read it as an option (-oProxyCommand=...).
+            raise UsageError(f"target {url!r}: the {what} begins with '-'")
+    return Target(scheme=scheme, user=user, host=parts.hostname, port=port)

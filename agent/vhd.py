@@ -87,9 +87,10 @@ def convert_to_vhd(disk: Path, out: Path, *, force: bool = False,
     """
     if out.suffix.lower() != ".vhd":
         raise UsageError(f"{out}: the output must end in .vhd")
+    info = disk_info(disk)
+    refuse_overwriting_source(info, out)
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; give --overwrite to replace it")
-    info = disk_info(disk)
     boot_test = "skipped (--force)"
     if not force:
         check_boot_test_pass(info)
@@ -110,6 +111,31 @@ def convert_to_vhd(disk: Path, out: Path, *, force: bool = False,
         partial.unlink(missing_ok=True)
         raise
     return VhdResult(out, size, info, size - info.virtual_size, boot_test)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names: the same resolved path, or a hard link (same inode)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # OUT does not exist yet
+        return False
+
+
+def refuse_overwriting_source(info: DiskInfo, out: Path) -> None:
+    """UsageError if OUT is DISK or a file of its backing chain, under any name.
+
+    Replacing either would destroy the very disk being converted (--overwrite is for an
+    old VHD, not for the source).
+    """
+    for source in (info.path, *info.backing_chain):
+        if _same_file(out, source):
+            what = "DISK itself" if source == info.path else f"a backing file of {info.path}"
+            raise UsageError(
+                f"{out} is {what} ({source}): write the VHD to another file, "
+                "--overwrite never replaces the source"
+            )
 
 
 def verify_fixed_vhd(path: Path, expected_size: int) -> None:

@@ -158,17 +158,23 @@ def verify_archive(path: Path, sha256: str, size: int) -> int:
 
 
 def _restore_hint(context: BackupContext, archive: Path, tar_options: str) -> str:
+    """The command that puts the archive back, every word shell-quoted.
+
+    The user and host come from the target URL, where they may hold spaces, quotes or
+    ``$(...)`` (URL-encoded): pasted, the hint must still be one ssh command and nothing
+    else.
+    """
     target = context.target
     options = tar_options.split() or ["--numeric-owner"]
     if "--xattrs" in options:
         # On extraction GNU tar restores only user.* xattrs unless told otherwise.
-        options.append("--xattrs-include='*'")
-    sudo = "" if target.user == "root" else "sudo "
-    remote = f"{sudo}tar -xzpf - {' '.join(options)} -C /"
-    login = f"{target.user}@{target.host}"
+        options.append("--xattrs-include=*")
+    sudo = [] if target.user == "root" else ["sudo"]
+    remote = shlex.join([*sudo, "tar", "-xzpf", "-", *options, "-C", "/"])
+    ssh = shlex.join(["ssh", "-p", str(target.port), f"{target.user}@{target.host}", remote])
     quoted = shlex.quote(str(archive))
     return (
-        f'ssh -p {target.port} {login} "{remote}" < {quoted}'
+        f"{ssh} < {quoted}"
         f"  # overwrites the archived paths in place; list them first: tar -tzvf {quoted}"
     )
 

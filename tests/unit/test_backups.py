@@ -215,8 +215,8 @@ def test_archive_refuses_windows_targets(tmp_path: Path) -> None:
 def test_restore_hint_names_the_archive_and_extracts_at_root(tmp_path: Path, tree: Path) -> None:
     """The restore hint is a runnable ssh + sudo tar command reading the archive."""
     record = ArchiveProvider(tmp_path / "b").take(LocalShellExecutor(), _context(tmp_path, tree))
-    assert record.restore_hint.startswith('ssh -p 2222 azureuser@vm.example "sudo tar -xzpf - ')
-    assert f'-C /" < {record.reference}' in record.restore_hint
+    assert record.restore_hint.startswith("ssh -p 2222 azureuser@vm.example 'sudo tar -xzpf - ")
+    assert f"-C /' < {record.reference}" in record.restore_hint
 
 
 def test_verify_rejects_a_truncated_archive(tmp_path: Path, tree: Path) -> None:

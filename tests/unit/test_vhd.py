@@ -13,7 +13,7 @@ from agent.boottest import pass_record_path
 from agent.disks.image import disk_info, file_identity
 from agent.errors import DiskError
 from agent.vhd import verify_fixed_vhd
-from tests.unit.disk_tools import MIB, imageprep, need
+from tests.unit.disk_tools import IMAGEPREP, MIB, imageprep, need
 
 
 @pytest.fixture
@@ -106,3 +106,54 @@ def test_check_rejects_a_dynamic_vhd(disk: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(DiskError, match="not 2 \\(fixed\\)"):
         verify_fixed_vhd(dynamic, 3 * MIB + MIB // 2)
+
+
+def _refused_as_source(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "never replaces the source" in lines[0]
+    return lines[0]
+
+
+def test_out_that_is_disk_is_refused(tmp_path: Path) -> None:
+    """`vhd --force --overwrite d.vhd ./d.vhd` is exit 2 and leaves the disk as it was."""
+    need("qemu-img")
+    disk = tmp_path / "d.vhd"  # a raw disk that happens to be named .vhd
+    data = os.urandom(2 * MIB)
+    disk.write_bytes(data)
+    proc = subprocess.run(
+        [IMAGEPREP, "vhd", "--force", "--overwrite", "d.vhd", "./d.vhd"],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert "DISK itself" in _refused_as_source(proc)
+    assert disk.read_bytes() == data
+
+
+def test_out_that_is_a_hard_link_to_disk_is_refused(disk: Path, tmp_path: Path) -> None:
+    """OUT naming the same file as DISK through a hard link is refused."""
+    link = tmp_path / "same.vhd"
+    os.link(disk, link)
+    before = disk.read_bytes()
+    _refused_as_source(imageprep("vhd", str(disk), str(link), "--force", "--overwrite"))
+    assert disk.read_bytes() == before
+
+
+def test_out_that_is_a_backing_file_is_refused(tmp_path: Path) -> None:
+    """OUT resolving to a file of DISK's backing chain is refused, naming that file."""
+    need("qemu-img")
+    base = tmp_path / "base.vhd"  # raw bytes, named like an output
+    base.write_bytes(os.urandom(2 * MIB))
+    top = tmp_path / "sub" / "top.qcow2"
+    top.parent.mkdir()
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", "../base.vhd", "-F", "raw", top],
+        check=True,
+    )
+    before = base.read_bytes()
+    line = _refused_as_source(
+        imageprep("vhd", str(top), str(tmp_path / "sub" / ".." / "base.vhd"), "--force",
+                  "--overwrite")
+    )
+    assert "a backing file of" in line
+    assert base.read_bytes() == before

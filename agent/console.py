@@ -1,0 +1,29 @@
+"""Every line imageprep prints, through the same redaction as the logs and the report.
+
+The run folder is redacted where it is written (``agent.report``, ``agent.journal``,
+``agent.logging``); what goes to the terminal (progress lines, the summary, the one-line
+error) is built from the same messages, so it passes the same :class:`Redactor`, which
+knows every secret the run read, in every encoding (``agent.redaction``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from agent.redaction import Redactor
+
+# One redactor: it compiles its patterns once per set of known secrets.
+_REDACTOR = Redactor()
+
+
+def clean(text: str) -> str:
+    """``text`` without any secret the process knows."""
+    return _REDACTOR.redact_text(text)
+
+
+def write(text: str, stream: TextIO | None = None) -> None:
+    """Write redacted ``text`` to ``stream`` (stdout by default, looked up at call time)."""
+    out = stream or sys.stdout
+    out.write(clean(text))
+    out.flush()
