@@ -34,7 +34,11 @@ class Target:
 
 def parse_target(url: str) -> Target:
     """Parse a target URL, or raise UsageError naming what is wrong with it."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed or malformed [address]
+        # The URL is not repeated: it may hold a password this parser never got to see.
+        raise UsageError(f"--target: not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
         known = ", ".join(f"{s}://" for s in DEFAULT_PORTS)
