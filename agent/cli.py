@@ -114,6 +114,16 @@ def connection_options(func: F) -> F:
             help="SSH private key file.",
         ),
         click.option(
+            "--identity-passphrase-env",
+            metavar="VAR",
+            help="Passphrase of --identity from this environment variable.",
+        ),
+        click.option(
+            "--identity-passphrase-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Passphrase of --identity from this file.",
+        ),
+        click.option(
             "--password-env", metavar="VAR", help="Login password from this environment variable."
         ),
         click.option(
@@ -143,6 +153,15 @@ def connection_options(func: F) -> F:
             show_default=True,
             help="strict: the key must be known. accept-new: record an unknown key. "
             "A changed key is always refused.",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.FloatRange(min=1, max=3600),
+            default=15,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long to wait for the target to accept the connection and answer "
+            "(SSH banner and login; WinRM TCP connect).",
         ),
         *_WINRM_OPTIONS,
     ]
@@ -276,6 +295,10 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
 
     options: dict[str, Any] = {
         "identity": kw["identity"],
+        "identity_passphrase": secret(
+            kw["identity_passphrase_env"], kw["identity_passphrase_file"], "identity-passphrase"
+        ),
+        "connect_timeout": kw["connect_timeout"],
         "password": secret(kw["password_env"], kw["password_file"], "password"),
         "sudo_password": secret(kw["sudo_password_env"], kw["sudo_password_file"], "sudo-password"),
         "host_key_policy": kw["host_key_policy"],
@@ -284,6 +307,13 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
         options["known_hosts"] = kw["known_hosts"]
     if options["identity"] is not None and not options["identity"].is_file():
         raise errors.UsageError(f"--identity {options['identity']}: no such file")
+    if options["identity_passphrase"] is not None and options["identity"] is None:
+        raise errors.UsageError("--identity-passphrase-env/-file goes with --identity")
+    if options["identity"] is not None:
+        from agent.executors.ssh import load_identity
+
+        # A locked or broken key is a usage error before anything starts, not a failed run.
+        load_identity(options["identity"], options["identity_passphrase"])
     return SshOptions(**options)
 
 
@@ -301,6 +331,7 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
         allow_unencrypted=bool(kw.get("allow_unencrypted")),
         client_cert=kw.get("client_cert"),
         client_key=kw.get("client_key"),
+        connect_timeout=kw.get("connect_timeout") or 15,
     )
 
 
@@ -706,18 +737,22 @@ def boot_test(**kw: Any) -> None:
 
     log_format = _resolve_log_format(kw["log_format"])
     _interrupt_on_sigterm()
-    outcome = run_boot_test(
-        BootTestRequest(
-            disk=kw["disk"],
-            run_dir=kw["run_dir"],
-            timeout=kw["timeout"],
-            deprovisioned_user=kw["deprovisioned_user"],
-            previous_machine_id=kw["previous_machine_id"],
-            accel=kw["accel"],
-            memory_mib=kw["memory_mib"],
-            log_format=log_format,
+    try:
+        outcome = run_boot_test(
+            BootTestRequest(
+                disk=kw["disk"],
+                run_dir=kw["run_dir"],
+                timeout=kw["timeout"],
+                deprovisioned_user=kw["deprovisioned_user"],
+                previous_machine_id=kw["previous_machine_id"],
+                accel=kw["accel"],
+                memory_mib=kw["memory_mib"],
+                log_format=log_format,
+            )
         )
-    )
+    except errors.ImagePrepError as exc:  # e.g. --run-dir cannot be written: no report yet
+        _fail(exc)
+        return
     print_boot_test_summary(outcome, log_format)
     sys.exit(int(outcome.exit_code))
 

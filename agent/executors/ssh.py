@@ -16,6 +16,7 @@ error is translated by ``_ssh_errors``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -31,11 +32,12 @@ import paramiko
 import structlog
 
 from agent.errors import (
-    AuthenticationError,
     CommandTimeout,
     Disconnected,
     TransferError,
+    UsageError,
 )
+from agent.excerpt import clip
 from agent.executors._channel import Finished, Output, OutputCollector
 from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
 from agent.executors._hostkeys import KnownHostsVerifier
@@ -70,6 +72,7 @@ class SshOptions:
     """How to authenticate and which host keys to trust. Secrets arrive as ``Secret``."""
 
     identity: Path | None = None
+    identity_passphrase: Secret | None = None
     password: Secret | None = None
     sudo_password: Secret | None = None
     known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
@@ -93,7 +96,7 @@ def _auth_plan(options: SshOptions) -> _AuthPlan:
     methods = []
     pkey = None
     if options.identity is not None:
-        pkey = _load_identity(options.identity)
+        pkey = load_identity(options.identity, options.identity_passphrase)
         methods.append(f"publickey ({options.identity})")
     allow_agent = options.use_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
     if allow_agent:
@@ -109,17 +112,56 @@ def _auth_plan(options: SshOptions) -> _AuthPlan:
     return _AuthPlan(pkey, password, allow_agent, look_for_keys, tuple(methods))
 
 
-def _load_identity(path: Path) -> paramiko.PKey:
+def load_identity(path: Path, passphrase: Secret | None = None) -> paramiko.PKey:
+    """The private key in ``path``; UsageError (exit 2) for a key that cannot be used.
+
+    The CLI calls this before a run starts, so a locked or broken key is a usage error
+    naming --identity, not a failed connection. paramiko (through cryptography) says
+    "encrypted, no password given" with TypeError for both OpenSSH and PEM keys, and a
+    wrong passphrase of an OpenSSH-format key as a ValueError about PEM delimiters.
+    """
+    password = passphrase.value.encode("utf-8") if passphrase is not None else None
     try:
-        return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException as exc:
-        raise AuthenticationError(
-            f"identity {path} is passphrase-protected; load it into an SSH agent (ssh-add)"
+        # The stubs say str; paramiko 5 hands it to cryptography, which wants bytes.
+        return paramiko.PKey.from_path(path, password=password)  # type: ignore[arg-type]
+    except (TypeError, paramiko.PasswordRequiredException) as exc:
+        if password is not None:
+            # A passphrase for a key that has none: cryptography refuses it; use the key.
+            return _load_unencrypted(path)
+        raise UsageError(
+            f"--identity {path} is passphrase-protected: give --identity-passphrase-env VAR "
+            "or --identity-passphrase-file FILE, or load it into an SSH agent (ssh-add)"
         ) from exc
     except OSError as exc:
-        raise AuthenticationError(f"cannot read identity {path}: {reason(exc)}") from exc
+        raise UsageError(f"--identity {path}: cannot read it: {reason(exc)}") from exc
     except (paramiko.SSHException, paramiko.pkey.UnknownKeyType, ValueError) as exc:
-        raise AuthenticationError(f"identity {path} is not a usable private key: {exc}") from exc
+        if password is not None and _is_encrypted(path):
+            raise UsageError(
+                f"--identity {path}: the passphrase given does not decrypt it"
+            ) from None
+        why = clip(reason(exc).split(". ")[0], 120)  # cryptography's first sentence
+        raise UsageError(f"--identity {path} is not a usable private key: {why}") from None
+
+
+def _load_unencrypted(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except (OSError, TypeError, ValueError, paramiko.SSHException) as exc:
+        raise UsageError(f"--identity {path} is not a usable private key: {reason(exc)}") from None
+
+
+def _is_encrypted(path: Path) -> bool:
+    """Whether the key file says it is encrypted (OpenSSH's cipher field or PEM headers)."""
+    with contextlib.suppress(OSError):
+        text = path.read_bytes()[: 64 * 1024]
+        if b"ENCRYPTED" in text:  # PEM: "Proc-Type: 4,ENCRYPTED" or "ENCRYPTED PRIVATE KEY"
+            return True
+        body = b"".join(line for line in text.splitlines() if not line.startswith(b"-----"))
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(body)
+            # openssh-key-v1\0, then string ciphername; "none" means unencrypted.
+            return raw.startswith(b"openssh-key-v1\x00") and raw[19:23] != b"none"
+    return False
 
 
 def _tune_socket(sock: socket.socket) -> None:

@@ -109,6 +109,13 @@ class WinRmExecutor:
         self._drop_shell()
         with self._errors("opening a shell", connected=connected):
             protocol = Protocol(self._endpoint, **self._settings.protocol_kwargs)
+        # pywinrm takes one whole-second time-out for connect and read alike and hands
+        # it to requests' Session.send (its only use); requests also accepts the pair
+        # (connect, read), which bounds a listener that never accepts by --connect-timeout.
+        protocol.transport.read_timeout_sec = (  # type: ignore[assignment]
+            self._options.connect_timeout,
+            self._options.read_timeout,
+        )
         started = time.monotonic()
         try:
             with self._errors("opening a shell", connected=connected):
