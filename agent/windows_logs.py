@@ -78,6 +78,11 @@ def _tail_script(path: str) -> str:
     )
 
 
+def log_scripts() -> list[tuple[str, str]]:
+    """(log name, script) for every log this module reads (parsed by the unit tests)."""
+    return [(name, _tail_script(f"{PANTHER}\\{name}")) for name in LOG_NAMES]
+
+
 def fetch_logs(executor: Executor, run_dir: Path) -> dict[str, str]:
     """The tails of setupact.log and setuperr.log, also written to ``run_dir/panther``."""
     folder = run_dir / "panther"
