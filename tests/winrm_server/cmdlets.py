@@ -211,11 +211,25 @@ class Call:
         session.failed = True
         if action in ("silentlycontinue", "ignore"):
             return
-        session.errors.append(clixml.ErrorRecord(self.text, message, category, fqid))
-        if action == "stop" or session.stop_on_error:
-            from tests.winrm_server.powershell import PsExit
+        record = clixml.ErrorRecord(self.text, f"{self.name} : {message}", category, fqid)
+        if action == "stop" or (not action and session.stop_on_error):
+            from tests.winrm_server.powershell import PsTerminating
 
-            raise PsExit(1)
+            raise PsTerminating(record, self.name, message, script=True)
+        session.errors.append(record)
+
+    def throw(self, message: str, exception: str) -> None:
+        """A statement-terminating error (the cmdlet threw): -ErrorAction cannot silence
+        it; the script goes on with its next statement unless Stop or a trap says else."""
+        from tests.winrm_server.powershell import PsTerminating
+
+        record = clixml.ErrorRecord(
+            self.text,
+            f"{self.name} : {message}",
+            f"NotSpecified: (:) [{self.name}], {exception}",
+            f"System.{exception},{self.name}",
+        )
+        raise PsTerminating(record, self.name, message, script=self.session.stop_on_error)
 
 
 Command = Callable[[Call], list[Any]]
@@ -241,6 +255,7 @@ def invoke_command(
     if handler is None:
         raise NotModelled(name)
     call = Call(session, name, name, pipe_input=pipe_input)
+    failure = session.machine.failing_cmdlets.get(name.casefold())
     index = 0
     while index < len(args):
         param, node = args[index]
@@ -255,6 +270,12 @@ def invoke_command(
             call.named[param.casefold()] = value_node(session)
             index += 1
         index += 1
+    if failure is not None:
+        message, exception = failure
+        if exception:
+            call.throw(message, exception)
+        call.error(message, f"NotSpecified: (:) [{name}], CimException", f"{name}Failed")
+        return []
     return handler(call)
 
 

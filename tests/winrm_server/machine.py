@@ -148,6 +148,11 @@ class WindowsMachine:
     rearm_count: int = 1001  # SoftwareLicensingService.RemainingWindowsReArmCount
     configmgr_reboot_pending: bool | None = None  # None: no ConfigMgr client installed
     extra_processes: list[str] = field(default_factory=list)  # e.g. a stale "sysprep"
+    # Cmdlets that fail here (lower-case name -> (message, exception)): with an exception
+    # type, the cmdlet throws (statement-terminating, like Get-AppxPackage's
+    # TypeInitializationException in non-console hosts on build 26100); without, it
+    # writes a non-terminating error. Either way the script goes on unless Stop.
+    failing_cmdlets: dict[str, tuple[str, str]] = field(default_factory=dict)
     children: list[Any] = field(default_factory=list)  # started by Start-Process
     time_scale: float = 1.0
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
