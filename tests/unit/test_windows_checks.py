@@ -101,3 +101,32 @@ def test_domain_and_rearm_checks_fail_closed_on_wmi_errors(
     run = check(server, tls, tmp_path / "again", "--var", "allow_domain_joined=true")
     assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
     assert "preflight/rearm-available" in str(run.report["message"])
+
+
+# -- item 2: setuperr.log lines that a successful Sysprep writes are not failures ----------
+
+
+def test_harmless_setuperr_lines_pass_and_are_reported(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """BCD c000000d, SPPNP 0x57, 0xE0000231 after a good Sysprep: exit 0, lines in the report."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("verify/setuperr-clean")["stdout_tail"])
+    for line in machine.harmless_setuperr:
+        assert f"setuperr.log, not a failure: 2026-01-01 12:00:00, {line}" in shown
+
+
+def test_a_failure_line_in_setuperr_fails_verification(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A provider's failed action in setuperr.log fails verify/setuperr-clean (exit 7)."""
+    machine.harmless_setuperr = (
+        *machine.harmless_setuperr,
+        "Error      [0x0f0082] SYSPRP ActionPlatform::LaunchModule: Failure occurred while "
+        "executing 'SysprepGeneralize' from C:\\Windows\\System32\\spbcd.dll",
+    )
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.VERIFICATION_FAILED, run.result.output
+    assert "setuperr.log says Sysprep failed (1 line(s))" in str(run.report["message"])
+    assert "spbcd.dll" in str(run.report["message"])
