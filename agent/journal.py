@@ -20,6 +20,8 @@ Events (every line has ``v``, ``seq``, ``at``, ``session`` and ``event``)::
                        counting every session), destructive
     step_finished      step key and its result, as result.json has it
     step_interrupted   Ctrl-C / SIGTERM while the step ran: its outcome is unknown
+    step_note          step key, key, value: a fact the step printed as
+                       ``imageprep-journal: KEY=VALUE`` (Sysprep's process id)
     run_finished       status, exit code, message
 
 Reading it back (:func:`load_journal`) gives a :class:`JournalState`; with the rebuilt plan
@@ -78,9 +80,10 @@ EVENTS = (
     "step_started",
     "step_finished",
     "step_interrupted",
+    "step_note",
     "run_finished",
 )
-_STEP_EVENTS = ("step_started", "step_finished", "step_interrupted")
+_STEP_EVENTS = ("step_started", "step_finished", "step_interrupted", "step_note")
 # A destructive step that ended like this may or may not have done its work.
 _UNKNOWN_OUTCOME = (StepStatus.TIMED_OUT, StepStatus.DISCONNECTED)
 
@@ -335,6 +338,10 @@ class Journal:
             self.running = None
         self.append("step_finished", step=step.key, result=step_entry(result), **extra)
 
+    def step_note(self, step: PlannedStep, key: str, value: str) -> None:
+        """A fact the running step reported (an ``imageprep-journal: KEY=VALUE`` line)."""
+        self.append("step_note", step=step.key, key=key, value=value)
+
     def step_interrupted(self) -> PlannedStep | None:
         """Record that the running step (if any) was interrupted; return it."""
         step, self.running = self.running, None
@@ -378,6 +385,8 @@ class StepState:
     destructive: bool = False
     result: StepResult | None = None  # its last reported result; None while unreported
     session: int = 0  # the session of the last event about it
+    # What the step itself asked to journal while it ran (e.g. sysprep_pid), by key.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -614,6 +623,9 @@ def _apply(state: JournalState, path: Path, number: int, event: dict[str, Any]) 
             step = state.steps.setdefault(event["step"], StepState())
             step.result = step_result(event["result"])
             step.session = int(event["session"])
+        elif kind == "step_note":
+            notes = state.steps.setdefault(event["step"], StepState()).notes
+            notes[str(event["key"])] = str(event["value"])
         elif kind == "step_interrupted":
             state.steps.setdefault(event["step"], StepState()).result = None
         elif kind == "run_finished":

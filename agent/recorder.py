@@ -49,6 +49,7 @@ class Recorder(RunObserver):
         self.data = data
         self._console = console
         self._steps: dict[str, dict[str, Any]] = {}
+        self._notes: dict[str, dict[str, str]] = {}
         self.journal: Journal | None = None
         self._saved_at = float("-inf")
 
@@ -102,10 +103,19 @@ class Recorder(RunObserver):
         self._refresh_steps(force=step.destructive)
         self._console.step_started(step)
 
+    def step_note(self, step: PlannedStep, key: str, value: str) -> None:
+        """A fact the running step printed for the journal (and the report)."""
+        if self.journal is not None:
+            self.journal.step_note(step, key, value)
+        self._notes.setdefault(step.key, {})[key] = value
+        self._steps.setdefault(step.key, {})["notes"] = dict(self._notes[step.key])
+
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
         if self.journal is not None:
             self.journal.step_finished(step, result)
         entry = step_entry(result)
+        if step.key in self._notes:
+            entry["notes"] = dict(self._notes[step.key])
         entry["started_at"] = self._steps.get(step.key, {}).get("started_at")
         entry["finished_at"] = utc_now()
         self._steps[step.key] = entry
