@@ -293,5 +293,5 @@ def test_missing_azure_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without azure-mgmt-compute installed, the scheme says which pip extra to install."""
     monkeypatch.setitem(sys.modules, "azure.mgmt.compute", None)
     monkeypatch.delitem(sys.modules, "agent.backups.azure_snapshot")
-    with pytest.raises(UsageError, match=r"pip install 'imageprep\[azure\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'imageprep-agent\[azure\]'"):
         provider_from_spec(f"azure-snapshot:{VM_ID}")

@@ -144,5 +144,5 @@ def test_missing_libvirt_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None
     """Without libvirt-python installed, the scheme says which pip extra to install."""
     monkeypatch.setitem(sys.modules, "libvirt", None)
     monkeypatch.delitem(sys.modules, "agent.backups.libvirt")
-    with pytest.raises(UsageError, match=r"pip install 'imageprep\[libvirt\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'imageprep-agent\[libvirt\]'"):
         provider_from_spec("libvirt:golden")

@@ -337,7 +337,7 @@ def test_provider_with_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -
     """A provider whose optional dependencies are absent says which extra to install."""
     entry = backups_base.ProviderEntry("agent.backups._absent_for_test", "test", extra="azure")
     monkeypatch.setitem(backups_base.PROVIDERS, "azure-snapshot", entry)
-    with pytest.raises(UsageError, match=r"imageprep\[azure\]"):
+    with pytest.raises(UsageError, match=r"imageprep-agent\[azure\]"):
         provider_from_spec("azure-snapshot:rg/vm")
 
 
