@@ -155,6 +155,21 @@ def connection_options(func: F) -> F:
             "A changed key is always refused.",
         ),
         click.option(
+            "--jump",
+            "jumps",
+            multiple=True,
+            metavar="USER@HOST[:PORT]",
+            help="Reach an ssh:// target through this SSH jump host (ProxyJump; repeat for a "
+            "chain, first hop first). Its host key is verified like the target's.",
+        ),
+        click.option(
+            "--ssh-config",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            metavar="FILE",
+            help="Take HostName, User, Port, IdentityFile and ProxyJump for the target from "
+            "this OpenSSH client config (never read unless given; the command line wins).",
+        ),
+        click.option(
             "--connect-timeout",
             type=click.FloatRange(min=1, max=3600),
             default=15,
@@ -281,6 +296,7 @@ def boot_test_run_options(func: F) -> F:
 
 
 def _ssh_options(kw: dict[str, Any]) -> Any:
+    from agent.executors._jump import JumpHost
     from agent.executors.ssh import SshOptions
     from agent.secrets import secret_from_env, secret_from_file
 
@@ -302,6 +318,7 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
         "password": secret(kw["password_env"], kw["password_file"], "password"),
         "sudo_password": secret(kw["sudo_password_env"], kw["sudo_password_file"], "sudo-password"),
         "host_key_policy": kw["host_key_policy"],
+        "jumps": tuple(JumpHost.parse(jump) for jump in kw["jumps"]),
     }
     if kw["known_hosts"] is not None:
         options["known_hosts"] = kw["known_hosts"]
@@ -343,6 +360,8 @@ _SSH_ONLY: tuple[tuple[str, str], ...] = (
     ("--host-key-policy", "host_key_policy"),
     ("--sudo-password-env", "sudo_password_env"),
     ("--sudo-password-file", "sudo_password_file"),
+    ("--jump", "jumps"),
+    ("--ssh-config", "ssh_config"),
 )
 _WINRM_ONLY: tuple[tuple[str, str], ...] = (
     ("--winrm-transport", "winrm_transport"),
@@ -361,6 +380,22 @@ def _given(name: str) -> bool:
         click.core.ParameterSource.COMMANDLINE,
         click.core.ParameterSource.ENVIRONMENT,
     )
+
+
+def _target_for(kw: dict[str, Any]) -> Any:
+    """The --target URL as a Target, after --ssh-config (for ssh://) had its say."""
+    from agent.targets import parse_target
+
+    if kw.get("ssh_config") is None or not kw["target_url"].lower().startswith("ssh://"):
+        return parse_target(kw["target_url"])
+    from agent.sshconfig import apply_ssh_config
+
+    choice = apply_ssh_config(
+        kw["ssh_config"], kw["target_url"], identity=kw["identity"], jumps=tuple(kw["jumps"])
+    )
+    kw["identity"], kw["jumps"] = choice.identity, choice.jumps
+    kw["target_url"] = choice.target.display
+    return choice.target
 
 
 def _check_transport_options(target: Any) -> None:
@@ -406,7 +441,6 @@ def _run_playbook(
 ) -> None:
     from agent.progress import ConsoleProgress, print_summary
     from agent.runner import RunRequest, execute
-    from agent.targets import parse_target
 
     log_format = _resolve_log_format(kw["log_format"])
     try:
@@ -428,7 +462,7 @@ def _run_playbook(
             raise errors.UsageError(
                 "--no-backup needs --reason TEXT (it is recorded in the report)"
             )
-        target = parse_target(kw["target_url"])
+        target = _target_for(kw)
         _check_transport_options(target)
         ssh_options = _ssh_options(kw)
         var_overrides = _vars(kw)
@@ -564,9 +598,7 @@ def plan(**kw: Any) -> None:
         _configure_console_logging(_resolve_log_format(kw["log_format"]))
         ssh_options = winrm_options = None
         if kw["target_url"]:
-            from agent.targets import parse_target
-
-            target = parse_target(kw["target_url"])
+            target = _target_for(kw)
             _check_transport_options(target)
             ssh_options = _ssh_options(kw)
             winrm_options = _winrm_options(kw, target, ssh_options.password)

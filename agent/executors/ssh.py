@@ -41,6 +41,7 @@ from agent.excerpt import clip
 from agent.executors._channel import Finished, Output, OutputCollector
 from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
 from agent.executors._hostkeys import KnownHostsVerifier
+from agent.executors._jump import HopAuth, JumpChain, JumpHost, open_jump_chain
 from agent.executors._rootshell import RootShell, open_root_shell
 from agent.executors._ssh_errors import (
     TRANSPORT_FAILURES,
@@ -79,6 +80,8 @@ class SshOptions:
     host_key_policy: Literal["strict", "accept-new"] = "strict"
     use_agent: bool = True
     connect_timeout: float = 15.0
+    # ProxyJump: reach the target through these SSH hosts, in order (see _jump).
+    jumps: tuple[JumpHost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class SshExecutor:
         self._options = options
         self._where = Endpoint(target.user, target.host, target.port)
         self._conn: Any = None  # fabric.Connection (untyped)
+        self._jumps: JumpChain | None = None
         self._transport: paramiko.Transport | None = None
         self._root: RootShell | None = None
         self._stale_dirs: list[str] = []
@@ -207,8 +211,8 @@ class SshExecutor:
             self._target.port,
             self._options.host_key_policy,
         )
-        conn = self._fabric_connection(auth, verifier)
         started = time.monotonic()
+        conn = self._fabric_connection(auth, verifier, self._open_jumps(auth))
         try:
             with map_connect_errors(
                 self._where, methods=auth.methods, timeout=self._options.connect_timeout
@@ -217,13 +221,35 @@ class SshExecutor:
         except BaseException:
             with contextlib.suppress(*TRANSPORT_FAILURES):
                 conn.client.close()
+            self._close_jumps()
             raise
         self._conn = conn
         self._transport = conn.transport
         self._transport.set_keepalive(KEEPALIVE_INTERVAL)
         self._log_connected(time.monotonic() - started)
 
-    def _fabric_connection(self, auth: _AuthPlan, verifier: KnownHostsVerifier) -> Any:
+    def _open_jumps(self, auth: _AuthPlan) -> Any:
+        """The socket to the target through the jump hosts, or None to connect directly."""
+        if not self._options.jumps:
+            return None
+        self._jumps = open_jump_chain(
+            self._options.jumps,
+            self._where,
+            auth=HopAuth(auth.pkey, auth.allow_agent, auth.look_for_keys, auth.methods),
+            known_hosts=self._options.known_hosts,
+            policy=self._options.host_key_policy,
+            timeout=self._options.connect_timeout,
+        )
+        return self._jumps.channel
+
+    def _close_jumps(self) -> None:
+        if self._jumps is not None:
+            self._jumps.close()
+            self._jumps = None
+
+    def _fabric_connection(
+        self, auth: _AuthPlan, verifier: KnownHostsVerifier, sock: Any = None
+    ) -> Any:
         timeout = self._options.connect_timeout
 
         def transport_factory(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
@@ -233,7 +259,7 @@ class SshExecutor:
             return transport
 
         # An explicit empty SSHConfig and lazy=True: no ~/.ssh/config, no /etc/ssh/ssh_config,
-        # no fabric.yaml; gateway=False: no ProxyJump from anywhere.
+        # no fabric.yaml; gateway=False: no ProxyJump from any config (jumps come from --jump).
         config = fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
         conn = fabric.Connection(
             host=self._target.host,
@@ -252,6 +278,8 @@ class SshExecutor:
                 "auth_timeout": timeout,
                 "channel_timeout": timeout,
                 "transport_factory": transport_factory,
+                # Through jump hosts: the last hop's channel to the target.
+                "sock": sock,
             },
         )
         conn.client.set_missing_host_key_policy(verifier.as_policy())
@@ -439,6 +467,7 @@ class SshExecutor:
             with contextlib.suppress(*TRANSPORT_FAILURES):
                 self._conn.client.close()
             log.debug("ssh.closed", host=self._where.address)
+        self._close_jumps()
         self._conn = None
         self._transport = None
 
