@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -40,14 +40,10 @@ def _echo(render: Callable[[], str]) -> None:
     click.echo(console.clean(text))
 
 
-def _stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
-
-
 def _resolve_log_format(value: str | None) -> str:
-    if value:
-        return value
-    return "text" if _stderr_is_tty() else "json"
+    # Human text by default, terminal or not: a CI build log is read by people too.
+    # Pipelines that want JSON lines ask for them (and read result.json anyway).
+    return value or "text"
 
 
 def _configure_console_logging(log_format: str) -> None:
@@ -258,7 +254,19 @@ def plan_options(func: F) -> F:
             "--log-format",
             type=click.Choice(["text", "json"]),
             default=None,
-            help="text on a terminal, json otherwise.",
+            help="text (the default, on a terminal and in CI logs alike) or json lines.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Also print each step's output as it arrives (text format).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Print only the summary (and errors), no step lines.",
         ),
     ]
     for option in reversed(options):
@@ -487,17 +495,38 @@ def _run_playbook(
         _fail(exc)
         return
     _interrupt_on_sigterm()
-    console = ConsoleProgress(enabled=log_format == "text")
+    if kw.get("verbose") and kw.get("quiet"):
+        _fail(errors.UsageError("-v/--verbose and -q/--quiet contradict each other"))
+    console = ConsoleProgress(
+        enabled=log_format == "text" and not kw.get("quiet"), verbose=bool(kw.get("verbose"))
+    )
     try:
         outcome = execute(request, console)
     except errors.ImagePrepError as exc:  # refused before a run folder was written
         _fail(exc)
         return
+    finally:
+        console.close()
     print_summary(outcome, log_format)
+    if kw.get("junit") is not None:
+        _write_junit(kw["junit"], outcome.result)
     code = outcome.exit_code
     if after is not None and code is ExitCode.OK:
         code = after(outcome, log_format)  # e.g. --boot-test
     sys.exit(int(code))
+
+
+def _write_junit(path: Path, result: Mapping[str, Any]) -> None:
+    """The run's exit code stands even if its JUnit copy cannot be written: warn instead."""
+    from agent.junit import write_junit
+
+    try:
+        write_junit(path, result)
+    except OSError as exc:
+        click.echo(
+            console.clean(f"imageprep: warning: --junit {path}: not written: {exc.strerror}"),
+            err=True,
+        )
 
 
 def _check_resume_flags(kw: dict[str, Any]) -> None:
@@ -552,6 +581,12 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
 )
 @boot_test_run_options
 @plan_options
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the steps as JUnit XML (one testcase per step) for the CI's test view.",
+)
 def run(**kw: Any) -> None:
     """Run a playbook (default: generalize) against a target, or resume one (--resume)."""
     try:
@@ -570,6 +605,12 @@ def run(**kw: Any) -> None:
     help="Run folder [./imageprep-runs/<UTC time>-<run id>].",
 )
 @plan_options
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the steps as JUnit XML (one testcase per step) for the CI's test view.",
+)
 def check(**kw: Any) -> None:
     """Run only the preflight checks; changes nothing on the target."""
     _run_playbook(kw, "check", allow_backup=False)
@@ -757,7 +798,7 @@ def _boot_test_after_run(kw: dict[str, Any]) -> Callable[[Any, str], ExitCode] |
     "--log-format",
     type=click.Choice(["text", "json"]),
     default=None,
-    help="text on a terminal, json otherwise.",
+    help="text (the default) or json lines.",
 )
 def boot_test(**kw: Any) -> None:
     """Boot a generalized DISK (raw or qcow2) once and check it comes up as a new machine.

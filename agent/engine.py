@@ -309,6 +309,13 @@ class Engine:
         assert result is not None
         return result
 
+    def _echoer(self, step: PlannedStep) -> Callable[[str, str], None] | None:
+        """Where the step's output lines go as they arrive (the console's -v), if anywhere."""
+        echo = getattr(self._observer, "step_output", None)
+        if echo is None:
+            return None
+        return lambda stream, line: echo(step, stream, line)
+
     def _noter(self, step: PlannedStep) -> Callable[[str, str], None] | None:
         """Where the step's ``imageprep-journal: KEY=VALUE`` lines go (the journal)."""
         note = getattr(self._observer, "step_note", None)
@@ -326,7 +333,11 @@ class Engine:
         def elapsed() -> float:
             return time.monotonic() - started
 
-        on_output = None if step.no_log else _LineLogger(bound, note=self._noter(step))
+        on_output = (
+            None
+            if step.no_log
+            else _LineLogger(bound, note=self._noter(step), echo=self._echoer(step))
+        )
         base = StepResult(
             step.phase, step.name, StepStatus.FAILED, attempts=attempt, destructive=step.destructive
         )
@@ -496,9 +507,11 @@ class _LineLogger:
         self,
         bound: structlog.stdlib.BoundLogger,
         note: Callable[[str, str], None] | None = None,
+        echo: Callable[[str, str], None] | None = None,
     ) -> None:
         self._bound = bound
         self._note = note
+        self._echo = echo
         self._pending = {"stdout": "", "stderr": ""}
         self._logged = {"stdout": 0, "stderr": 0}
         self._dropped = {"stdout": 0, "stderr": 0}
@@ -523,6 +536,8 @@ class _LineLogger:
             return
         self._logged[stream] = self._logged.get(stream, 0) + 1
         self._bound.debug("step.output", stream=stream, line=line[: self.MAX_LINE_CHARS])
+        if self._echo is not None:
+            self._echo(stream, line[: self.MAX_LINE_CHARS])
 
     def flush(self) -> None:
         for stream, rest in self._pending.items():

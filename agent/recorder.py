@@ -21,7 +21,13 @@ from agent.results import StepResult
 class ProgressSink(RunObserver):
     """Console progress for humans; the default does nothing."""
 
+    def plan_ready(self, plan: Plan) -> None:
+        return None
+
     def step_started(self, step: PlannedStep) -> None:
+        return None
+
+    def step_output(self, step: PlannedStep, stream: str, line: str) -> None:
         return None
 
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
@@ -64,6 +70,8 @@ class Recorder(RunObserver):
         }
         self.data["steps"] = list(self._steps.values())
         self.save()
+        if isinstance(self._console, ProgressSink):
+            self._console.plan_ready(plan)
 
     def preload(self, state: JournalState, resume: ResumeState) -> None:
         """Show what earlier sessions did: kept results, and steps left in doubt."""
@@ -102,6 +110,11 @@ class Recorder(RunObserver):
             self.data["point_of_no_return_reached"] = True
         self._refresh_steps(force=step.destructive)
         self._console.step_started(step)
+
+    def step_output(self, step: PlannedStep, stream: str, line: str) -> None:
+        """A line of the running step's output: only the console wants it (-v)."""
+        if isinstance(self._console, ProgressSink):
+            self._console.step_output(step, stream, line)
 
     def step_note(self, step: PlannedStep, key: str, value: str) -> None:
         """A fact the running step printed for the journal (and the report)."""

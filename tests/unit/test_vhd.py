@@ -124,7 +124,11 @@ def test_out_that_is_disk_is_refused(tmp_path: Path) -> None:
     disk.write_bytes(data)
     proc = subprocess.run(
         [IMAGEPREP, "vhd", "--force", "--overwrite", "d.vhd", "./d.vhd"],
-        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert "DISK itself" in _refused_as_source(proc)
     assert disk.read_bytes() == data
@@ -152,8 +156,9 @@ def test_out_that_is_a_backing_file_is_refused(tmp_path: Path) -> None:
     )
     before = base.read_bytes()
     line = _refused_as_source(
-        imageprep("vhd", str(top), str(tmp_path / "sub" / ".." / "base.vhd"), "--force",
-                  "--overwrite")
+        imageprep(
+            "vhd", str(top), str(tmp_path / "sub" / ".." / "base.vhd"), "--force", "--overwrite"
+        )
     )
     assert "a backing file of" in line
     assert base.read_bytes() == before
