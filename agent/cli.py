@@ -78,6 +78,21 @@ def _split_names(values: Iterable[str]) -> frozenset[str]:
 # -- shared options ------------------------------------------------------------------------
 
 
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for programs.",
+    )(func)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
 def catalog_options(func: F) -> F:
     func = click.option(
         "--profiles-dir",
@@ -666,17 +681,24 @@ def plan(**kw: Any) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @catalog_options
+@format_option
 def validate(
-    files: tuple[Path, ...], profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+    files: tuple[Path, ...],
+    profiles_dirs: tuple[Path, ...],
+    playbooks_dirs: tuple[Path, ...],
+    output_format: str,
 ) -> None:
     """Check the built-in and given YAML files without connecting (exit 2 on any error)."""
-    from agent.planning import validate_all
+    from agent.planning import validate_all, validation_data
 
     try:
         result = validate_all(files, profiles_dirs, playbooks_dirs)
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
+    if output_format == "json":
+        click.echo(console.clean(json.dumps(validation_data(result), indent=2)))
+        sys.exit(int(ExitCode.USAGE if result.problems else ExitCode.OK))
     for problem in result.problems:
         click.echo(problem, err=True)
     if result.problems:
@@ -695,23 +717,36 @@ def profiles() -> None:
 
 @profiles.command("list")
 @catalog_options
-def profiles_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+@format_option
+def profiles_list(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...], output_format: str
+) -> None:
     """One line per profile: id, what it matches, where it comes from."""
-    from agent.planning import list_profiles
+    from agent.planning import list_profiles, profiles_data
 
-    _echo(lambda: list_profiles(profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(profiles_data(profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: list_profiles(profiles_dirs, playbooks_dirs))
 
 
 @profiles.command("show")
 @click.argument("profile_id")
 @catalog_options
+@format_option
 def profiles_show(
-    profile_id: str, profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+    profile_id: str,
+    profiles_dirs: tuple[Path, ...],
+    playbooks_dirs: tuple[Path, ...],
+    output_format: str,
 ) -> None:
     """Every step of a profile by phase, with which file won."""
-    from agent.planning import show_profile
+    from agent.planning import profile_data, show_profile
 
-    _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(profile_data(profile_id, profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
 
 
 @main.group(context_settings=CONTEXT)
@@ -721,11 +756,33 @@ def playbooks() -> None:
 
 @playbooks.command("list")
 @catalog_options
-def playbooks_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+@format_option
+def playbooks_list(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...], output_format: str
+) -> None:
     """One line per playbook: name, phases, whether it needs a backup."""
-    from agent.planning import list_playbooks
+    from agent.planning import list_playbooks, playbooks_data
 
-    _echo(lambda: list_playbooks(profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(playbooks_data(profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: list_playbooks(profiles_dirs, playbooks_dirs))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("kind", type=click.Choice(["result", "profile", "playbook"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of result.json, of a distro profile or of a playbook.
+
+    \b
+    Editors complete and check profiles with it (yaml-language-server):
+      imageprep schema profile > imageprep-profile.schema.json
+      # first line of a profile:
+      # yaml-language-server: $schema=./imageprep-profile.schema.json
+    """
+    from agent.schemas import json_schema
+
+    _echo(lambda: _json(json_schema(kind)))
 
 
 # -- boot-test and vhd (agent/boottest.py, agent/vhd.py) ------------------------------------

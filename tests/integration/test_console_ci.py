@@ -8,8 +8,11 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from agent.result_schema import ResultDocument
+from agent.schemas import json_schema
 from tests.integration.cli_run import IMAGEPREP, key_args, write_probe
 from tests.targets.nspawn import NspawnTarget
 
@@ -83,3 +86,12 @@ def test_junit_file_has_a_testcase_per_step(target: NspawnTarget, tmp_path: Path
     assert len(list(suite.iter("testcase"))) == len(report["steps"])
     assert suite.get("failures") == "0"
     assert suite.get("errors") == "0"
+
+
+def test_result_json_fits_its_published_schema(target: NspawnTarget, tmp_path: Path) -> None:
+    """A real check's result.json validates against `imageprep schema result`, and the
+    schema names every top-level field it has."""
+    _check(target, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "result.json").read_text())
+    jsonschema.validate(report, json_schema("result"))
+    assert set(report) <= set(ResultDocument.model_fields)
