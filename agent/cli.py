@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from agent import __version__, console, errors
-from agent.outcome import ExitCode, exit_code_for_error
+from agent.outcome import EXIT_CODE_MEANINGS, ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -442,10 +442,92 @@ def _selection(kw: dict[str, Any]) -> Any:
     return Selection(only=only, skip=skip, tags=_split_names(kw["tags"]))
 
 
+# -- help: options in sections, then examples and the exit codes --------------------------
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Connection": (
+        "target_url", "identity", "identity_passphrase_env", "identity_passphrase_file",
+        "password_env", "password_file", "sudo_password_env", "sudo_password_file",
+        "known_hosts", "host_key_policy", "jumps", "ssh_config", "connect_timeout",
+        "winrm_transport", "ca_cert", "insecure_skip_verify", "allow_unencrypted",
+        "client_cert", "client_key",
+    ),
+    "Plan": (
+        "playbook", "profile", "var_items", "var_files", "only", "skip", "tags",
+        "profiles_dirs", "playbooks_dirs",
+    ),
+    "Run": (
+        "backup", "no_backup", "reason", "run_dir", "resume", "boot_test", "boot_test_disk",
+        "boot_test_timeout",
+    ),
+    "Output": ("log_format", "verbose", "quiet", "junit", "output_format"),
+}  # fmt: skip
+
+_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": (
+        "imageprep run --target ssh://azureuser@vm --identity ~/.ssh/id_ed25519 \\",
+        "    --backup archive:./backups",
+        "VM=/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM",
+        "imageprep run --target ssh://azureuser@vm --jump ops@bastion \\",
+        "    --backup azure-snapshot:$VM",
+        "imageprep run --resume imageprep-runs/20260101T120000Z-1a2b3c4d",
+    ),
+    "check": (
+        "imageprep check --target ssh://azureuser@vm --identity key --junit check.xml",
+        "imageprep check --target winrm+https://Administrator@vm --password-env WINPW \\",
+        "    --ca-cert listener.pem",
+    ),
+    "plan": (
+        "imageprep plan --profile debian",
+        "imageprep plan --target ssh://azureuser@vm --identity key --format json",
+    ),
+    "validate": ("imageprep validate", "imageprep validate my-profiles/*.yaml --format json"),
+}
+
+
+def _exit_code_rows() -> list[tuple[str, str]]:
+    return [(str(int(code)), text) for code, text in EXIT_CODE_MEANINGS.items()]
+
+
+class SectionedCommand(click.Command):
+    """--help with the options grouped (connection, plan, run, output), then examples
+    and the exit-code table, so a pipeline author needs nothing but --help."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            section = next(
+                (title for title, names in _SECTIONS.items() if param.name in names), "Other"
+            )
+            rows.setdefault(section, []).append(record)
+        for title in (*_SECTIONS, "Other"):
+            if rows.get(title):
+                with formatter.section(f"{title} options" if title != "Other" else "Options"):
+                    formatter.write_dl(rows[title])
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        examples = _EXAMPLES.get(self.name or "")
+        if examples:
+            with formatter.section("Examples"):
+                for line in examples:  # as written: rewrapping would break the commands
+                    formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+        if self.name in ("run", "check", "plan", "validate", "boot-test", "vhd"):
+            with formatter.section("Exit codes"):
+                formatter.write_dl(_exit_code_rows())
+
+
+class SectionedGroup(click.Group):
+    command_class = SectionedCommand
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=SectionedGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="imageprep")
 def main() -> None:
     """Prepare a running VM to be captured as a reusable image.
@@ -578,7 +660,11 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
 @click.option(
     "--backup",
     metavar="PROVIDER:ARG",
-    help="archive:DIR (tar of the profile's backup paths) or command:'CMD' (your snapshot CLI).",
+    help="Backup taken before anything changes: archive:DIR (tar.gz of the profile's backup "
+    "paths, sha256 recorded), command:'CMD' (your snapshot CLI; its stdout is the reference), "
+    "azure-snapshot:/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/"
+    "virtualMachines/VM[?data-disks=true] (Azure snapshots of the VM's disks), "
+    "libvirt:DOMAIN[?uri=URI&snapshot=NAME] (a libvirt snapshot).",
 )
 @click.option("--no-backup", is_flag=True, help="Run without a backup (needs --reason).")
 @click.option("--reason", metavar="TEXT", help="Why there is no backup; recorded in the report.")
@@ -710,7 +796,7 @@ def validate(
     click.echo(f"{result.checked} file(s) valid")
 
 
-@main.group(context_settings=CONTEXT)
+@main.group(cls=SectionedGroup, context_settings=CONTEXT)
 def profiles() -> None:
     """List and show distro profiles."""
 
@@ -749,7 +835,7 @@ def profiles_show(
         _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
 
 
-@main.group(context_settings=CONTEXT)
+@main.group(cls=SectionedGroup, context_settings=CONTEXT)
 def playbooks() -> None:
     """List playbooks."""
 
