@@ -16,8 +16,7 @@ from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
 from agent.facts import Facts, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
-from agent.plan import Plan, Selection
-from agent.runner import plan_for
+from agent.plan import Plan, Selection, plan_for
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions

@@ -50,7 +50,7 @@ from agent.journal import (
 from agent.limits import MAX_JOURNAL_BYTES
 from agent.lock import TargetLock
 from agent.outcome import ExitCode, exit_code_for_error
-from agent.plan import Plan, Selection, build_plan
+from agent.plan import Plan, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
 from agent.report import LOG_FILE, RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.safefiles import read_regular
@@ -96,48 +96,6 @@ class RunOutcome:
 
 def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
     return Catalog.load(profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
-
-
-def plan_for(
-    catalog: Catalog,
-    *,
-    playbook_name: str,
-    profile_id: str,
-    facts: Facts | WindowsFacts | Mapping[str, Any] | None,
-    var_overrides: Mapping[str, Any],
-    selection: Selection,
-    var_origins: Mapping[str, str] | None = None,
-) -> Plan:
-    """Resolve the playbook and profile and build the validated plan.
-
-    ``facts`` may be the recorded ``as_dict()`` form (a resumed run rebuilds its plan from
-    the facts it was first built from); then ``profile_id`` must be explicit.
-    """
-    playbook = catalog.get_playbook(playbook_name)
-    if profile_id == "auto":
-        if facts is None or isinstance(facts, Mapping):
-            raise errors.UsageError(
-                "--profile auto needs --target (or name a profile with --profile ID)"
-            )
-        profile = catalog.match_profile(facts.os_release)
-    else:
-        profile = catalog.get_profile(profile_id)
-    return build_plan(
-        profile_id=profile.id,
-        profile_file=str(profile.source_file),
-        profile_phases=profile.phases,
-        profile_vars=profile.vars,
-        backup_paths=profile.backup_paths,
-        playbook_name=playbook.name,
-        playbook_file=str(catalog.playbook_file(playbook.name)),
-        playbook_phases=playbook.phases,
-        requires_backup=playbook.requires_backup,
-        facts=(dict(facts) if isinstance(facts, Mapping) else facts.as_dict()) if facts else None,
-        var_overrides=var_overrides,
-        var_origins=var_origins,
-        selection=selection,
-        shell="powershell" if profile.platform == "windows" else "sh",
-    )
 
 
 @contextlib.contextmanager
