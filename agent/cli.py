@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from agent import __version__, console, errors
-from agent.outcome import ExitCode, exit_code_for_error
+from agent.outcome import EXIT_CODE_MEANINGS, ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,14 +40,10 @@ def _echo(render: Callable[[], str]) -> None:
     click.echo(console.clean(text))
 
 
-def _stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
-
-
 def _resolve_log_format(value: str | None) -> str:
-    if value:
-        return value
-    return "text" if _stderr_is_tty() else "json"
+    # Human text by default, terminal or not: a CI build log is read by people too.
+    # Pipelines that want JSON lines ask for them (and read result.json anyway).
+    return value or "text"
 
 
 def _configure_console_logging(log_format: str) -> None:
@@ -82,6 +78,21 @@ def _split_names(values: Iterable[str]) -> frozenset[str]:
 # -- shared options ------------------------------------------------------------------------
 
 
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for programs.",
+    )(func)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
+
+
 def catalog_options(func: F) -> F:
     func = click.option(
         "--profiles-dir",
@@ -114,6 +125,16 @@ def connection_options(func: F) -> F:
             help="SSH private key file.",
         ),
         click.option(
+            "--identity-passphrase-env",
+            metavar="VAR",
+            help="Passphrase of --identity from this environment variable.",
+        ),
+        click.option(
+            "--identity-passphrase-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Passphrase of --identity from this file.",
+        ),
+        click.option(
             "--password-env", metavar="VAR", help="Login password from this environment variable."
         ),
         click.option(
@@ -143,6 +164,30 @@ def connection_options(func: F) -> F:
             show_default=True,
             help="strict: the key must be known. accept-new: record an unknown key. "
             "A changed key is always refused.",
+        ),
+        click.option(
+            "--jump",
+            "jumps",
+            multiple=True,
+            metavar="USER@HOST[:PORT]",
+            help="Reach an ssh:// target through this SSH jump host (ProxyJump; repeat for a "
+            "chain, first hop first). Its host key is verified like the target's.",
+        ),
+        click.option(
+            "--ssh-config",
+            type=click.Path(path_type=Path, dir_okay=False, exists=True),
+            metavar="FILE",
+            help="Take HostName, User, Port, IdentityFile and ProxyJump for the target from "
+            "this OpenSSH client config (never read unless given; the command line wins).",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.FloatRange(min=1, max=3600),
+            default=15,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long to wait for the target to accept the connection and answer "
+            "(SSH banner and login; WinRM TCP connect).",
         ),
         *_WINRM_OPTIONS,
     ]
@@ -224,7 +269,19 @@ def plan_options(func: F) -> F:
             "--log-format",
             type=click.Choice(["text", "json"]),
             default=None,
-            help="text on a terminal, json otherwise.",
+            help="text (the default, on a terminal and in CI logs alike) or json lines.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            is_flag=True,
+            help="Also print each step's output as it arrives (text format).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Print only the summary (and errors), no step lines.",
         ),
     ]
     for option in reversed(options):
@@ -262,6 +319,7 @@ def boot_test_run_options(func: F) -> F:
 
 
 def _ssh_options(kw: dict[str, Any]) -> Any:
+    from agent.executors._jump import JumpHost
     from agent.executors.ssh import SshOptions
     from agent.secrets import secret_from_env, secret_from_file
 
@@ -276,14 +334,26 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
 
     options: dict[str, Any] = {
         "identity": kw["identity"],
+        "identity_passphrase": secret(
+            kw["identity_passphrase_env"], kw["identity_passphrase_file"], "identity-passphrase"
+        ),
+        "connect_timeout": kw["connect_timeout"],
         "password": secret(kw["password_env"], kw["password_file"], "password"),
         "sudo_password": secret(kw["sudo_password_env"], kw["sudo_password_file"], "sudo-password"),
         "host_key_policy": kw["host_key_policy"],
+        "jumps": tuple(JumpHost.parse(jump) for jump in kw["jumps"]),
     }
     if kw["known_hosts"] is not None:
         options["known_hosts"] = kw["known_hosts"]
     if options["identity"] is not None and not options["identity"].is_file():
         raise errors.UsageError(f"--identity {options['identity']}: no such file")
+    if options["identity_passphrase"] is not None and options["identity"] is None:
+        raise errors.UsageError("--identity-passphrase-env/-file goes with --identity")
+    if options["identity"] is not None:
+        from agent.executors.ssh import load_identity
+
+        # A locked or broken key is a usage error before anything starts, not a failed run.
+        load_identity(options["identity"], options["identity_passphrase"])
     return SshOptions(**options)
 
 
@@ -301,6 +371,7 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
         allow_unencrypted=bool(kw.get("allow_unencrypted")),
         client_cert=kw.get("client_cert"),
         client_key=kw.get("client_key"),
+        connect_timeout=kw.get("connect_timeout") or 15,
     )
 
 
@@ -312,6 +383,8 @@ _SSH_ONLY: tuple[tuple[str, str], ...] = (
     ("--host-key-policy", "host_key_policy"),
     ("--sudo-password-env", "sudo_password_env"),
     ("--sudo-password-file", "sudo_password_file"),
+    ("--jump", "jumps"),
+    ("--ssh-config", "ssh_config"),
 )
 _WINRM_ONLY: tuple[tuple[str, str], ...] = (
     ("--winrm-transport", "winrm_transport"),
@@ -330,6 +403,22 @@ def _given(name: str) -> bool:
         click.core.ParameterSource.COMMANDLINE,
         click.core.ParameterSource.ENVIRONMENT,
     )
+
+
+def _target_for(kw: dict[str, Any]) -> Any:
+    """The --target URL as a Target, after --ssh-config (for ssh://) had its say."""
+    from agent.targets import parse_target
+
+    if kw.get("ssh_config") is None or not kw["target_url"].lower().startswith("ssh://"):
+        return parse_target(kw["target_url"])
+    from agent.sshconfig import apply_ssh_config
+
+    choice = apply_ssh_config(
+        kw["ssh_config"], kw["target_url"], identity=kw["identity"], jumps=tuple(kw["jumps"])
+    )
+    kw["identity"], kw["jumps"] = choice.identity, choice.jumps
+    kw["target_url"] = choice.target.display
+    return choice.target
 
 
 def _check_transport_options(target: Any) -> None:
@@ -353,10 +442,92 @@ def _selection(kw: dict[str, Any]) -> Any:
     return Selection(only=only, skip=skip, tags=_split_names(kw["tags"]))
 
 
+# -- help: options in sections, then examples and the exit codes --------------------------
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Connection": (
+        "target_url", "identity", "identity_passphrase_env", "identity_passphrase_file",
+        "password_env", "password_file", "sudo_password_env", "sudo_password_file",
+        "known_hosts", "host_key_policy", "jumps", "ssh_config", "connect_timeout",
+        "winrm_transport", "ca_cert", "insecure_skip_verify", "allow_unencrypted",
+        "client_cert", "client_key",
+    ),
+    "Plan": (
+        "playbook", "profile", "var_items", "var_files", "only", "skip", "tags",
+        "profiles_dirs", "playbooks_dirs",
+    ),
+    "Run": (
+        "backup", "no_backup", "reason", "run_dir", "resume", "boot_test", "boot_test_disk",
+        "boot_test_timeout",
+    ),
+    "Output": ("log_format", "verbose", "quiet", "junit", "output_format"),
+}  # fmt: skip
+
+_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": (
+        "imageprep run --target ssh://azureuser@vm --identity ~/.ssh/id_ed25519 \\",
+        "    --backup archive:./backups",
+        "VM=/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/virtualMachines/VM",
+        "imageprep run --target ssh://azureuser@vm --jump ops@bastion \\",
+        "    --backup azure-snapshot:$VM",
+        "imageprep run --resume imageprep-runs/20260101T120000Z-1a2b3c4d",
+    ),
+    "check": (
+        "imageprep check --target ssh://azureuser@vm --identity key --junit check.xml",
+        "imageprep check --target winrm+https://Administrator@vm --password-env WINPW \\",
+        "    --ca-cert listener.pem",
+    ),
+    "plan": (
+        "imageprep plan --profile debian",
+        "imageprep plan --target ssh://azureuser@vm --identity key --format json",
+    ),
+    "validate": ("imageprep validate", "imageprep validate my-profiles/*.yaml --format json"),
+}
+
+
+def _exit_code_rows() -> list[tuple[str, str]]:
+    return [(str(int(code)), text) for code, text in EXIT_CODE_MEANINGS.items()]
+
+
+class SectionedCommand(click.Command):
+    """--help with the options grouped (connection, plan, run, output), then examples
+    and the exit-code table, so a pipeline author needs nothing but --help."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            section = next(
+                (title for title, names in _SECTIONS.items() if param.name in names), "Other"
+            )
+            rows.setdefault(section, []).append(record)
+        for title in (*_SECTIONS, "Other"):
+            if rows.get(title):
+                with formatter.section(f"{title} options" if title != "Other" else "Options"):
+                    formatter.write_dl(rows[title])
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        examples = _EXAMPLES.get(self.name or "")
+        if examples:
+            with formatter.section("Examples"):
+                for line in examples:  # as written: rewrapping would break the commands
+                    formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+        if self.name in ("run", "check", "plan", "validate", "boot-test", "vhd"):
+            with formatter.section("Exit codes"):
+                formatter.write_dl(_exit_code_rows())
+
+
+class SectionedGroup(click.Group):
+    command_class = SectionedCommand
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=SectionedGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="imageprep")
 def main() -> None:
     """Prepare a running VM to be captured as a reusable image.
@@ -375,7 +546,6 @@ def _run_playbook(
 ) -> None:
     from agent.progress import ConsoleProgress, print_summary
     from agent.runner import RunRequest, execute
-    from agent.targets import parse_target
 
     log_format = _resolve_log_format(kw["log_format"])
     try:
@@ -397,7 +567,7 @@ def _run_playbook(
             raise errors.UsageError(
                 "--no-backup needs --reason TEXT (it is recorded in the report)"
             )
-        target = parse_target(kw["target_url"])
+        target = _target_for(kw)
         _check_transport_options(target)
         ssh_options = _ssh_options(kw)
         var_overrides = _vars(kw)
@@ -422,17 +592,38 @@ def _run_playbook(
         _fail(exc)
         return
     _interrupt_on_sigterm()
-    console = ConsoleProgress(enabled=log_format == "text")
+    if kw.get("verbose") and kw.get("quiet"):
+        _fail(errors.UsageError("-v/--verbose and -q/--quiet contradict each other"))
+    console = ConsoleProgress(
+        enabled=log_format == "text" and not kw.get("quiet"), verbose=bool(kw.get("verbose"))
+    )
     try:
         outcome = execute(request, console)
     except errors.ImagePrepError as exc:  # refused before a run folder was written
         _fail(exc)
         return
+    finally:
+        console.close()
     print_summary(outcome, log_format)
+    if kw.get("junit") is not None:
+        _write_junit(kw["junit"], outcome.result)
     code = outcome.exit_code
     if after is not None and code is ExitCode.OK:
         code = after(outcome, log_format)  # e.g. --boot-test
     sys.exit(int(code))
+
+
+def _write_junit(path: Path, result: Mapping[str, Any]) -> None:
+    """The run's exit code stands even if its JUnit copy cannot be written: warn instead."""
+    from agent.junit import write_junit
+
+    try:
+        write_junit(path, result)
+    except OSError as exc:
+        click.echo(
+            console.clean(f"imageprep: warning: --junit {path}: not written: {exc.strerror}"),
+            err=True,
+        )
 
 
 def _check_resume_flags(kw: dict[str, Any]) -> None:
@@ -469,7 +660,11 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
 @click.option(
     "--backup",
     metavar="PROVIDER:ARG",
-    help="archive:DIR (tar of the profile's backup paths) or command:'CMD' (your snapshot CLI).",
+    help="Backup taken before anything changes: archive:DIR (tar.gz of the profile's backup "
+    "paths, sha256 recorded), command:'CMD' (your snapshot CLI; its stdout is the reference), "
+    "azure-snapshot:/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.Compute/"
+    "virtualMachines/VM[?data-disks=true] (Azure snapshots of the VM's disks), "
+    "libvirt:DOMAIN[?uri=URI&snapshot=NAME] (a libvirt snapshot).",
 )
 @click.option("--no-backup", is_flag=True, help="Run without a backup (needs --reason).")
 @click.option("--reason", metavar="TEXT", help="Why there is no backup; recorded in the report.")
@@ -487,6 +682,12 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
 )
 @boot_test_run_options
 @plan_options
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the steps as JUnit XML (one testcase per step) for the CI's test view.",
+)
 def run(**kw: Any) -> None:
     """Run a playbook (default: generalize) against a target, or resume one (--resume)."""
     try:
@@ -505,6 +706,12 @@ def run(**kw: Any) -> None:
     help="Run folder [./imageprep-runs/<UTC time>-<run id>].",
 )
 @plan_options
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the steps as JUnit XML (one testcase per step) for the CI's test view.",
+)
 def check(**kw: Any) -> None:
     """Run only the preflight checks; changes nothing on the target."""
     _run_playbook(kw, "check", allow_backup=False)
@@ -533,9 +740,7 @@ def plan(**kw: Any) -> None:
         _configure_console_logging(_resolve_log_format(kw["log_format"]))
         ssh_options = winrm_options = None
         if kw["target_url"]:
-            from agent.targets import parse_target
-
-            target = parse_target(kw["target_url"])
+            target = _target_for(kw)
             _check_transport_options(target)
             ssh_options = _ssh_options(kw)
             winrm_options = _winrm_options(kw, target, ssh_options.password)
@@ -562,17 +767,24 @@ def plan(**kw: Any) -> None:
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @catalog_options
+@format_option
 def validate(
-    files: tuple[Path, ...], profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+    files: tuple[Path, ...],
+    profiles_dirs: tuple[Path, ...],
+    playbooks_dirs: tuple[Path, ...],
+    output_format: str,
 ) -> None:
     """Check the built-in and given YAML files without connecting (exit 2 on any error)."""
-    from agent.planning import validate_all
+    from agent.planning import validate_all, validation_data
 
     try:
         result = validate_all(files, profiles_dirs, playbooks_dirs)
     except errors.ImagePrepError as exc:
         _fail(exc)
         return
+    if output_format == "json":
+        click.echo(console.clean(json.dumps(validation_data(result), indent=2)))
+        sys.exit(int(ExitCode.USAGE if result.problems else ExitCode.OK))
     for problem in result.problems:
         click.echo(console.clean(str(problem)), err=True)
     if result.problems:
@@ -584,44 +796,79 @@ def validate(
     click.echo(f"{result.checked} file(s) valid")
 
 
-@main.group(context_settings=CONTEXT)
+@main.group(cls=SectionedGroup, context_settings=CONTEXT)
 def profiles() -> None:
     """List and show distro profiles."""
 
 
 @profiles.command("list")
 @catalog_options
-def profiles_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+@format_option
+def profiles_list(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...], output_format: str
+) -> None:
     """One line per profile: id, what it matches, where it comes from."""
-    from agent.planning import list_profiles
+    from agent.planning import list_profiles, profiles_data
 
-    _echo(lambda: list_profiles(profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(profiles_data(profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: list_profiles(profiles_dirs, playbooks_dirs))
 
 
 @profiles.command("show")
 @click.argument("profile_id")
 @catalog_options
+@format_option
 def profiles_show(
-    profile_id: str, profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+    profile_id: str,
+    profiles_dirs: tuple[Path, ...],
+    playbooks_dirs: tuple[Path, ...],
+    output_format: str,
 ) -> None:
     """Every step of a profile by phase, with which file won."""
-    from agent.planning import show_profile
+    from agent.planning import profile_data, show_profile
 
-    _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(profile_data(profile_id, profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: show_profile(profile_id, profiles_dirs, playbooks_dirs))
 
 
-@main.group(context_settings=CONTEXT)
+@main.group(cls=SectionedGroup, context_settings=CONTEXT)
 def playbooks() -> None:
     """List playbooks."""
 
 
 @playbooks.command("list")
 @catalog_options
-def playbooks_list(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> None:
+@format_option
+def playbooks_list(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...], output_format: str
+) -> None:
     """One line per playbook: name, phases, whether it needs a backup."""
-    from agent.planning import list_playbooks
+    from agent.planning import list_playbooks, playbooks_data
 
-    _echo(lambda: list_playbooks(profiles_dirs, playbooks_dirs))
+    if output_format == "json":
+        _echo(lambda: _json(playbooks_data(profiles_dirs, playbooks_dirs)))
+    else:
+        _echo(lambda: list_playbooks(profiles_dirs, playbooks_dirs))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("kind", type=click.Choice(["result", "profile", "playbook"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of result.json, of a distro profile or of a playbook.
+
+    \b
+    Editors complete and check profiles with it (yaml-language-server):
+      imageprep schema profile > imageprep-profile.schema.json
+      # first line of a profile:
+      # yaml-language-server: $schema=./imageprep-profile.schema.json
+    """
+    from agent.schemas import json_schema
+
+    _echo(lambda: _json(json_schema(kind)))
 
 
 # -- boot-test and vhd (agent/boottest.py, agent/vhd.py) ------------------------------------
@@ -694,7 +941,7 @@ def _boot_test_after_run(kw: dict[str, Any]) -> Callable[[Any, str], ExitCode] |
     "--log-format",
     type=click.Choice(["text", "json"]),
     default=None,
-    help="text on a terminal, json otherwise.",
+    help="text (the default) or json lines.",
 )
 def boot_test(**kw: Any) -> None:
     """Boot a generalized DISK (raw or qcow2) once and check it comes up as a new machine.
@@ -706,18 +953,22 @@ def boot_test(**kw: Any) -> None:
 
     log_format = _resolve_log_format(kw["log_format"])
     _interrupt_on_sigterm()
-    outcome = run_boot_test(
-        BootTestRequest(
-            disk=kw["disk"],
-            run_dir=kw["run_dir"],
-            timeout=kw["timeout"],
-            deprovisioned_user=kw["deprovisioned_user"],
-            previous_machine_id=kw["previous_machine_id"],
-            accel=kw["accel"],
-            memory_mib=kw["memory_mib"],
-            log_format=log_format,
+    try:
+        outcome = run_boot_test(
+            BootTestRequest(
+                disk=kw["disk"],
+                run_dir=kw["run_dir"],
+                timeout=kw["timeout"],
+                deprovisioned_user=kw["deprovisioned_user"],
+                previous_machine_id=kw["previous_machine_id"],
+                accel=kw["accel"],
+                memory_mib=kw["memory_mib"],
+                log_format=log_format,
+            )
         )
-    )
+    except errors.ImagePrepError as exc:  # e.g. --run-dir cannot be written: no report yet
+        _fail(exc)
+        return
     print_boot_test_summary(outcome, log_format)
     sys.exit(int(outcome.exit_code))
 

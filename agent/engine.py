@@ -20,6 +20,7 @@ progress) at once, so an interrupted run leaves an accurate record.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -308,6 +309,20 @@ class Engine:
         assert result is not None
         return result
 
+    def _echoer(self, step: PlannedStep) -> Callable[[str, str], None] | None:
+        """Where the step's output lines go as they arrive (the console's -v), if anywhere."""
+        echo = getattr(self._observer, "step_output", None)
+        if echo is None:
+            return None
+        return lambda stream, line: echo(step, stream, line)
+
+    def _noter(self, step: PlannedStep) -> Callable[[str, str], None] | None:
+        """Where the step's ``imageprep-journal: KEY=VALUE`` lines go (the journal)."""
+        note = getattr(self._observer, "step_note", None)
+        if note is None:
+            return None
+        return lambda key, value: note(step, key, value)
+
     def _attempt_once(
         self,
         step: PlannedStep,
@@ -318,7 +333,11 @@ class Engine:
         def elapsed() -> float:
             return time.monotonic() - started
 
-        on_output = None if step.no_log else _LineLogger(bound)
+        on_output = (
+            None
+            if step.no_log
+            else _LineLogger(bound, note=self._noter(step), echo=self._echoer(step))
+        )
         base = StepResult(
             step.phase, step.name, StepStatus.FAILED, attempts=attempt, destructive=step.destructive
         )
@@ -469,6 +488,10 @@ def _tail(step: PlannedStep, text: str) -> str:
     return "\n".join(text.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
 
 
+# A line a step prints for the journal (its outcome may be settled by it after a crash).
+_NOTE = re.compile(r"imageprep-journal: (?P<key>[a-z_]{1,40})=(?P<value>\S{1,200})\s*$")
+
+
 class _LineLogger:
     """Stream a step's output into the log line by line, as it arrives.
 
@@ -480,8 +503,15 @@ class _LineLogger:
     MAX_LINES = 2000
     MAX_LINE_CHARS = 2000
 
-    def __init__(self, bound: structlog.stdlib.BoundLogger) -> None:
+    def __init__(
+        self,
+        bound: structlog.stdlib.BoundLogger,
+        note: Callable[[str, str], None] | None = None,
+        echo: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._bound = bound
+        self._note = note
+        self._echo = echo
         self._pending = {"stdout": "", "stderr": ""}
         self._logged = {"stdout": 0, "stderr": 0}
         self._dropped = {"stdout": 0, "stderr": 0}
@@ -498,11 +528,16 @@ class _LineLogger:
             self._emit(stream, line)
 
     def _emit(self, stream: str, line: str) -> None:
+        noted = _NOTE.match(line) if stream == "stdout" and self._note is not None else None
+        if noted is not None and self._note is not None:
+            self._note(noted["key"], noted["value"])
         if self._logged.get(stream, 0) >= self.MAX_LINES:
             self._dropped[stream] = self._dropped.get(stream, 0) + 1
             return
         self._logged[stream] = self._logged.get(stream, 0) + 1
         self._bound.debug("step.output", stream=stream, line=line[: self.MAX_LINE_CHARS])
+        if self._echo is not None:
+            self._echo(stream, line[: self.MAX_LINE_CHARS])
 
     def flush(self) -> None:
         for stream, rest in self._pending.items():

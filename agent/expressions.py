@@ -30,6 +30,8 @@ from functools import lru_cache, total_ordering
 from typing import Any
 
 from agent.errors import ValidationError
+from agent.excerpt import clip, excerpt
+from agent.limits import MAX_DEPTH, MAX_EXPRESSION_CHARS
 
 __all__ = [
     "KNOWN_FACTS",
@@ -210,22 +212,42 @@ class _Refused(Exception):
 
 
 def _fail(expr: str, why: str) -> ValidationError:
-    return ValidationError(f"when {expr!r}: {why}")
+    # The expression is shown cut short: a message is one line, whatever the input.
+    return ValidationError(f"when {clip(expr)!r}: {clip(why, 200)}")
 
 
 @lru_cache(maxsize=1024)
 def _parse(expr: str) -> ast.Expression:
     if not expr.strip():
         raise _fail(expr, "empty expression")
+    if len(expr) > MAX_EXPRESSION_CHARS:
+        raise _fail(expr, f"longer than {MAX_EXPRESSION_CHARS} characters")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise _fail(expr, f"syntax error: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        # CPython's parser gives up on deep nesting with RecursionError/MemoryError, and
+        # on an integer literal past its digit limit with ValueError on some versions.
+        raise _fail(expr, f"nested deeper than {MAX_DEPTH} levels or too large") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise _fail(expr, f"nested deeper than {MAX_DEPTH} levels")
     try:
         _check_tree(tree)
     except _Refused as exc:
         raise _fail(expr, str(exc)) from None
     return tree
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deeply the tree nests (iteratively: evaluating it recurses once per level)."""
+    deepest = 0
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _check_tree(tree: ast.Expression) -> None:
@@ -396,9 +418,9 @@ def _kind(value: Any) -> str:
     if isinstance(value, Version):
         return "a version"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {excerpt(value)}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the number {excerpt(value)}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):

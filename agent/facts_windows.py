@@ -23,8 +23,9 @@ from agent.facts import parse_key_values, run_for_facts
 # KEY=VALUE lines: `'key=' + $null` prints "key=", so a missing value is an empty string.
 _GATHER_SCRIPT = r"""
 $cv = Get-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
-$os = Get-CimInstance -ClassName Win32_OperatingSystem
-$cs = Get-CimInstance -ClassName Win32_ComputerSystem
+# WMI can fail where the registry answers; preflight re-checks what it needs, failing closed.
+$os = Get-CimInstance -ClassName Win32_OperatingSystem -ErrorAction SilentlyContinue
+$cs = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
 $setup = 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State'
 $state = Get-ItemProperty -LiteralPath $setup -ErrorAction SilentlyContinue
 $status = 'HKLM:\SYSTEM\Setup\Status\SysprepStatus'
@@ -35,7 +36,7 @@ $principal = New-Object Security.Principal.WindowsPrincipal($identity)
 'product_name=' + $cv.ProductName
 'edition_id=' + $cv.EditionID
 'installation_type=' + $cv.InstallationType
-'build=' + $os.BuildNumber
+'build=' + $cv.CurrentBuildNumber
 'version=' + $os.Version
 'ubr=' + $cv.UBR
 'display_version=' + $cv.DisplayVersion

@@ -20,6 +20,8 @@ Events (every line has ``v``, ``seq``, ``at``, ``session`` and ``event``)::
                        counting every session), destructive
     step_finished      step key and its result, as result.json has it
     step_interrupted   Ctrl-C / SIGTERM while the step ran: its outcome is unknown
+    step_note          step key, key, value: a fact the step printed as
+                       ``imageprep-journal: KEY=VALUE`` (Sysprep's process id)
     run_finished       status, exit code, message
 
 Reading it back (:func:`load_journal`) gives a :class:`JournalState`; with the rebuilt plan
@@ -55,10 +57,13 @@ import structlog
 from agent.backups.base import BackupRecord
 from agent.engine import ResumeState
 from agent.errors import JournalError, ResumeError, ResumeUnsafe, RunDirError, UsageError
+from agent.excerpt import clip, excerpt
+from agent.limits import MAX_DEPTH, MAX_JOURNAL_BYTES, MAX_RECORDED_FILE_BYTES
 from agent.plan import Plan, PlannedStep
 from agent.redaction import Redactor
 from agent.report import utc_now
 from agent.results import StepResult, StepStatus
+from agent.safefiles import read_regular
 
 log = structlog.get_logger("agent.journal")
 
@@ -75,9 +80,10 @@ EVENTS = (
     "step_started",
     "step_finished",
     "step_interrupted",
+    "step_note",
     "run_finished",
 )
-_STEP_EVENTS = ("step_started", "step_finished", "step_interrupted")
+_STEP_EVENTS = ("step_started", "step_finished", "step_interrupted", "step_note")
 # A destructive step that ended like this may or may not have done its work.
 _UNKNOWN_OUTCOME = (StepStatus.TIMED_OUT, StepStatus.DISCONNECTED)
 
@@ -104,6 +110,8 @@ def step_entry(result: StepResult) -> dict[str, Any]:
 
 def step_result(entry: Mapping[str, Any]) -> StepResult:
     """The inverse of :func:`step_entry`; ValueError/KeyError/TypeError on a bad entry."""
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"a step result must be an object, not {excerpt(entry)}")
     exit_code = entry.get("exit_code")
     return StepResult(
         phase=str(entry["phase"]),
@@ -143,13 +151,20 @@ def plan_hash(plan: Plan) -> str:
 
 
 def file_hashes(paths: Iterable[str]) -> dict[str, str]:
-    """sha256 of each file ("missing" for one that cannot be read)."""
+    """sha256 of each file ("missing" for one that cannot be read).
+
+    The paths may come from a journal, which anyone could have edited: only regular files
+    of a profile's size are read (a FIFO would block the resume forever, a device or a
+    huge file would never end); anything else counts as missing.
+    """
     hashes: dict[str, str] = {}
     for path in paths:
         try:
-            hashes[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            data = read_regular(Path(path), MAX_RECORDED_FILE_BYTES)
         except OSError:
             hashes[path] = "missing"
+        else:
+            hashes[path] = hashlib.sha256(data).hexdigest()
     return hashes
 
 
@@ -323,6 +338,10 @@ class Journal:
             self.running = None
         self.append("step_finished", step=step.key, result=step_entry(result), **extra)
 
+    def step_note(self, step: PlannedStep, key: str, value: str) -> None:
+        """A fact the running step reported (an ``imageprep-journal: KEY=VALUE`` line)."""
+        self.append("step_note", step=step.key, key=key, value=value)
+
     def step_interrupted(self) -> PlannedStep | None:
         """Record that the running step (if any) was interrupted; return it."""
         step, self.running = self.running, None
@@ -366,6 +385,8 @@ class StepState:
     destructive: bool = False
     result: StepResult | None = None  # its last reported result; None while unreported
     session: int = 0  # the session of the last event about it
+    # What the step itself asked to journal while it ran (e.g. sysprep_pid), by key.
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -427,10 +448,10 @@ def read_header(run_dir: Path) -> dict[str, Any]:
     """The run_started event of ``run_dir``'s journal (enough to find the target)."""
     path = journal_path(run_dir)
     try:
-        with path.open("rb") as handle:
-            first = handle.readline()
+        raw = read_regular(path, MAX_JOURNAL_BYTES)
     except OSError as exc:
-        raise ResumeError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ResumeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    first = raw.split(b"\n", 1)[0]
     if not first.strip():
         raise ResumeError(
             f"{path} is empty: the run stopped before its plan was built (nothing on the VM "
@@ -439,7 +460,71 @@ def read_header(run_dir: Path) -> dict[str, Any]:
     event = _parse_line(path, 1, first)
     if event["event"] != "run_started":
         raise JournalError(f"{path}:1: expected the run_started header, got {event['event']}")
+    check_header(path, event, _HEADER_CORE)
     return event
+
+
+#: What ``--resume`` reads from the header, and the JSON type each must have.
+_HEADER_SHAPE: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
+    (("run_id",), str),
+    (("target",), str),
+    (("plan_hash",), str),
+    (("request",), dict),
+    (("request", "playbook"), str),
+    (("request", "vars"), dict),
+    (("request", "selection"), dict),
+    (("request", "selection", "only"), list),
+    (("request", "selection", "skip"), list),
+    (("request", "selection", "tags"), list),
+    (("request", "profiles_dirs"), list),
+    (("request", "playbooks_dirs"), list),
+    (("profile",), dict),
+    (("profile", "id"), str),
+    (("profile", "files"), dict),
+    (("playbook",), dict),
+    (("playbook", "files"), dict),
+    (("facts",), dict),
+)
+
+
+#: What every reader of the header relies on (the rest is checked before a plan rebuild).
+_HEADER_CORE = _HEADER_SHAPE[:4]
+
+
+def check_header(
+    path: Path,
+    header: Mapping[str, Any],
+    shape: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = _HEADER_SHAPE,
+) -> None:
+    """Refuse a header that lacks what a resume reads, naming ``journal.jsonl:1``."""
+    for keys, kind in shape:
+        value: Any = header
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        name = ".".join(keys)
+        if value is None:
+            raise JournalError(f"{path}:1: the run_started header lacks {name}")
+        if not isinstance(value, kind):
+            raise JournalError(
+                f"{path}:1: the run_started header's {name} is {excerpt(value)}, "
+                f"not {'an object' if kind is dict else 'a list' if kind is list else 'a string'}"
+            )
+    if shape is not _HEADER_SHAPE:
+        return
+    for name in ("profiles_dirs", "playbooks_dirs"):
+        if not all(isinstance(item, str) for item in header["request"][name]):
+            raise JournalError(
+                f"{path}:1: the run_started header's request.{name} holds a non-string"
+            )
+    for name in ("only", "skip", "tags"):
+        if not all(isinstance(item, str) for item in header["request"]["selection"][name]):
+            raise JournalError(
+                f"{path}:1: the run_started header's request.selection.{name} holds a non-string"
+            )
+    for part in ("profile", "playbook"):
+        files = header[part]["files"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise JournalError(f"{path}:1: the run_started header's {part}.files is malformed")
 
 
 def load_journal(run_dir: Path) -> JournalState:
@@ -447,9 +532,9 @@ def load_journal(run_dir: Path) -> JournalState:
     header = read_header(run_dir)
     path = run_dir / JOURNAL_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_JOURNAL_BYTES)
     except OSError as exc:
-        raise ResumeError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ResumeError(f"cannot read {path}: {exc.strerror or exc}") from exc
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     state = JournalState(path=path, header=header, size=len(raw) - len(tail))
@@ -477,17 +562,36 @@ def load_journal(run_dir: Path) -> JournalState:
 def _parse_line(path: Path, number: int, line: bytes) -> dict[str, Any]:
     try:
         event = json.loads(line)
-    except ValueError as exc:
-        raise JournalError(f"{path}:{number}: not a JSON object ({exc})") from None
+    except ValueError as exc:  # also an integer past Python's 4300-digit limit
+        raise JournalError(f"{path}:{number}: not a JSON object ({clip(str(exc), 120)})") from None
+    except RecursionError:
+        raise JournalError(f"{path}:{number}: nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(event, dict):
         raise JournalError(f"{path}:{number}: not a JSON object")
+    if _too_deep(event):
+        # Later readers (redaction, result.json) recurse; refuse before they do.
+        raise JournalError(f"{path}:{number}: nested deeper than {MAX_DEPTH} levels")
     if event.get("v") != FORMAT:
-        raise JournalError(f"{path}:{number}: unknown journal format {event.get('v')!r}")
-    if event.get("event") not in EVENTS:
-        raise JournalError(f"{path}:{number}: unknown event {event.get('event')!r}")
+        raise JournalError(f"{path}:{number}: unknown journal format {excerpt(event.get('v'))}")
+    kind = event.get("event")
+    if not isinstance(kind, str) or kind not in EVENTS:
+        raise JournalError(f"{path}:{number}: unknown event {excerpt(kind)}")
     if event["event"] in _STEP_EVENTS and not isinstance(event.get("step"), str):
         raise JournalError(f"{path}:{number}: {event['event']} without a step")
     return event
+
+
+def _too_deep(value: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def _apply(state: JournalState, path: Path, number: int, event: dict[str, Any]) -> None:
@@ -497,7 +601,7 @@ def _apply(state: JournalState, path: Path, number: int, event: dict[str, Any]) 
         raise JournalError(f"{where}: a second run_started header")
     seq = event.get("seq")
     if not isinstance(seq, int) or seq <= state.last_seq:
-        raise JournalError(f"{where}: sequence number {seq!r} out of order")
+        raise JournalError(f"{where}: sequence number {excerpt(seq)} out of order")
     state.last_seq = seq
     try:
         if kind == "session_started":
@@ -519,12 +623,16 @@ def _apply(state: JournalState, path: Path, number: int, event: dict[str, Any]) 
             step = state.steps.setdefault(event["step"], StepState())
             step.result = step_result(event["result"])
             step.session = int(event["session"])
+        elif kind == "step_note":
+            notes = state.steps.setdefault(event["step"], StepState()).notes
+            notes[str(event["key"])] = str(event["value"])
         elif kind == "step_interrupted":
             state.steps.setdefault(event["step"], StepState()).result = None
         elif kind == "run_finished":
             state.finished = event
-    except (KeyError, TypeError, ValueError) as exc:
-        raise JournalError(f"{where}: malformed {kind} event ({exc!r})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        why = clip(f"{type(exc).__name__}: {exc}", 160)
+        raise JournalError(f"{where}: malformed {kind} event ({why})") from None
 
 
 # -- deciding how to resume ---------------------------------------------------------------

@@ -10,10 +10,14 @@ Redaction sits after exception formatting (a traceback's message may carry a sec
 before every renderer, so no handler ever sees a secret. Handlers:
 
 * console (stderr): ``text`` (ConsoleRenderer, colours only on a TTY) or ``json`` (one
-  object per line) at ``level``; third-party records only from WARNING up.
+  object per line) at ``level``; third-party records only from WARNING up, and never
+  a library's account of a failure (a record with a traceback, or anything paramiko
+  says: its transport thread logs each line of a traceback as an ERROR record). Such a
+  failure reaches the user once, translated, as our own one-line error.
 * run log (``run_log``): JSON lines at DEBUG, everything, the full record of the run;
   paramiko only from INFO, because its DEBUG is packet-level noise, and invoke/fabric
-  only from INFO, because theirs dumps configuration.
+  only from INFO, because theirs dumps configuration. Library failures are kept, at
+  DEBUG (the translated error is what the run's log level reports).
 """
 
 from __future__ import annotations
@@ -132,9 +136,27 @@ class _RunLogHandler(logging.FileHandler):
         _report_handler_error(record)
 
 
-def _foreign_only_from_warning(record: logging.LogRecord) -> bool:
+#: Libraries whose warnings and errors are their view of a failure we translate.
+_FAILURE_LOGGERS = ("paramiko",)
+
+
+def _is_library_failure(record: logging.LogRecord) -> bool:
     # wrap_for_formatter marks our own records with `_logger`.
+    if hasattr(record, "_logger") or record.levelno < logging.WARNING:
+        return False
+    return record.exc_info is not None or record.name.split(".")[0] in _FAILURE_LOGGERS
+
+
+def _foreign_only_from_warning(record: logging.LogRecord) -> bool:
+    if _is_library_failure(record):
+        return False
     return hasattr(record, "_logger") or record.levelno >= logging.WARNING
+
+
+def _library_failures_at_debug(record: logging.LogRecord) -> bool:
+    if _is_library_failure(record):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+    return True
 
 
 def _parse_level(level: str) -> int:
@@ -145,6 +167,9 @@ def _parse_level(level: str) -> int:
 
 
 def _open_run_log(run_log: Path) -> logging.FileHandler:
+    if run_log.exists() and not run_log.is_file():
+        # A FIFO here (a forged run folder) would block the open until a reader comes.
+        raise RunDirError(f"cannot write the run log {run_log}: not a regular file")
     try:
         run_log.parent.mkdir(parents=True, exist_ok=True)
         return _RunLogHandler(run_log, mode="a", encoding="utf-8")
@@ -169,6 +194,7 @@ def configure_logging(
     if run_log is not None:
         file_handler = _open_run_log(run_log)
         file_handler.setLevel(logging.DEBUG)
+        file_handler.addFilter(_library_failures_at_debug)
         file_handler.setFormatter(_formatter(_json_renderer()))
         handlers.append(file_handler)
 

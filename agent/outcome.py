@@ -23,6 +23,25 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; see result.json for where it stopped
 
 
+# What each code means for the VM, as --help prints it (the README has the same table).
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success (generalized, verified, powered off; or check/plan passed)",
+    ExitCode.INTERNAL_ERROR: "a bug: please report it with the run folder",
+    ExitCode.USAGE: "bad flags, invalid YAML, unknown profile/playbook: nothing changed",
+    ExitCode.PREFLIGHT_FAILED: "a preflight check failed: the VM is unchanged",
+    ExitCode.CONNECTION_FAILED: "unreachable, login refused, host key unknown or changed",
+    ExitCode.FAILED_BEFORE_POINT_OF_NO_RETURN: "a step failed: the VM is still usable",
+    ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN: "failed past the point of no return: restore "
+    "from the backup",
+    ExitCode.VERIFICATION_FAILED: "generalized but not proven; left running for inspection",
+    ExitCode.BACKUP_FAILED: "the backup could not be taken: the VM is unchanged",
+    ExitCode.BOOT_FAILED: "boot-test: the disk did not come up in time",
+    ExitCode.HOST_TOOL_MISSING: "a host tool (qemu, qemu-img, debugfs, ...) is missing",
+    ExitCode.TARGET_BUSY: "another run holds this target's lock",
+    ExitCode.INTERRUPTED: "Ctrl-C or SIGTERM: result.json says where it stopped",
+}
+
+
 def exit_code_for_error(exc: BaseException) -> ExitCode:
     """The exit code for an error that ended a command before or outside the engine."""
     if isinstance(exc, errors.HostToolMissing):

@@ -14,10 +14,15 @@ import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent import expressions
-from agent.errors import ValidationError
+from agent.errors import UsageError, ValidationError
+
+if TYPE_CHECKING:  # plan_for's callers load these; building a plan needs neither
+    from agent.catalog import Catalog
+    from agent.facts import Facts
+    from agent.facts_windows import WindowsFacts
 
 BACKUP_PHASE = "backup"
 PREFLIGHT_PHASE = "preflight"
@@ -417,3 +422,45 @@ def _check_destructive_after_backup(plan: Plan) -> None:
                 f"playbook {plan.playbook_name}: destructive step {step.key} runs before "
                 f"the '{BACKUP_PHASE}' phase"
             )
+
+
+def plan_for(
+    catalog: Catalog,
+    *,
+    playbook_name: str,
+    profile_id: str,
+    facts: Facts | WindowsFacts | Mapping[str, Any] | None,
+    var_overrides: Mapping[str, Any],
+    selection: Selection,
+    var_origins: Mapping[str, str] | None = None,
+) -> Plan:
+    """Resolve the playbook and profile and build the validated plan.
+
+    ``facts`` may be the recorded ``as_dict()`` form (a resumed run rebuilds its plan from
+    the facts it was first built from); then ``profile_id`` must be explicit.
+    """
+    playbook = catalog.get_playbook(playbook_name)
+    if profile_id == "auto":
+        if facts is None or isinstance(facts, Mapping):
+            raise UsageError(
+                "--profile auto needs --target (or name a profile with --profile ID)"
+            )
+        profile = catalog.match_profile(facts.os_release)
+    else:
+        profile = catalog.get_profile(profile_id)
+    return build_plan(
+        profile_id=profile.id,
+        profile_file=str(profile.source_file),
+        profile_phases=profile.phases,
+        profile_vars=profile.vars,
+        backup_paths=profile.backup_paths,
+        playbook_name=playbook.name,
+        playbook_file=str(catalog.playbook_file(playbook.name)),
+        playbook_phases=playbook.phases,
+        requires_backup=playbook.requires_backup,
+        facts=(dict(facts) if isinstance(facts, Mapping) else facts.as_dict()) if facts else None,
+        var_overrides=var_overrides,
+        var_origins=var_origins,
+        selection=selection,
+        shell="powershell" if profile.platform == "windows" else "sh",
+    )

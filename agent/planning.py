@@ -16,8 +16,7 @@ from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
 from agent.facts import Facts, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
-from agent.plan import Plan, Selection
-from agent.runner import plan_for
+from agent.plan import Plan, Selection, plan_for
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
@@ -200,3 +199,77 @@ def list_playbooks(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, 
         lines.append(f"{name:<12} {phases:<60} {backup:<17} {catalog.playbook_file(name)}")
         lines.append(f"{'':<12} {playbook.description}")
     return "\n".join(lines)
+
+
+# -- the same listings as data, for `--format json` -------------------------------------------
+
+
+def profiles_data(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> list[dict[str, Any]]:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    return [
+        {
+            "id": profile.id,
+            "abstract": profile.abstract,
+            "match": profile.match.model_dump(mode="json") if profile.match else None,
+            "file": catalog.profile_origin(profile.id).file,
+        }
+        for profile in catalog.profiles()
+    ]
+
+
+def profile_data(
+    profile_id: str, profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> dict[str, Any]:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    profile = catalog.get_profile(profile_id)
+    origin = catalog.profile_origin(profile_id)
+    return {
+        "id": profile.id,
+        "description": profile.description,
+        "file": origin.file,
+        "shadows": list(origin.shadowed),
+        "extends": [str(f) for f in profile.chain[1:]],
+        "match": profile.match.model_dump(mode="json") if profile.match else None,
+        "vars": profile.vars,
+        "backup_paths": profile.backup_paths,
+        "phases": {
+            phase: [step.model_dump(mode="json", exclude_none=True) for step in steps]
+            for phase, steps in profile.phases.items()
+        },
+    }
+
+
+def playbooks_data(
+    profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]
+) -> list[dict[str, Any]]:
+    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    return [
+        {
+            "name": name,
+            "description": catalog.get_playbook(name).description,
+            "phases": list(catalog.get_playbook(name).phases),
+            "requires_backup": catalog.get_playbook(name).requires_backup,
+            "file": catalog.playbook_file(name),
+        }
+        for name in catalog.playbook_names()
+    ]
+
+
+def validation_data(result: Validation) -> dict[str, Any]:
+    return {
+        "checked": result.checked,
+        "valid": not result.problems,
+        "problems": [
+            {
+                "file": p.file,
+                "line": p.line,
+                "column": p.column,
+                "field": p.field,
+                "message": p.message,
+            }
+            for p in result.problems
+        ],
+        "warnings": list(result.warnings),
+    }

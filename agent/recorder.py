@@ -21,7 +21,13 @@ from agent.results import StepResult
 class ProgressSink(RunObserver):
     """Console progress for humans; the default does nothing."""
 
+    def plan_ready(self, plan: Plan) -> None:
+        return None
+
     def step_started(self, step: PlannedStep) -> None:
+        return None
+
+    def step_output(self, step: PlannedStep, stream: str, line: str) -> None:
         return None
 
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
@@ -49,6 +55,7 @@ class Recorder(RunObserver):
         self.data = data
         self._console = console
         self._steps: dict[str, dict[str, Any]] = {}
+        self._notes: dict[str, dict[str, str]] = {}
         self.journal: Journal | None = None
         self._saved_at = float("-inf")
 
@@ -63,6 +70,8 @@ class Recorder(RunObserver):
         }
         self.data["steps"] = list(self._steps.values())
         self.save()
+        if isinstance(self._console, ProgressSink):
+            self._console.plan_ready(plan)
 
     def preload(self, state: JournalState, resume: ResumeState) -> None:
         """Show what earlier sessions did: kept results, and steps left in doubt."""
@@ -104,10 +113,24 @@ class Recorder(RunObserver):
         self._refresh_steps(force=step.destructive)
         self._console.step_started(step)
 
+    def step_output(self, step: PlannedStep, stream: str, line: str) -> None:
+        """A line of the running step's output: only the console wants it (-v)."""
+        if isinstance(self._console, ProgressSink):
+            self._console.step_output(step, stream, line)
+
+    def step_note(self, step: PlannedStep, key: str, value: str) -> None:
+        """A fact the running step printed for the journal (and the report)."""
+        if self.journal is not None:
+            self.journal.step_note(step, key, value)
+        self._notes.setdefault(step.key, {})[key] = value
+        self._steps.setdefault(step.key, {})["notes"] = dict(self._notes[step.key])
+
     def step_finished(self, step: PlannedStep, result: StepResult) -> None:
         if self.journal is not None:
             self.journal.step_finished(step, result)
         entry = step_entry(result)
+        if step.key in self._notes:
+            entry["notes"] = dict(self._notes[step.key])
         entry["started_at"] = self._steps.get(step.key, {}).get("started_at")
         entry["finished_at"] = utc_now()
         self._steps[step.key] = entry

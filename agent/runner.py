@@ -37,6 +37,7 @@ from agent.journal import (
     JOURNAL_FILE,
     Journal,
     JournalState,
+    check_header,
     check_resumable,
     file_hashes,
     identity_differences,
@@ -46,11 +47,13 @@ from agent.journal import (
     resume_state,
     step_entry,
 )
+from agent.limits import MAX_JOURNAL_BYTES
 from agent.lock import TargetLock
 from agent.outcome import ExitCode, exit_code_for_error
-from agent.plan import Plan, Selection, build_plan
+from agent.plan import Plan, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
-from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
+from agent.report import LOG_FILE, RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
+from agent.safefiles import read_regular
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure
 
@@ -93,48 +96,6 @@ class RunOutcome:
 
 def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
     return Catalog.load(profiles_dirs=profiles_dirs, playbooks_dirs=playbooks_dirs)
-
-
-def plan_for(
-    catalog: Catalog,
-    *,
-    playbook_name: str,
-    profile_id: str,
-    facts: Facts | WindowsFacts | Mapping[str, Any] | None,
-    var_overrides: Mapping[str, Any],
-    selection: Selection,
-    var_origins: Mapping[str, str] | None = None,
-) -> Plan:
-    """Resolve the playbook and profile and build the validated plan.
-
-    ``facts`` may be the recorded ``as_dict()`` form (a resumed run rebuilds its plan from
-    the facts it was first built from); then ``profile_id`` must be explicit.
-    """
-    playbook = catalog.get_playbook(playbook_name)
-    if profile_id == "auto":
-        if facts is None or isinstance(facts, Mapping):
-            raise errors.UsageError(
-                "--profile auto needs --target (or name a profile with --profile ID)"
-            )
-        profile = catalog.match_profile(facts.os_release)
-    else:
-        profile = catalog.get_profile(profile_id)
-    return build_plan(
-        profile_id=profile.id,
-        profile_file=str(profile.source_file),
-        profile_phases=profile.phases,
-        profile_vars=profile.vars,
-        backup_paths=profile.backup_paths,
-        playbook_name=playbook.name,
-        playbook_file=str(catalog.playbook_file(playbook.name)),
-        playbook_phases=playbook.phases,
-        requires_backup=playbook.requires_backup,
-        facts=(dict(facts) if isinstance(facts, Mapping) else facts.as_dict()) if facts else None,
-        var_overrides=var_overrides,
-        var_origins=var_origins,
-        selection=selection,
-        shell="powershell" if profile.platform == "windows" else "sh",
-    )
 
 
 @contextlib.contextmanager
@@ -264,10 +225,21 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
     except errors.ImagePrepError as exc:
         return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
+    except Exception as exc:  # a bug: still leave a final report, then let it surface
+        _internal_error(recorder, folder, run_id, exc)
+        raise
     finally:
         if recorder.journal is not None:
             recorder.journal.close()
         structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _internal_error(recorder: Recorder, folder: RunFolder, run_id: str, exc: Exception) -> None:
+    """result.json says the run ended (exit 1), never "running", whatever broke."""
+    log.debug("internal_error", exc_info=exc)
+    message = f"internal error ({type(exc).__name__}): a bug in imageprep; see {LOG_FILE}"
+    with contextlib.suppress(errors.ImagePrepError, OSError):
+        _finish(recorder, folder, run_id, ExitCode.INTERNAL_ERROR, message, None)
 
 
 def _interrupted(point_of_no_return: bool) -> str:
@@ -345,6 +317,7 @@ def _resume(request: RunRequest, run_dir: Path, console: RunObserver) -> RunOutc
 def _rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
     """The run's plan, from today's catalog and the facts it was first built from."""
     header = state.header
+    check_header(state.path, header)
     asked = header["request"]
     try:
         catalog = load_catalog(
@@ -464,6 +437,9 @@ def _continue(
         return _finish(recorder, folder, run_id, code, message, None)
     except errors.ImagePrepError as exc:
         return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
+    except Exception as exc:  # a bug: still leave a final report, then let it surface
+        _internal_error(recorder, folder, run_id, exc)
+        raise
     finally:
         journal.close()
         structlog.contextvars.unbind_contextvars("run_id", "target")
@@ -474,8 +450,10 @@ def _resumed_data(
 ) -> dict[str, Any]:
     header = state.header
     sessions: list[Any] = [{"session": 1, "started_at": header.get("at")}]
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        earlier = json.loads((folder.path / RESULT_FILE).read_text()).get("sessions")
+    with contextlib.suppress(OSError, ValueError, AttributeError, RecursionError):
+        # Only a regular file of a sane size: a forged run folder may hold a FIFO here.
+        raw = read_regular(folder.path / RESULT_FILE, MAX_JOURNAL_BYTES)
+        earlier = json.loads(raw).get("sessions")
         if isinstance(earlier, list) and earlier:
             sessions = earlier
     return {

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from agent import expressions
 from agent.errors import ValidationError
+from agent.excerpt import excerpt
 
 __all__ = [
     "BACKUP_PHASE",
@@ -102,9 +103,9 @@ def _script(value: str) -> str:
 
 def _abs_path(value: str) -> str:
     if not value.startswith("/") or "\n" in value or "\0" in value:
-        raise ValueError(f"expected an absolute path, got {value!r}")
+        raise ValueError(f"expected an absolute path, got {excerpt(value)}")
     if any(part == ".." for part in value.split("/")):
-        raise ValueError(f"expected a path without '..', got {value!r}")
+        raise ValueError(f"expected a path without '..', got {excerpt(value)}")
     return value
 
 
@@ -114,7 +115,8 @@ def _var_value(value: Any) -> Any:
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    shown = "null" if value is None else "a mapping" if isinstance(value, dict) else repr(value)
+    # excerpt, not repr: a billion-laughs list would take gigabytes to print.
+    shown = "a mapping" if isinstance(value, dict) else excerpt(value)
     raise ValueError(
         f"expected a string, an integer, a boolean or a list of strings, got {shown}"
     )
@@ -188,7 +190,7 @@ def parse_version_range(text: str) -> VersionRange:
         if m is None:
             raise ValueError(
                 f'expected a version range like ">=20.04,<25" '
-                f"(operators >= <= > < == !=, numeric dotted versions), got {text!r}"
+                f"(operators >= <= > < == !=, numeric dotted versions), got {excerpt(text)}"
             )
         clauses.append((m.group(1), expressions.parse_version(m.group(2))))
     return VersionRange(text.strip(), tuple(clauses))

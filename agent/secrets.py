@@ -53,11 +53,24 @@ def secret_from_env(var: str, *, what: str) -> Secret:
     return Secret(value=value, source=f"env:{var}")
 
 
+#: A secret file longer than this is not a password (and /dev/zero would never end).
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def secret_from_file(path: Path, *, what: str) -> Secret:
+    # Not only regular files: `--password-file <(pass show vm)` is a pipe, and fine.
     try:
-        raw = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         raise UsageError(f"{what}: cannot read {path}: {exc.strerror}") from exc
+    if len(data) > MAX_SECRET_BYTES:
+        raise UsageError(f"{what}: {path} is longer than {MAX_SECRET_BYTES} bytes")
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Never show the bytes: they are the secret.
+        raise UsageError(f"{what}: {path} is not UTF-8 text (byte {exc.start + 1})") from None
     # One trailing newline is how editors and `echo` write files; it is not part of it.
     value = raw[:-1] if raw.endswith("\n") else raw
     if value == "":

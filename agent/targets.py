@@ -49,7 +49,11 @@ def parse_target(url: str) -> Target:
 
     No message ever repeats a password the URL carries.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unclosed or malformed [address]
+        # The URL is not repeated: it may hold a password this parser never got to see.
+        raise UsageError(f"--target: not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
     url = without_password(url)
     if scheme not in DEFAULT_PORTS:

@@ -28,6 +28,8 @@ LOG_NAMES = ("setupact.log", "setuperr.log")
 TAIL_LINES = 200
 FIRST_ERRORS = 3
 _ERROR_LINE = re.compile(r"\bError\b")
+# What only a failed Sysprep writes: a failed action, or a provider's fatal error.
+_FATAL_LINE = re.compile(r"Failure occurred while executing|\bFatal\b")
 _QUOTED_PREFIX = 60
 
 
@@ -78,6 +80,11 @@ def _tail_script(path: str) -> str:
     )
 
 
+def log_scripts() -> list[tuple[str, str]]:
+    """(log name, script) for every log this module reads (parsed by the unit tests)."""
+    return [(name, _tail_script(f"{PANTHER}\\{name}")) for name in LOG_NAMES]
+
+
 def fetch_logs(executor: Executor, run_dir: Path) -> dict[str, str]:
     """The tails of setupact.log and setuperr.log, also written to ``run_dir/panther``."""
     folder = run_dir / "panther"
@@ -98,8 +105,10 @@ def fetch_logs(executor: Executor, run_dir: Path) -> dict[str, str]:
 
 
 def first_errors(setuperr: str, limit: int = FIRST_ERRORS) -> list[str]:
-    """The first error lines of setuperr.log, without their timestamp."""
+    """The first error lines of setuperr.log, without their timestamp; lines that mean
+    Sysprep failed come first (a successful Sysprep writes harmless error lines too)."""
     lines = [line.strip() for line in setuperr.splitlines() if _ERROR_LINE.search(line)]
+    lines.sort(key=lambda line: _FATAL_LINE.search(line) is None)
     return [re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\s*", "", line) for line in lines[:limit]]
 
 

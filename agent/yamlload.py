@@ -32,8 +32,13 @@ import pydantic
 import yaml
 from pydantic import BaseModel, Tag
 from pydantic.fields import FieldInfo
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from agent.errors import SchemaError, SchemaProblem
+from agent.excerpt import clip, excerpt
+from agent.limits import MAX_DEPTH, MAX_INT_CHARS, MAX_YAML_BYTES, MAX_YAML_VALUES
+from agent.safefiles import read_regular
 
 __all__ = [
     "Loc",
@@ -121,17 +126,64 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument:
     """Read and parse ``path``; ``display`` is how messages name it (default: the path)."""
     name = display or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SchemaError([SchemaProblem(name, None, None, "", f"cannot read: {exc}")]) from None
+        raw = read_regular(path, MAX_YAML_BYTES)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise SchemaError([SchemaProblem(name, None, None, "", f"cannot read: {why}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text (byte {exc.start + 1})"
+        raise SchemaError([SchemaProblem(name, None, None, "", message)]) from None
     return parse_yaml(text, name)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit and integers of bounded length.
+
+    PyYAML composes nodes recursively: a few hundred nested ``[`` end in RecursionError,
+    so depth is counted here and refused far below that. ``int()`` raises on more than
+    4300 digits; a long integer literal is refused with its position instead.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_bounded_int(self, node: yaml.ScalarNode) -> Any:
+        text = str(node.value)
+        if len(text) > MAX_INT_CHARS:
+            raise ConstructorError(
+                None,
+                None,
+                f"an integer of {len(text)} characters (at most {MAX_INT_CHARS})",
+                node.start_mark,
+            )
+        return self.construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_bounded_int)
+
+
 def parse_yaml(text: str, display: str) -> YamlDocument:
-    """Parse one YAML document; malformed YAML or duplicate keys raise SchemaError."""
-    loader = yaml.SafeLoader(text)
+    """Parse one YAML document; malformed YAML, duplicate keys or a bound hit: SchemaError."""
+    if len(text) > MAX_YAML_BYTES:
+        message = f"{len(text)} characters, more than the {MAX_YAML_BYTES} accepted"
+        raise SchemaError([SchemaProblem(display, None, None, "", message)])
+    loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
+        _check_expansion(root, display)
         problems = list(_duplicate_keys(root, display))
         if problems:
             raise SchemaError(problems)
@@ -139,17 +191,72 @@ def parse_yaml(text: str, display: str) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        what = clip(what, 200)
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
         problem = SchemaProblem(display, line, column, "", f"YAML error: {what}")
         raise SchemaError([problem]) from None
     except yaml.YAMLError as exc:
-        raise SchemaError([SchemaProblem(display, None, None, "", f"YAML error: {exc}")]) from None
+        message = f"YAML error: {clip(str(exc), 200)}"
+        raise SchemaError([SchemaProblem(display, None, None, "", message)]) from None
+    except RecursionError:  # a bound above should come first; never a traceback
+        message = f"YAML error: nested too deeply (at most {MAX_DEPTH} levels)"
+        raise SchemaError([SchemaProblem(display, None, None, "", message)]) from None
     finally:
         loader.dispose()
     if root is None:
         raise SchemaError([SchemaProblem(display, 1, 1, "", "the file is empty")])
     return YamlDocument(display, data, root)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node | None, display: str) -> None:
+    """Refuse a document whose aliases expand it past the limit, or refer to themselves.
+
+    Aliases share one node, so the node graph stays small; everything after parsing
+    (the constructed data, pydantic, messages) sees every alias expanded, and nine
+    levels of nine aliases are 387 million values (billion laughs). The expanded size of
+    each node is counted once (memoized), so this costs one pass over the graph.
+    """
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > MAX_YAML_VALUES:
+                raise ComposerError(
+                    None,
+                    None,
+                    f"more than {MAX_YAML_VALUES} values once aliases are expanded",
+                    node.start_mark,
+                )
+            sizes[key] = size
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise ComposerError(
+                None,
+                None,
+                "an alias inside its own anchor (a recursive structure)",
+                node.start_mark,
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
 
 
 def _duplicate_keys(node: yaml.Node | None, display: str) -> Iterable[SchemaProblem]:
@@ -242,12 +349,6 @@ def _message(err: Any, model: type[BaseModel], loc: Loc) -> str:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
     if isinstance(value, str):
         text = value if len(value) <= 40 else value[:37] + "..."
         return json.dumps(text)
@@ -257,7 +358,7 @@ def _show(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list" if value else "an empty list"
-    return type(value).__name__
+    return excerpt(value)
 
 
 # --------------------------------------------------------------- walking model annotations

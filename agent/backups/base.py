@@ -157,3 +157,27 @@ def provider_from_spec(spec: str) -> BackupProvider:
         ) from exc
     provider: BackupProvider = module.from_arg(arg)
     return provider
+
+
+#: How much of a failed tool's stderr is kept in the run folder.
+STDERR_KEEP_LIMIT = 1 << 20
+
+
+def stderr_summary(stderr: str, run_dir: Path, file_name: str) -> str:
+    """One line for an error message; the whole (redacted) stderr goes to the run folder.
+
+    An error message is one line whatever the tool printed: its last non-empty line, cut
+    short, and where the rest is. ``stderr`` must already be redacted.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "(no error output)"
+    last = lines[-1] if len(lines[-1]) <= 200 else lines[-1][:197] + "..."
+    if len(lines) == 1:
+        return last
+    kept = stderr[-STDERR_KEEP_LIMIT:]
+    try:
+        (run_dir / file_name).write_text(kept, encoding="utf-8")
+    except OSError:
+        return f"{last} (and {len(lines) - 1} more line(s) of stderr, not saved)"
+    return f"{last} (all {len(lines)} lines of stderr: {run_dir / file_name})"

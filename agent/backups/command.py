@@ -15,12 +15,13 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from agent.backups.base import BackupContext, BackupRecord, utc_timestamp
+from agent.backups.base import BackupContext, BackupRecord, stderr_summary, utc_timestamp
 from agent.errors import BackupError, UsageError
 from agent.executors.base import Executor
 from agent.redaction import Redactor
 
 STDOUT_DETAIL_LIMIT = 4096
+STDERR_FILE = "backup-command.stderr.txt"  # in the run folder, when the command fails
 _KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL, to let a CLI clean up
 
 
@@ -94,7 +95,8 @@ class CommandProvider:
         stdout, stderr = redactor.redact_text(stdout), redactor.redact_text(stderr)
         if code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
-            raise BackupError(f"backup command {how}: {_stderr_tail(stderr)}")
+            summary = stderr_summary(stderr, context.run_dir, STDERR_FILE)
+            raise BackupError(f"backup command {how}: {summary}")
         reference, details = parse_reference(stdout)
         if stderr.strip():
             details["stderr"] = _tail_bytes(stderr.strip(), STDOUT_DETAIL_LIMIT)
@@ -147,10 +149,6 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace")
-
-
-def _stderr_tail(stderr: str, lines: int = 15) -> str:
-    return "\n".join(stderr.strip().splitlines()[-lines:]) or "(no error output)"
 
 
 def from_arg(arg: str) -> CommandProvider:

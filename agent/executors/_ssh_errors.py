@@ -8,6 +8,7 @@ Errors that already belong to :mod:`agent.errors` pass through untouched.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,27 +60,50 @@ def reason(exc: BaseException) -> str:
 def map_connect_errors(
     where: Endpoint, *, methods: tuple[str, ...], timeout: float
 ) -> Iterator[None]:
-    """Errors while opening the TCP connection, negotiating SSH and authenticating."""
+    """Errors while opening the TCP connection, negotiating SSH and authenticating.
+
+    A peer that accepts the TCP connection and then says nothing (a hung sshd, an HTTP
+    server, a tarpit) makes paramiko give up after ``timeout`` with whatever its threads
+    saw last ("No existing session", "Error reading SSH protocol banner", a closed
+    socket); any failure that took the whole time-out is reported as the time-out it is.
+    """
+    started = time.monotonic()
     try:
         yield
     except ImagePrepError:
         raise
-    except paramiko.BadHostKeyException as exc:  # only if keys were loaded into paramiko
-        raise HostKeyError(f"host key for {where.address} changed: {exc}") from exc
-    except paramiko.AuthenticationException as exc:
-        raise _auth_error(where, methods, exc) from exc
-    except socket.gaierror as exc:
-        raise ConnectError(f"cannot resolve host {where.host!r}: {reason(exc)}") from exc
-    except paramiko.ssh_exception.NoValidConnectionsError as exc:
-        raise ConnectError(f"cannot connect to {where.address}: {_refusal(exc)}") from exc
-    except TimeoutError as exc:
-        raise ConnectError(f"timed out after {timeout:g} s connecting to {where.address}") from exc
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {where.address}: {reason(exc)}") from exc
-    except EOFError as exc:
-        raise ConnectError(f"{where.address} closed the connection during the handshake") from exc
-    except paramiko.SSHException as exc:
-        raise ConnectError(_negotiation_message(where, exc)) from exc
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise _connect_error(where, methods, timeout, exc, time.monotonic() - started) from exc
+
+
+def _connect_error(
+    where: Endpoint,
+    methods: tuple[str, ...],
+    timeout: float,
+    exc: paramiko.SSHException | EOFError | OSError,
+    elapsed: float,
+) -> ImagePrepError:
+    if isinstance(exc, paramiko.BadHostKeyException):  # only if keys were loaded into paramiko
+        return HostKeyError(f"host key for {where.address} changed: {exc}")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return _auth_error(where, methods, exc)
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host {where.host!r}: {reason(exc)}")
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return ConnectError(f"cannot connect to {where.address}: {_refusal(exc)}")
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"timed out after {timeout:g} s connecting to {where.address}")
+    if elapsed >= timeout * 0.95:
+        return ConnectError(
+            f"timed out after {timeout:g} s waiting for {where.address} to speak SSH (it "
+            "accepted the connection but sent no SSH banner; --connect-timeout sets the "
+            "time-out)"
+        )
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot connect to {where.address}: {reason(exc)}")
+    if isinstance(exc, EOFError):
+        return ConnectError(f"{where.address} closed the connection during the handshake")
+    return ConnectError(_negotiation_message(where, exc))
 
 
 def _auth_error(

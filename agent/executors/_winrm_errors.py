@@ -69,6 +69,20 @@ def reason(exc: BaseException) -> str:
     return text.strip() or type(exc).__name__
 
 
+_LIBRARIES = ("/winrm/", "/requests_ntlm/", "/spnego/", "/requests/", "/urllib3/")
+
+
+def _raised_in_library(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is pywinrm's or a library it uses (not ours)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+    return any(part in filename for part in _LIBRARIES)
+
+
 class WinRmErrors:
     """Context manager: anything pywinrm & co. raise becomes an :mod:`agent.errors` error.
 
@@ -141,6 +155,15 @@ class WinRmErrors:
             return TransportError(f"WinRM error from {where} while {action}: {exc}")
         if isinstance(exc, AssertionError | StopIteration | ET.ParseError | ValueError):
             return TransportError(f"malformed WinRM answer from {where} while {action}")
+        if isinstance(exc, AttributeError) and _raised_in_library(exc):
+            # pywinrm's message encryption reads the NTLM session keys, which do not
+            # exist when the server answered without ever asking to authenticate (a
+            # plain web server answering 200): AttributeError on None.
+            message = (
+                f"{where} answered without NTLM authentication while {action}: "
+                "not a WinRM listener, or one that does not ask for credentials"
+            )
+            return TransportError(message) if self.connected else ConnectError(message)
         return None
 
     def _network(self, exc: rex.RequestException) -> ImagePrepError:

@@ -48,6 +48,7 @@ class WinRmOptions:
     codepage: int = 65001
     client_cert: Path | None = None  # transport "certificate"
     client_key: Path | None = None
+    connect_timeout: float = 15.0  # seconds to establish the TCP (and TLS) connection
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ error is translated by ``_ssh_errors``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -31,14 +32,16 @@ import paramiko
 import structlog
 
 from agent.errors import (
-    AuthenticationError,
     CommandTimeout,
     Disconnected,
     TransferError,
+    UsageError,
 )
+from agent.excerpt import clip
 from agent.executors._channel import Finished, Output, OutputCollector
 from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
 from agent.executors._hostkeys import KnownHostsVerifier
+from agent.executors._jump import HopAuth, JumpChain, JumpHost, open_jump_chain
 from agent.executors._rootshell import RootShell, open_root_shell
 from agent.executors._ssh_errors import (
     TRANSPORT_FAILURES,
@@ -70,12 +73,15 @@ class SshOptions:
     """How to authenticate and which host keys to trust. Secrets arrive as ``Secret``."""
 
     identity: Path | None = None
+    identity_passphrase: Secret | None = None
     password: Secret | None = None
     sudo_password: Secret | None = None
     known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
     host_key_policy: Literal["strict", "accept-new"] = "strict"
     use_agent: bool = True
     connect_timeout: float = 15.0
+    # ProxyJump: reach the target through these SSH hosts, in order (see _jump).
+    jumps: tuple[JumpHost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def _auth_plan(options: SshOptions) -> _AuthPlan:
     methods = []
     pkey = None
     if options.identity is not None:
-        pkey = _load_identity(options.identity)
+        pkey = load_identity(options.identity, options.identity_passphrase)
         methods.append(f"publickey ({options.identity})")
     allow_agent = options.use_agent and bool(os.environ.get("SSH_AUTH_SOCK"))
     if allow_agent:
@@ -109,17 +115,56 @@ def _auth_plan(options: SshOptions) -> _AuthPlan:
     return _AuthPlan(pkey, password, allow_agent, look_for_keys, tuple(methods))
 
 
-def _load_identity(path: Path) -> paramiko.PKey:
+def load_identity(path: Path, passphrase: Secret | None = None) -> paramiko.PKey:
+    """The private key in ``path``; UsageError (exit 2) for a key that cannot be used.
+
+    The CLI calls this before a run starts, so a locked or broken key is a usage error
+    naming --identity, not a failed connection. paramiko (through cryptography) says
+    "encrypted, no password given" with TypeError for both OpenSSH and PEM keys, and a
+    wrong passphrase of an OpenSSH-format key as a ValueError about PEM delimiters.
+    """
+    password = passphrase.value.encode("utf-8") if passphrase is not None else None
     try:
-        return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException as exc:
-        raise AuthenticationError(
-            f"identity {path} is passphrase-protected; load it into an SSH agent (ssh-add)"
+        # The stubs say str; paramiko 5 hands it to cryptography, which wants bytes.
+        return paramiko.PKey.from_path(path, password=password)  # type: ignore[arg-type]
+    except (TypeError, paramiko.PasswordRequiredException) as exc:
+        if password is not None:
+            # A passphrase for a key that has none: cryptography refuses it; use the key.
+            return _load_unencrypted(path)
+        raise UsageError(
+            f"--identity {path} is passphrase-protected: give --identity-passphrase-env VAR "
+            "or --identity-passphrase-file FILE, or load it into an SSH agent (ssh-add)"
         ) from exc
     except OSError as exc:
-        raise AuthenticationError(f"cannot read identity {path}: {reason(exc)}") from exc
+        raise UsageError(f"--identity {path}: cannot read it: {reason(exc)}") from exc
     except (paramiko.SSHException, paramiko.pkey.UnknownKeyType, ValueError) as exc:
-        raise AuthenticationError(f"identity {path} is not a usable private key: {exc}") from exc
+        if password is not None and _is_encrypted(path):
+            raise UsageError(
+                f"--identity {path}: the passphrase given does not decrypt it"
+            ) from None
+        why = clip(reason(exc).split(". ")[0], 120)  # cryptography's first sentence
+        raise UsageError(f"--identity {path} is not a usable private key: {why}") from None
+
+
+def _load_unencrypted(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except (OSError, TypeError, ValueError, paramiko.SSHException) as exc:
+        raise UsageError(f"--identity {path} is not a usable private key: {reason(exc)}") from None
+
+
+def _is_encrypted(path: Path) -> bool:
+    """Whether the key file says it is encrypted (OpenSSH's cipher field or PEM headers)."""
+    with contextlib.suppress(OSError):
+        text = path.read_bytes()[: 64 * 1024]
+        if b"ENCRYPTED" in text:  # PEM: "Proc-Type: 4,ENCRYPTED" or "ENCRYPTED PRIVATE KEY"
+            return True
+        body = b"".join(line for line in text.splitlines() if not line.startswith(b"-----"))
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(body)
+            # openssh-key-v1\0, then string ciphername; "none" means unencrypted.
+            return raw.startswith(b"openssh-key-v1\x00") and raw[19:23] != b"none"
+    return False
 
 
 def _tune_socket(sock: socket.socket) -> None:
@@ -143,6 +188,7 @@ class SshExecutor:
         self._options = options
         self._where = Endpoint(target.user, target.host, target.port)
         self._conn: Any = None  # fabric.Connection (untyped)
+        self._jumps: JumpChain | None = None
         self._transport: paramiko.Transport | None = None
         self._root: RootShell | None = None
         self._stale_dirs: list[str] = []
@@ -165,8 +211,8 @@ class SshExecutor:
             self._target.port,
             self._options.host_key_policy,
         )
-        conn = self._fabric_connection(auth, verifier)
         started = time.monotonic()
+        conn = self._fabric_connection(auth, verifier, self._open_jumps(auth))
         try:
             with map_connect_errors(
                 self._where, methods=auth.methods, timeout=self._options.connect_timeout
@@ -175,13 +221,35 @@ class SshExecutor:
         except BaseException:
             with contextlib.suppress(*TRANSPORT_FAILURES):
                 conn.client.close()
+            self._close_jumps()
             raise
         self._conn = conn
         self._transport = conn.transport
         self._transport.set_keepalive(KEEPALIVE_INTERVAL)
         self._log_connected(time.monotonic() - started)
 
-    def _fabric_connection(self, auth: _AuthPlan, verifier: KnownHostsVerifier) -> Any:
+    def _open_jumps(self, auth: _AuthPlan) -> Any:
+        """The socket to the target through the jump hosts, or None to connect directly."""
+        if not self._options.jumps:
+            return None
+        self._jumps = open_jump_chain(
+            self._options.jumps,
+            self._where,
+            auth=HopAuth(auth.pkey, auth.allow_agent, auth.look_for_keys, auth.methods),
+            known_hosts=self._options.known_hosts,
+            policy=self._options.host_key_policy,
+            timeout=self._options.connect_timeout,
+        )
+        return self._jumps.channel
+
+    def _close_jumps(self) -> None:
+        if self._jumps is not None:
+            self._jumps.close()
+            self._jumps = None
+
+    def _fabric_connection(
+        self, auth: _AuthPlan, verifier: KnownHostsVerifier, sock: Any = None
+    ) -> Any:
         timeout = self._options.connect_timeout
 
         def transport_factory(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
@@ -191,7 +259,7 @@ class SshExecutor:
             return transport
 
         # An explicit empty SSHConfig and lazy=True: no ~/.ssh/config, no /etc/ssh/ssh_config,
-        # no fabric.yaml; gateway=False: no ProxyJump from anywhere.
+        # no fabric.yaml; gateway=False: no ProxyJump from any config (jumps come from --jump).
         config = fabric.Config(lazy=True, ssh_config=paramiko.SSHConfig())
         conn = fabric.Connection(
             host=self._target.host,
@@ -210,6 +278,8 @@ class SshExecutor:
                 "auth_timeout": timeout,
                 "channel_timeout": timeout,
                 "transport_factory": transport_factory,
+                # Through jump hosts: the last hop's channel to the target.
+                "sock": sock,
             },
         )
         conn.client.set_missing_host_key_policy(verifier.as_policy())
@@ -397,6 +467,7 @@ class SshExecutor:
             with contextlib.suppress(*TRANSPORT_FAILURES):
                 self._conn.client.close()
             log.debug("ssh.closed", host=self._where.address)
+        self._close_jumps()
         self._conn = None
         self._transport = None
 

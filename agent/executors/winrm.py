@@ -40,6 +40,7 @@ from winrm.protocol import Protocol
 from agent.errors import (
     CommandTimeout,
     Disconnected,
+    Interrupted,
     TransferError,
     TransportError,
 )
@@ -109,6 +110,13 @@ class WinRmExecutor:
         self._drop_shell()
         with self._errors("opening a shell", connected=connected):
             protocol = Protocol(self._endpoint, **self._settings.protocol_kwargs)
+        # pywinrm takes one whole-second time-out for connect and read alike and hands
+        # it to requests' Session.send (its only use); requests also accepts the pair
+        # (connect, read), which bounds a listener that never accepts by --connect-timeout.
+        protocol.transport.read_timeout_sec = (  # type: ignore[assignment]
+            self._options.connect_timeout,
+            self._options.read_timeout,
+        )
         started = time.monotonic()
         try:
             with self._errors("opening a shell", connected=connected):
@@ -133,6 +141,18 @@ class WinRmExecutor:
         if self._protocol is not None:
             self._protocol.transport.close_session()
         self._protocol, self._shell_id = None, None
+
+    def _abandon(self, label: str) -> None:
+        """Forget the shell without a Signal or Delete; close() then sends nothing."""
+        log.warning(
+            "winrm.abandoned",
+            endpoint=self._endpoint,
+            shell=self._shell_id,
+            command=label,
+            note="interrupted: the command and its shell are left running on the target",
+        )
+        self._drop_shell()
+        self._opened = False
 
     def is_connected(self) -> bool:
         """True while the run's shell is open and no loss was seen (sends nothing)."""
@@ -235,6 +255,13 @@ class WinRmExecutor:
             return exit_code
         except Disconnected:
             self._drop_shell()
+            raise
+        except (KeyboardInterrupt, Interrupted):
+            # Ctrl-C or SIGTERM: stop watching, terminate nothing. A Signal or the shell's
+            # Delete would kill what the command started in the shell's job, and a step
+            # may be past the point of no return (Sysprep); `run --resume` settles it.
+            # The shell is left to WinRM's idle timeout.
+            self._abandon(label)
             raise
         finally:
             if self._shell_id == shell_id:

@@ -90,11 +90,18 @@ def write_os_release(root: Path, fields: dict[str, str]) -> None:
     dest.write_text(text)
 
 
+# Stand-ins that live where the real tool does, because something looks for that path
+# (SUSEConnect refuses -d when /usr/sbin/registercloudguest exists). The rest go to
+# /usr/local/sbin, first in sudo's secure_path.
+_STANDIN_DIRS = {"registercloudguest": "/usr/sbin", "instance-flavor-check": "/usr/bin"}
+
+
 def install_standins(*tools: str) -> Callable[[Path], None]:
     def setup(root: Path) -> None:
         write(root, "/usr/local/lib/imageprep-standins/lib.sh", (STANDINS / "lib.sh").read_text())
         for tool in tools:
-            write(root, f"/usr/local/sbin/{tool}", (STANDINS / tool).read_text(), 0o755)
+            where = _STANDIN_DIRS.get(tool, "/usr/local/sbin")
+            write(root, f"{where}/{tool}", (STANDINS / tool).read_text(), 0o755)
         guest_path(root, STATE).mkdir(parents=True, exist_ok=True)
 
     return setup
@@ -321,9 +328,57 @@ def suse_boot(kver: str) -> Callable[[Path], None]:
     return setup
 
 
-def scc_registered(root: Path) -> None:
-    write(root, "/etc/zypp/credentials.d/SCCcredentials", "username=SCC_x\npassword=y\n", 0o600)
-    write(root, "/etc/zypp/services.d/SUSE_Linux_Enterprise_Server_15_SP5_x86_64.service", "")
+def _product(root: Path, name: str, version: str) -> None:
+    write(
+        root,
+        f"/etc/products.d/{name}.prod",
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<product schemeversion="0">\n'
+        f"  <vendor>SUSE</vendor>\n  <name>{name}</name>\n  <version>{version}</version>\n"
+        "  <release>0</release>\n  <arch>x86_64</arch>\n</product>\n",
+    )
+
+
+def sles_products(root: Path) -> None:
+    """/etc/products.d as an SLES 15 SP5 install with the Public Cloud Module has it."""
+    _product(root, "SLES", "15.5")
+    _product(root, "sle-module-public-cloud", "15.5")
+    symlink(root, "/etc/products.d/baseproduct", "SLES.prod")
+
+
+def scc_registered(*activated: str) -> Callable[[Path], None]:
+    """Registered with SCC (SUSEConnect -r), with these products activated."""
+
+    def setup(root: Path) -> None:
+        write(root, "/etc/zypp/credentials.d/SCCcredentials", "username=SCC_x\npassword=y\n", 0o600)
+        write(root, "/etc/zypp/services.d/SUSE_Linux_Enterprise_Server_15_SP5_x86_64.service", "")
+        write(root, f"{STATE}/scc-activations", "".join(f"{p} 15.5 x86_64\n" for p in activated))
+
+    return setup
+
+
+def flavor(answer: str) -> Callable[[Path], None]:
+    """What instance-flavor-check answers: PAYG, BYOS or unknown."""
+
+    def setup(root: Path) -> None:
+        write(root, f"{STATE}/instance-flavor", answer)
+
+    return setup
+
+
+def payg_registered(root: Path) -> None:
+    """A pay-as-you-go instance as registercloudguest leaves it: credentials for SUSE's
+    update server, its service, and the server pinned in /etc/hosts."""
+    write(root, "/etc/zypp/credentials.d/SCCcredentials", "username=SCC_y\npassword=z\n", 0o600)
+    write(root, "/etc/zypp/services.d/Public_Cloud_Module_15_SP5_x86_64.service", "")
+    activations = "SLES 15.5 x86_64\nsle-module-public-cloud 15.5 x86_64\n"
+    write(root, f"{STATE}/scc-activations", activations)
+    append(
+        root,
+        "/etc/hosts",
+        "# Added by SMT registration do not remove, retain comment as well\n"
+        "192.0.2.10\tsmt-azure.susecloud.net\tsmt-azure\n",
+    )
+    write(root, "/var/cache/cloudregister/currentSMTInfo.obj", b"stand-in")
 
 
 SUSE_TOOLS = ("rpm", "zypper", "dracut", "mkinitrd", "lsinitrd", "grub2-mkconfig")
@@ -471,12 +526,30 @@ CLAIMS = (
         _rhel(_UEK, nm_keyfile_pinned, uln_registered),
     ),
     Claim(
-        "sles-15.5",
+        "sles-15.5",  # BYOS, registered with SUSEConnect
         _os("sles", "15.5", "suse", "SLES"),
         "sles-15",
         "suse",
         False,
-        _suse(scc_registered, tools=("SUSEConnect",)),
+        _suse(
+            sles_products,
+            scc_registered("SLES", "sle-module-public-cloud"),
+            flavor("BYOS"),
+            tools=("SUSEConnect", "instance-flavor-check"),
+        ),
+    ),
+    Claim(
+        "sles-15.5-payg",
+        _os("sles", "15.5", "suse", "SLES"),
+        "sles-15",
+        "suse",
+        False,
+        _suse(
+            sles_products,
+            payg_registered,
+            flavor("PAYG"),
+            tools=("SUSEConnect", "registercloudguest", "instance-flavor-check"),
+        ),
     ),
     Claim(
         "opensuse-leap-15.5",
@@ -486,4 +559,14 @@ CLAIMS = (
         False,
         _suse(),
     ),
+)
+
+# SLES registered, but without the Public Cloud Module that python-azure-agent comes from.
+SLES_WITHOUT_PUBLIC_CLOUD_MODULE = Claim(
+    "sles-15.5-no-public-cloud-module",
+    _os("sles", "15.5", "suse", "SLES"),
+    "sles-15",
+    "suse",
+    False,
+    _suse(sles_products, scc_registered("SLES"), tools=("SUSEConnect",)),
 )

@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cli_run import CliResult, imageprep, key_args
-from tests.integration.distro_claims import CLAIMS, CONSOLE, Claim, calls
+from tests.integration.distro_claims import (
+    CLAIMS,
+    CONSOLE,
+    SLES_WITHOUT_PUBLIC_CLOUD_MODULE,
+    Claim,
+    calls,
+)
 from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, TargetImage, ensure_image
@@ -183,15 +189,49 @@ def test_generalize(
         if claim.family == "suse":
             assert ["zypper", "--non-interactive", "clean", "--all"] in log
             assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
-            if claim.name.startswith("sles"):
+            if claim.name == "sles-15.5":  # BYOS
+                assert ["instance-flavor-check"] in log
                 assert ["SUSEConnect", "--de-register"] in log
                 assert ["SUSEConnect", "--cleanup"] in log
+                assert "registercloudguest" not in tools
+            if claim.name == "sles-15.5-payg":
+                # registercloudguest --clean only: SUSEConnect refuses -d next to it.
+                assert ["registercloudguest", "--clean"] in log
+                assert "SUSEConnect" not in tools
+                assert "susecloud.net" not in target.guest_path("/etc/hosts").read_text()
+                assert not list(target.guest_path("/etc/zypp/services.d").glob("*.service"))
         if claim.family in ("suse", "ubuntu"):
             # The resolv.conf symlink survives waagent's deprovision (restored if deleted).
             link = guest_path(target.root, "/etc/resolv.conf", follow_last=False)
             assert link.is_symlink()
         if claim.family in ("debian", "ubuntu"):
             assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+
+
+def test_sles_without_public_cloud_module_is_refused(
+    target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+) -> None:
+    """azure-ready stops before installing anything when SLES lacks the Public Cloud Module."""
+    claim = SLES_WITHOUT_PUBLIC_CLOUD_MODULE
+    with NspawnTarget(_image(claim, target_image, kernel_image), prepare=claim.prepare) as target:
+        before = len(calls(target.root))
+        ready = imageprep(
+            "run",
+            *key_args(target),
+            "--playbook",
+            "azure-ready",
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "ready",
+        )
+        # 5, not 3: the engine gives 3 to the generalize playbook's preflight phase only.
+        assert ready.exit_code == 5, ready.stderr[-2000:]
+        failed = [s for s in ready.report["steps"] if s["status"] == "failed"]
+        assert [s["name"] for s in failed] == ["public-cloud-module-active"]
+        assert "SUSEConnect -p sle-module-public-cloud/15.5/x86_64" in failed[0]["stderr_tail"]
+        log = _since(calls(target.root), before)
+        assert ["SUSEConnect", "--status"] in log
+        assert "zypper" not in _tools(log)
 
 
 def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:

@@ -7,8 +7,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from agent.result_schema import ResultDocument
+from agent.schemas import json_schema
 from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.conftest import TargetFactory
 from tests.targets.nspawn import NspawnTarget
@@ -131,3 +134,11 @@ def test_check_changes_nothing(target_factory: TargetFactory, tmp_path: Path) ->
     assert result.exit_code == 0, result.stderr[-3000:]
     assert target.guest_path("/etc/machine-id").read_text() == machine_id
     assert list(target.guest_path("/etc/ssh").glob("ssh_host_*"))
+
+
+def test_result_json_fits_its_published_schema(generalized: Generalized) -> None:
+    """The generalize run's result.json validates against `imageprep schema result`, and
+    the schema names every top-level field it has (backup, verification, ...)."""
+    _, result, _ = generalized
+    jsonschema.validate(result.report, json_schema("result"))
+    assert set(result.report) <= set(ResultDocument.model_fields)

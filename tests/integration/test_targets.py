@@ -33,12 +33,27 @@ def _ssh_as_builder(
     askpass.chmod(0o700)
     (tmp_path / "password").write_text(target.builder_password + "\n")
     argv = [
-        "ssh", "-F", "none", "-p", str(target.port),
-        "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-        "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=5",
-        "-o", f"UserKnownHostsFile={target.known_hosts_path}",
-        "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
-        f"{target.builder_user}@{target.host}", remote,
+        "ssh",
+        "-F",
+        "none",
+        "-p",
+        str(target.port),
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        f"UserKnownHostsFile={target.known_hosts_path}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "LogLevel=ERROR",
+        f"{target.builder_user}@{target.host}",
+        remote,
     ]
     env = {"PATH": "/usr/bin:/bin", "SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force"}
     return subprocess.run(

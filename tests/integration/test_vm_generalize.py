@@ -40,18 +40,26 @@ class VmRun:
     @property
     def boot_test(self) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(
-            (self.result.run_dir / "boot-test" / "result.json").read_text())
+            (self.result.run_dir / "boot-test" / "result.json").read_text()
+        )
         return loaded
 
 
 def vm_args(vm: QemuTarget) -> list[str]:
-    return ["--target", f"ssh://{vm.user}@{vm.host}:{vm.port}", "--identity", str(vm.key_path),
-            "--known-hosts", str(vm.known_hosts_path)]
+    return [
+        "--target",
+        f"ssh://{vm.user}@{vm.host}:{vm.port}",
+        "--identity",
+        str(vm.key_path),
+        "--known-hosts",
+        str(vm.known_hosts_path),
+    ]
 
 
 @pytest.fixture(scope="module", params=SUITES)
 def vm_run(
-    request: pytest.FixtureRequest, vm_image_factory: VmImageFactory,
+    request: pytest.FixtureRequest,
+    vm_image_factory: VmImageFactory,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[VmRun]:
     """One generalize + boot-test per suite, shared by the assertions below."""
@@ -62,18 +70,34 @@ def vm_run(
     with QemuTarget(image) as vm:
         restored = time.monotonic() - started
         machine_id = subprocess.run(
-            vm.ssh_command("cat", "/etc/machine-id"), capture_output=True, text=True,
-            timeout=60, check=True, stdin=subprocess.DEVNULL).stdout.strip()
+            vm.ssh_command("cat", "/etc/machine-id"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        ).stdout.strip()
         started = time.monotonic()
         result = imageprep(
-            "run", *vm_args(vm), "--backup", f"archive:{work / 'backups'}",
-            "--boot-test", "--boot-test-disk", str(vm.disk), "--boot-test-timeout", "600",
-            run_dir=work / "run", timeout=1500,
+            "run",
+            *vm_args(vm),
+            "--backup",
+            f"archive:{work / 'backups'}",
+            "--boot-test",
+            "--boot-test-disk",
+            str(vm.disk),
+            "--boot-test-timeout",
+            "600",
+            run_dir=work / "run",
+            timeout=1500,
         )
         total = time.monotonic() - started
         powered_off = vm.wait_powered_off(60)
-        seconds = {"restore_to_ssh": round(vm.ready_after or 0, 2),
-                   "restore_total": round(restored, 2), "run_with_boot_test": round(total, 2)}
+        seconds = {
+            "restore_to_ssh": round(vm.ready_after or 0, 2),
+            "restore_total": round(restored, 2),
+            "run_with_boot_test": round(total, 2),
+        }
         print(f"\n[{suite}] timings: {seconds}")
         yield VmRun(vm, result, powered_off, vm.read_disk(), machine_id, seconds)
 
@@ -115,8 +139,9 @@ def test_login_user_and_home_gone(vm_run: VmRun) -> None:
 
 def test_sudoers_line_gone(vm_run: VmRun) -> None:
     """No sudoers file still names the deleted user."""
-    files = ["/etc/sudoers"] + [f"/etc/sudoers.d/{e.name}"
-                                for e in vm_run.disk.listdir("/etc/sudoers.d") or []]
+    files = ["/etc/sudoers"] + [
+        f"/etc/sudoers.d/{e.name}" for e in vm_run.disk.listdir("/etc/sudoers.d") or []
+    ]
     assert not any(vm_run.vm.user in (vm_run.disk.read_text(f) or "") for f in files)
 
 
@@ -136,16 +161,22 @@ def test_boot_test_came_up_as_new_machine(vm_run: VmRun) -> None:
     """Every new-machine check passed, with a machine-id unlike the one before."""
     report = vm_run.boot_test
     assert {c["name"]: c["status"] for c in report["checks"]} == {
-        "new_user_logs_in": "ok", "machine_id_new": "ok", "ssh_host_keys_new": "ok",
-        "cloud_init_new_instance": "ok", "deprovisioned_user_absent": "ok"}
+        "new_user_logs_in": "ok",
+        "machine_id_new": "ok",
+        "ssh_host_keys_new": "ok",
+        "cloud_init_new_instance": "ok",
+        "deprovisioned_user_absent": "ok",
+    }
     assert report["after"]["machine_id"] not in ("", vm_run.machine_id_before)
     assert report["after"]["instance_id"] == report["boot"]["seed"]["instance_id"]
 
 
 def test_boot_test_host_keys_are_new(vm_run: VmRun) -> None:
     """The booted clone's host keys are none of the image's old ones."""
-    old = {fingerprint(" ".join(line.split()[1:3]))
-           for line in vm_run.vm.known_hosts_path.read_text().splitlines()}
+    old = {
+        fingerprint(" ".join(line.split()[1:3]))
+        for line in vm_run.vm.known_hosts_path.read_text().splitlines()
+    }
     new = set(vm_run.boot_test["after"]["ssh_host_keys"])
     assert len(old) == 3
     assert new
@@ -161,20 +192,37 @@ def test_boot_test_console_log_kept(vm_run: VmRun) -> None:
 def test_vhd_of_boot_tested_disk(vm_run: VmRun, tmp_path: Path) -> None:
     """The boot-tested disk converts to a fixed VHD of a whole number of MiB."""
     out = tmp_path / "golden.vhd"
-    proc = subprocess.run([IMAGEPREP, "vhd", str(vm_run.vm.disk), str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [IMAGEPREP, "vhd", str(vm_run.vm.disk), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size == 2 * 1024**3 + 512
     assert "boot-test passed" in proc.stdout
 
 
-
 def test_boot_test_time_out_is_exit_9_with_console_kept(vm_run: VmRun, tmp_path: Path) -> None:
     """A disk that is not up within --timeout: exit 9, one line, console log in the report."""
     proc = subprocess.run(
-        [IMAGEPREP, "boot-test", str(vm_run.vm.disk), "--timeout", "8", "--run-dir",
-         str(tmp_path / "bt"), "--log-format", "json"],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            IMAGEPREP,
+            "boot-test",
+            str(vm_run.vm.disk),
+            "--timeout",
+            "8",
+            "--run-dir",
+            str(tmp_path / "bt"),
+            "--log-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 9, proc.stderr
     message = json.loads(proc.stdout.splitlines()[-1])["message"]
     assert "did not come up within 8s" in message
@@ -187,9 +235,20 @@ def test_boot_test_refuses_an_image_that_is_not_generalized(
     """The cached, provisioned image itself is refused with exit 3 before any boot."""
     disk = vm_image_factory("bookworm").disk
     proc = subprocess.run(
-        [IMAGEPREP, "boot-test", str(disk), "--run-dir", str(tmp_path / "bt"),
-         "--log-format", "json"],
-        capture_output=True, text=True, timeout=300, check=False)
+        [
+            IMAGEPREP,
+            "boot-test",
+            str(disk),
+            "--run-dir",
+            str(tmp_path / "bt"),
+            "--log-format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 3, proc.stderr
     message = json.loads(proc.stdout.splitlines()[-1])["message"]
     assert message.startswith(f"{disk} is not generalized: /etc/machine-id is set")

@@ -22,8 +22,15 @@ from tests.targets.qemu import QemuTarget, save_booted_state
 from tests.targets.qemu_image import VmImage, ensure_vm_image
 from tests.targets.rootfs import DEFAULT_SUITE, MissingHostTool
 
-_HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "debugfs", "mkfs.ext4", "ssh",
-               "mkfs.vfat", "mcopy")
+_HOST_TOOLS = (
+    "qemu-system-x86_64",
+    "qemu-img",
+    "debugfs",
+    "mkfs.ext4",
+    "ssh",
+    "mkfs.vfat",
+    "mcopy",
+)
 _CONSOLE_LINES = 60
 
 VmImageFactory = Callable[[str], VmImage]
@@ -75,7 +82,8 @@ def vm_target_factory(
         yield start
         for target in started:
             request.node.add_report_section(
-                "teardown", f"console of {target.name}", target.console_tail(_CONSOLE_LINES))
+                "teardown", f"console of {target.name}", target.console_tail(_CONSOLE_LINES)
+            )
 
 
 @pytest.fixture

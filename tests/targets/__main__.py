@@ -34,8 +34,11 @@ class _StopRequested(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m tests.targets", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.targets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("build", "up", "shell"):
         command = commands.add_parser(name)
@@ -53,13 +56,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(image: TargetImage) -> int:
-    print(json.dumps({
-        "entry": str(image.entry),
-        "lower": str(image.lower),
-        "tarball": str(image.tarball),
-        "credentials": str(image.credentials.directory),
-        "manifest": str(image.manifest),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "entry": str(image.entry),
+                "lower": str(image.lower),
+                "tarball": str(image.tarball),
+                "credentials": str(image.credentials.directory),
+                "manifest": str(image.manifest),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -32,11 +32,27 @@ def strict_ssh_argv(
     No ssh_config is read, so the tests behave the same on any host.
     """
     return [
-        "ssh", "-F", "none", "-i", str(key), "-p", str(port),
-        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
-        login, *remote,
+        "ssh",
+        "-F",
+        "none",
+        "-i",
+        str(key),
+        "-p",
+        str(port),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "LogLevel=ERROR",
+        login,
+        *remote,
     ]
 
 
@@ -77,8 +93,12 @@ def run_logged(argv: Sequence[Arg], log_path: Path, *, timeout: float | None = 1
         log.flush()
         try:
             returncode = subprocess.run(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                timeout=timeout, check=False,
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
             ).returncode
         except subprocess.TimeoutExpired as exc:
             raise CommandFailed(args, None, log_path.read_text(errors="replace")) from exc

@@ -39,9 +39,7 @@ class ContainerError(RuntimeError):
 class NspawnProcess:
     """A booted container over `root`, with its console written to `console_log`."""
 
-    def __init__(
-        self, root: Path, machine: str, console_log: Path, network: Sequence[str]
-    ) -> None:
+    def __init__(self, root: Path, machine: str, console_log: Path, network: Sequence[str]) -> None:
         self.root = root
         self.machine = machine
         self.console_log = console_log
@@ -54,8 +52,13 @@ class NspawnProcess:
     def argv(self) -> list[str]:
         """The systemd-nspawn command line (network arguments included)."""
         return [
-            "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
-            f"--directory={self.root}", f"--machine={self.machine}",
+            "systemd-nspawn",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            f"--directory={self.root}",
+            f"--machine={self.machine}",
             "--console=read-only",
             "--link-journal=no",  # never bind the guest journal into the host's /var/log/journal
             "--resolv-conf=off",  # resolv.conf is guest state the cleanup deals with; leave it
@@ -70,7 +73,9 @@ class NspawnProcess:
         with self.console_log.open("wb") as console, _removed_on_error(self._cgroup):
             self._process = subprocess.Popen(
                 ["sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", *self.argv()],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, **_NSPAWN_ENV, "IMAGEPREP_CGROUP_PROCS": cgroup_procs},
                 # Own session: a Ctrl-C in the caller's terminal must reach our teardown,
                 # not nspawn directly.
@@ -125,9 +130,21 @@ class NspawnProcess:
         """Run `argv` inside the container (its mount, UTS, IPC, net and PID namespaces)."""
         leader = self.wait_for_leader(timeout)
         return subprocess.run(
-            ["nsenter", f"--target={leader}", "--mount", "--uts", "--ipc", "--net", "--pid",
-             "--", *argv],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+            [
+                "nsenter",
+                f"--target={leader}",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--net",
+                "--pid",
+                "--",
+                *argv,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             check=False,
         )
 

@@ -115,8 +115,10 @@ def _claim_slot() -> tuple[Link, IO[str]]:
 
 def _host_networks() -> list[ipaddress.IPv4Network]:
     networks = []
-    for command in (["ip", "-j", "-4", "route", "show", "table", "all"],
-                    ["ip", "-j", "-4", "addr", "show"]):
+    for command in (
+        ["ip", "-j", "-4", "route", "show", "table", "all"],
+        ["ip", "-j", "-4", "addr", "show"],
+    ):
         for entry in json.loads(run(command) or "[]"):
             # Other targets' links are slots (their locks and names guard them), not collisions.
             if not str(entry.get("dev") or entry.get("ifname") or "").startswith(_HOST_PREFIX):
@@ -141,13 +143,25 @@ def _networks_in(entry: dict[str, object]) -> list[ipaddress.IPv4Network]:
 def _create(link: Link) -> None:
     try:
         run(["ip", "netns", "add", link.netns])
-        run(["ip", "link", "add", link.host_interface, "type", "veth",
-             "peer", "name", GUEST_INTERFACE, "netns", link.netns])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                link.host_interface,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                GUEST_INTERFACE,
+                "netns",
+                link.netns,
+            ]
+        )
         run(["ip", "addr", "add", f"{link.host_ip}/30", "dev", link.host_interface])
         run(["ip", "link", "set", link.host_interface, "up"])
         run(["ip", "-n", link.netns, "link", "set", "lo", "up"])
-        run(["ip", "-n", link.netns, "addr", "add", f"{link.guest_ip}/30",
-             "dev", GUEST_INTERFACE])
+        run(["ip", "-n", link.netns, "addr", "add", f"{link.guest_ip}/30", "dev", GUEST_INTERFACE])
         run(["ip", "-n", link.netns, "link", "set", GUEST_INTERFACE, "up"])
     except CommandFailed:
         _delete(link)

@@ -201,8 +201,7 @@ class NspawnTarget:
     # -- internals ----------------------------------------------------------------------
 
     def _start(self) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix="imageprep-target-",
-                                              dir=self._workdir_parent))
+        self._workdir = Path(tempfile.mkdtemp(prefix="imageprep-target-", dir=self._workdir_parent))
         self._teardown.callback(remove_tree, self._workdir)
         for layer in (self.upper, self._workdir / "work", self.root):
             layer.mkdir()
@@ -215,7 +214,9 @@ class NspawnTarget:
             "".join(f"{self.host} {key}\n" for key in self.image.host_public_keys())
         )
         self._container = NspawnProcess(
-            self.root, machine=self.name, console_log=self.console_log,
+            self.root,
+            machine=self.name,
+            console_log=self.console_log,
             network=[f"--network-namespace-path={self._link.netns_path}"],
         )
         launched = time.monotonic()
@@ -249,23 +250,41 @@ class NspawnTarget:
             f"console:\n{self.console_tail()}"
         )
 
-    def _probe(
-        self, timeout: float, *remote: str
-    ) -> subprocess.CompletedProcess[str] | None:
+    def _probe(self, timeout: float, *remote: str) -> subprocess.CompletedProcess[str] | None:
         # Readiness must not depend on the host key: a `prepare` hook may replace the keys
         # on purpose to test host-key mismatch. Nothing but this host can answer on the link.
         argv = [
-            "ssh", "-F", "none", "-i", str(self.key_path), "-p", str(self.port),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", f"{self.user}@{self.host}",
+            "ssh",
+            "-F",
+            "none",
+            "-i",
+            str(self.key_path),
+            "-p",
+            str(self.port),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=2",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            f"{self.user}@{self.host}",
             *(remote or ("systemctl", "is-system-running", "--wait")),
         ]
         try:
             # stdin from /dev/null: ssh would otherwise forward the caller's stdin to the guest.
             return subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                timeout=max(timeout, 1), check=False,
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=max(timeout, 1),
+                check=False,
             )
         except subprocess.TimeoutExpired:
             return None
@@ -275,4 +294,3 @@ class NspawnTarget:
         if value is None:
             raise RuntimeError("the target has not been started")
         return value
-

@@ -42,8 +42,16 @@ def prepare_first_boot(
     """Put in the cloud's provisioning inputs and the builder account; disable the Azure agent."""
     copy_overlay(overlay, root)
     _write(root, "/var/lib/cloud/seed/nocloud/meta-data", _meta_data(client_public_key))
-    _chroot(root, "useradd", "--create-home", "--shell", "/bin/bash",
-            "--comment", "Image builder", BUILDER_USER)
+    _chroot(
+        root,
+        "useradd",
+        "--create-home",
+        "--shell",
+        "/bin/bash",
+        "--comment",
+        "Image builder",
+        BUILDER_USER,
+    )
     # Through stdin: a password never goes on a command line.
     _chroot(root, "chpasswd", stdin=f"{BUILDER_USER}:{builder_password}\n")
     # No Azure wire server here: a running agent would only retry it and fill waagent.log.
@@ -53,18 +61,29 @@ def prepare_first_boot(
 def add_lived_in_state(root: Path) -> None:
     """Leave the traces of a VM that has been used and prepared by hand."""
     _write(root, "/root/.bash_history", _ROOT_HISTORY, mode=0o600)
-    _write(root, f"/home/{LOGIN_USER}/.bash_history", _LOGIN_USER_HISTORY,
-           owner=LOGIN_USER, mode=0o600)
-    _write(root, f"/home/{BUILDER_USER}/.bash_history", _BUILDER_HISTORY,
-           owner=BUILDER_USER, mode=0o600)
+    _write(
+        root, f"/home/{LOGIN_USER}/.bash_history", _LOGIN_USER_HISTORY, owner=LOGIN_USER, mode=0o600
+    )
+    _write(
+        root,
+        f"/home/{BUILDER_USER}/.bash_history",
+        _BUILDER_HISTORY,
+        owner=BUILDER_USER,
+        mode=0o600,
+    )
     _write(root, "/var/lib/dhcp/dhclient.eth0.leases", _DHCP_LEASE)
     _write(root, "/etc/udev/rules.d/70-persistent-net.rules", _PERSISTENT_NET_RULES)
-    _write(root, "/tmp/imageprep-provision/bootstrap.log", "fetched build inputs\nok\n",
-           owner=LOGIN_USER)
+    _write(
+        root,
+        "/tmp/imageprep-provision/bootstrap.log",
+        "fetched build inputs\nok\n",
+        owner=LOGIN_USER,
+    )
     _write(root, "/tmp/.imageprep-lock", "4242\n")
     _write(root, "/var/tmp/imageprep-build-cache.tar", secrets.token_bytes(4096))
-    _write(root, "/var/log/webapp/access.log", _ACCESS_LOG, owner="www-data", group="adm",
-           mode=0o640)
+    _write(
+        root, "/var/log/webapp/access.log", _ACCESS_LOG, owner="www-data", group="adm", mode=0o640
+    )
     _write(root, "/var/log/waagent.log", _WAAGENT_LOG)
     _write(root, "/var/lib/systemd/random-seed", secrets.token_bytes(512), mode=0o600)
     _add_downloaded_package(root)
@@ -98,8 +117,13 @@ def _meta_data(client_public_key: str) -> str:
 
 
 def _write(
-    root: Path, path: str, content: str | bytes, *, owner: str = "root",
-    group: str | None = None, mode: int = 0o644,
+    root: Path,
+    path: str,
+    content: str | bytes,
+    *,
+    owner: str = "root",
+    group: str | None = None,
+    mode: int = 0o644,
 ) -> None:
     destination = guest_path(root, path, follow_last=False)
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -44,15 +44,26 @@ class VmNotReady(RuntimeError):
     """The VM did not answer SSH and reach `running` in time; the message has the console."""
 
 
-def _config(image: VmImage, disk: Path, disk_format: str, workdir: Path, *, port: int,
-            incoming: str | None = None) -> VmConfig:
+def _config(
+    image: VmImage,
+    disk: Path,
+    disk_format: str,
+    workdir: Path,
+    *,
+    port: int,
+    incoming: str | None = None,
+) -> VmConfig:
     return VmConfig(
         qemu=shutil.which(QEMU) or QEMU,
         drives=[Drive(disk, disk_format)],
         console_log=workdir / "console.log",
         accel=choose_accel("auto"),
-        kernel=image.kernel, initrd=image.initrd, append=KERNEL_APPEND,
-        ssh_port=port, qmp_socket=workdir / "qmp.sock", incoming=incoming,
+        kernel=image.kernel,
+        initrd=image.initrd,
+        append=KERNEL_APPEND,
+        ssh_port=port,
+        qmp_socket=workdir / "qmp.sock",
+        incoming=incoming,
     )
 
 
@@ -86,8 +97,20 @@ def save_booted_state(image: VmImage) -> Path:
 
 
 def _save_into(image: VmImage, work: Path) -> None:
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk,
-         work / "disk.qcow2"])
+    run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            image.disk,
+            work / "disk.qcow2",
+        ]
+    )
     port = free_port()
     vm = QemuVm(_config(image, work / "disk.qcow2", "qcow2", work, port=port), work / "qemu.log")
     launched = time.monotonic()
@@ -110,27 +133,56 @@ def _save_into(image: VmImage, work: Path) -> None:
         vm.wait(30)
     finally:
         vm.stop()
-    (work / "snap.json").write_text(json.dumps({
-        "cold_boot_to_ready_s": round(cold, 2),
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2) + "\n")
+    (work / "snap.json").write_text(
+        json.dumps(
+            {
+                "cold_boot_to_ready_s": round(cold, 2),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     for leftover in ("console.log", "qemu.log", "qmp.sock"):
         (work / leftover).unlink(missing_ok=True)
 
 
-def _probe(image: VmImage, port: int, timeout: float, *remote: str
-           ) -> subprocess.CompletedProcess[str] | None:
+def _probe(
+    image: VmImage, port: int, timeout: float, *remote: str
+) -> subprocess.CompletedProcess[str] | None:
     # Readiness does not depend on the host key: nothing but this VM answers on the port.
     argv = [
-        "ssh", "-F", "none", "-i", str(image.rootfs.credentials.client_key), "-p", str(port),
-        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
-        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR", f"{image.rootfs.login_user}@{HOST}",
+        "ssh",
+        "-F",
+        "none",
+        "-i",
+        str(image.rootfs.credentials.client_key),
+        "-p",
+        str(port),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=3",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        f"{image.rootfs.login_user}@{HOST}",
         *(remote or ("systemctl", "is-system-running", "--wait")),
     ]
     try:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=max(timeout, 1), check=False)
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=max(timeout, 1),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return None
 
@@ -139,8 +191,10 @@ def _wait_ready(vm: QemuVm, image: VmImage, port: int, deadline: float) -> None:
     last = ""
     while time.monotonic() < deadline:
         if not vm.is_running():
-            raise VmNotReady(f"QEMU exited ({vm.returncode}) during boot: {vm.log_text()}\n"
-                             f"console:\n{vm.console_tail()}")
+            raise VmNotReady(
+                f"QEMU exited ({vm.returncode}) during boot: {vm.log_text()}\n"
+                f"console:\n{vm.console_tail()}"
+            )
         probe = _probe(image, port, min(60.0, deadline - time.monotonic()))
         if probe is None or probe.returncode == 255:
             last = probe.stderr.strip() if probe else "ssh probe timed out"
@@ -150,17 +204,26 @@ def _wait_ready(vm: QemuVm, image: VmImage, port: int, deadline: float) -> None:
         if state == "running":
             return
         failed = _probe(image, port, 30, "systemctl", "--failed", "--no-legend")
-        raise VmNotReady(f"VM booted {state!r}, not 'running'; failed units:\n"
-                         f"{failed.stdout if failed else '?'}\nconsole:\n{vm.console_tail()}")
-    raise VmNotReady(f"VM not ready in time (last ssh error: {last})\n"
-                     f"console:\n{vm.console_tail()}")
+        raise VmNotReady(
+            f"VM booted {state!r}, not 'running'; failed units:\n"
+            f"{failed.stdout if failed else '?'}\nconsole:\n{vm.console_tail()}"
+        )
+    raise VmNotReady(
+        f"VM not ready in time (last ssh error: {last})\nconsole:\n{vm.console_tail()}"
+    )
 
 
 class QemuTarget:
     """A fresh VM from `image`: restored from the saved booted state, or booted cold."""
 
-    def __init__(self, image: VmImage, *, restore: bool = True, boot_timeout: float = 300.0,
-                 workdir_parent: Path | None = None) -> None:
+    def __init__(
+        self,
+        image: VmImage,
+        *,
+        restore: bool = True,
+        boot_timeout: float = 300.0,
+        workdir_parent: Path | None = None,
+    ) -> None:
         self.image = image
         self._restore = restore
         self._boot_timeout = boot_timeout
@@ -176,8 +239,12 @@ class QemuTarget:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- what tests connect to and inspect ------------------------------------------------
@@ -274,17 +341,24 @@ class QemuTarget:
         self._teardown.callback(remove_tree, self._workdir)
         if self._restore:
             snap = save_booted_state(self.image)
-            base, base_format, incoming = (snap / "disk.qcow2", "qcow2",
-                                           f"exec:cat {snap / 'vmstate'}")
+            base, base_format, incoming = (
+                snap / "disk.qcow2",
+                "qcow2",
+                f"exec:cat {snap / 'vmstate'}",
+            )
         else:
             base, base_format, incoming = self.image.disk, "raw", None
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base,
-             self.disk])
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, self.disk])
         self.port = free_port()
-        self.known_hosts_path.write_text("".join(
-            f"[{HOST}]:{self.port} {key}\n" for key in self.image.rootfs.host_public_keys()))
-        self._vm = QemuVm(_config(self.image, self.disk, "qcow2", self.workdir, port=self.port,
-                                  incoming=incoming), self.workdir / "qemu.log")
+        self.known_hosts_path.write_text(
+            "".join(f"[{HOST}]:{self.port} {key}\n" for key in self.image.rootfs.host_public_keys())
+        )
+        self._vm = QemuVm(
+            _config(
+                self.image, self.disk, "qcow2", self.workdir, port=self.port, incoming=incoming
+            ),
+            self.workdir / "qemu.log",
+        )
         launched = time.monotonic()
         self._vm.start()
         self._teardown.callback(self._vm.stop)
@@ -312,7 +386,12 @@ class QemuTarget:
     def _set_clock(self) -> None:
         result = subprocess.run(
             self.ssh_command("sudo", "-n", "date", "-u", "-s", f"@{time.time():.3f}"),
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         if result.returncode != 0:
             raise VmNotReady(f"setting the restored guest's clock failed: {result.stderr}")
 

@@ -133,10 +133,18 @@ def _build_disk(image: VmImage, cache: Path, log: Log) -> None:
         run(["truncate", "-s", DISK_SIZE, disk])
         run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-d", tree, disk], timeout=300)
         remove_tree(tree)
-        (work / "build.json").write_text(json.dumps({
-            "suite": image.suite, "kernel": version, "rootfs": image.rootfs.entry.name,
-            "build_s": round(time.monotonic() - started, 2),
-        }, indent=2) + "\n")
+        (work / "build.json").write_text(
+            json.dumps(
+                {
+                    "suite": image.suite,
+                    "kernel": version,
+                    "rootfs": image.rootfs.entry.name,
+                    "build_s": round(time.monotonic() - started, 2),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         os.rename(work, image.entry)
     except BaseException:
         remove_tree(work)
@@ -145,13 +153,15 @@ def _build_disk(image: VmImage, cache: Path, log: Log) -> None:
 
 
 def _adapt_for_vm(tree: Path) -> None:
-    network = guest_path(tree, "/etc/systemd/network/20-imageprep-vm.network",
-                         follow_last=False)
+    network = guest_path(tree, "/etc/systemd/network/20-imageprep-vm.network", follow_last=False)
     network.parent.mkdir(parents=True, exist_ok=True)
     network.write_text(_NETWORK)
     guest_path(tree, "/etc/fstab", follow_last=False).write_text(_FSTAB)
-    run(["chroot", tree, "systemctl", "enable", "systemd-networkd.service"],
-        timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    run(
+        ["chroot", tree, "systemctl", "enable", "systemd-networkd.service"],
+        timeout=60,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
 
 
 def _newest(directory: Path, prefix: str) -> Path:

@@ -43,8 +43,19 @@ from tests.targets.mounts import StillMounted, remove_tree
 
 DEFAULT_SUITE = "bookworm"
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "udev", "openssh-server", "sudo", "waagent",
-    "cloud-init", "iproute2", "iputils-ping", "procps", "python3", "less",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "udev",
+    "openssh-server",
+    "sudo",
+    "waagent",
+    "cloud-init",
+    "iproute2",
+    "iputils-ping",
+    "procps",
+    "python3",
+    "less",
     # cloud-init's resizefs module fails without resize2fs (test-targets.md, section (a)).
     "e2fsprogs",
 )
@@ -53,10 +64,23 @@ HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 OVERLAY_DIR = Path(__file__).with_name("overlay")
 # Everything that decides the image's content; a change to any of them means a new key.
 _IMAGE_SOURCES = (
-    "rootfs.py", "provision.py", "firstboot.py", "container.py", "cgroups.py", "guestpath.py",
+    "rootfs.py",
+    "provision.py",
+    "firstboot.py",
+    "container.py",
+    "cgroups.py",
+    "guestpath.py",
 )
-_BUILD_TOOLS = ("mmdebstrap", "systemd-nspawn", "nsenter", "ssh-keygen", "zstd", "tar",
-                "dpkg-deb", "chroot")
+_BUILD_TOOLS = (
+    "mmdebstrap",
+    "systemd-nspawn",
+    "nsenter",
+    "ssh-keygen",
+    "zstd",
+    "tar",
+    "dpkg-deb",
+    "chroot",
+)
 _TAR_FLAGS = ("--numeric-owner", "--xattrs", "--xattrs-include=*")
 
 Log = Callable[[str], None]
@@ -212,7 +236,9 @@ def _build_into(spec: ImageSpec, work: Path, log: Log) -> dict[str, float]:
 
     started = time.monotonic()
     provision.prepare_first_boot(
-        rootfs, OVERLAY_DIR, credentials.client_public_key.read_text(),
+        rootfs,
+        OVERLAY_DIR,
+        credentials.client_public_key.read_text(),
         credentials.builder_password_file.read_text().strip(),
     )
     firstboot.boot_once(rootfs, work / "firstboot-console.log")
@@ -229,9 +255,14 @@ def _build_into(spec: ImageSpec, work: Path, log: Log) -> dict[str, float]:
 
 def _mmdebstrap_argv(spec: ImageSpec, rootfs: Path, work: Path) -> list[str | Path]:
     return [
-        "mmdebstrap", "--mode=root", "--format=directory", "--variant=apt",
+        "mmdebstrap",
+        "--mode=root",
+        "--format=directory",
+        "--variant=apt",
         f"--include={','.join(spec.packages)}",
-        spec.suite, rootfs, _sources_for(spec.suite, work),
+        spec.suite,
+        rootfs,
+        _sources_for(spec.suite, work),
     ]
 
 
@@ -250,7 +281,8 @@ def _sources_for(suite: str, work: Path) -> Path:
     text = re.sub(
         r"^(Suites:.*)$",
         lambda line: re.sub(rf"\b{re.escape(host_suite)}\b", suite, line.group(1)),
-        sources.read_text(), flags=re.MULTILINE,
+        sources.read_text(),
+        flags=re.MULTILINE,
     )
     retargeted = work / f"{suite}.sources"
     retargeted.write_text(text)
@@ -266,8 +298,20 @@ def _host_codename() -> str:
 
 def _make_credentials(credentials: Credentials) -> Credentials:
     credentials.directory.mkdir(mode=0o700)
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "imageprep-tests",
-         "-f", credentials.client_key])
+    run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "imageprep-tests",
+            "-f",
+            credentials.client_key,
+        ]
+    )
     fd = os.open(credentials.builder_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as password_file:
         password_file.write(secrets.token_urlsafe(18) + "\n")
@@ -288,8 +332,17 @@ def _export_host_keys(rootfs: Path, credentials: Credentials) -> None:
 def _pack(rootfs: Path, tarball: Path) -> None:
     partial = tarball.with_name(tarball.name + ".partial")
     _pipe(
-        ["tar", *_TAR_FLAGS, "--one-file-system", "--sort=name", "-C", str(rootfs), "-cf", "-",
-         "."],
+        [
+            "tar",
+            *_TAR_FLAGS,
+            "--one-file-system",
+            "--sort=name",
+            "-C",
+            str(rootfs),
+            "-cf",
+            "-",
+            ".",
+        ],
         ["zstd", "-T0", "-3", "-q", "-o", str(partial)],
     )
     os.rename(partial, tarball)
@@ -314,9 +367,7 @@ def _extract(image: TargetImage, log: Log) -> None:
 
 def _pipe(producer: list[str], consumer: list[str]) -> None:
     with subprocess.Popen(producer, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as first:
-        second = subprocess.run(
-            consumer, stdin=first.stdout, capture_output=True, check=False
-        )
+        second = subprocess.run(consumer, stdin=first.stdout, capture_output=True, check=False)
         if first.stdout is not None:
             first.stdout.close()
         first_stderr = first.stderr.read() if first.stderr else b""
@@ -327,11 +378,19 @@ def _pipe(producer: list[str], consumer: list[str]) -> None:
 
 
 def _write_manifest(spec: ImageSpec, work: Path, timings: dict[str, float]) -> None:
-    versions = run([
-        "dpkg-query", f"--admindir={work / 'lower' / 'var/lib/dpkg'}", "-W",
-        "-f=${Package} ${Version}\\n", "systemd", "openssh-server", "sudo", "waagent",
-        "cloud-init",
-    ])
+    versions = run(
+        [
+            "dpkg-query",
+            f"--admindir={work / 'lower' / 'var/lib/dpkg'}",
+            "-W",
+            "-f=${Package} ${Version}\\n",
+            "systemd",
+            "openssh-server",
+            "sudo",
+            "waagent",
+            "cloud-init",
+        ]
+    )
     manifest = {
         "suite": spec.suite,
         "packages": list(spec.packages),

@@ -32,9 +32,10 @@ def guest_tree(root: Path, *, generalized: bool, kernel: bool = False) -> Path:
     (root / "usr/lib/os-release").write_text('PRETTY_NAME="Tiny Test Linux"\nID=debian\n')
     (root / "etc/ssh").mkdir(parents=True)
     (root / "etc/os-release").symlink_to("../usr/lib/os-release")
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
-                                     + ("" if generalized else
-                                        "azureuser:x:1000:1000::/home/azureuser:/bin/bash\n"))
+    (root / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\n"
+        + ("" if generalized else "azureuser:x:1000:1000::/home/azureuser:/bin/bash\n")
+    )
     (root / "etc/machine-id").write_text("" if generalized else "0123456789abcdef" * 2 + "\n")
     (root / "etc/ssh/sshd_config").write_text("# test\n")
     if not generalized:
@@ -64,13 +65,21 @@ def partitioned_disk(path: Path, tree: Path) -> Path:
         disk.write(entry)
         disk.seek(510)
         disk.write(b"\x55\xaa")
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={MIB}", "-d", tree, path, "10M"],
-                   check=True)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-E", f"offset={MIB}", "-d", tree, path, "10M"], check=True
+    )
     return path
 
 
-def imageprep(*args: str, env: dict[str, str] | None = None, timeout: float = 120
-              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([IMAGEPREP, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, check=False,
-                          stdin=subprocess.DEVNULL)
+def imageprep(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [IMAGEPREP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

@@ -202,9 +202,24 @@ def test_disk_held_by_a_running_vm_is_waited_for_then_refused(tmp_path: Path) ->
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "16M"], check=True)
     # -S: never starts a CPU; it only opens (and locks) the disk.
     holder = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-S", "-display", "none", "-monitor", "none",
-         "-serial", "none", "-drive", f"file={disk},if=virtio,format=qcow2"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-S",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+            "-drive",
+            f"file={disk},if=virtio,format=qcow2",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # until QEMU has taken the lock

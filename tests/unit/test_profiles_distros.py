@@ -97,6 +97,12 @@ def test_distributions_find_their_profile(
         ({"ID": "rocky", "ID_LIKE": "rhel centos fedora", "VERSION_ID": "10.0"}, "outside >=9,<10"),
         ({"ID": "ol", "ID_LIKE": "fedora", "VERSION_ID": "7.9"}, "oracle-linux-8 matches by ID"),
         ({"ID": "sles", "ID_LIKE": "suse", "VERSION_ID": "12.5"}, "sles-15 matches by ID"),
+        # systemd 234 has no `systemd-run --pipe` (sles-15.yaml).
+        ({"ID": "sles", "ID_LIKE": "suse", "VERSION_ID": "15.2"}, "outside >=15.3,<16"),
+        (
+            {"ID": "opensuse-leap", "ID_LIKE": "suse opensuse", "VERSION_ID": "15.2"},
+            "opensuse-leap-15 matches by ID but VERSION_ID 15.2 is outside >=15.3,<16",
+        ),
         ({"ID": "debian", "VERSION_ID": "10"}, "VERSION_ID 10 is outside >=11,<14"),
         ({"ID": "debian", "VERSION_ID": "14"}, "VERSION_ID 14 is outside >=11,<14"),
         ({"ID": "fedora", "VERSION_ID": "40"}, "ID=fedora"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AuthenticationError, Disconnected
+from agent.errors import Disconnected, UsageError
 from agent.executors.base import Executor
 from agent.executors.ssh import SshExecutor, SshOptions
 from agent.secrets import Secret
@@ -41,17 +41,17 @@ def test_unconnected_executor_refuses_commands_and_closes_quietly() -> None:
 
 
 def test_unreadable_identity_fails_before_connecting(tmp_path: Path) -> None:
-    """A missing identity file is an AuthenticationError naming it, without network I/O."""
+    """A missing identity file is a usage error naming --identity, without network I/O."""
     missing = tmp_path / "id_ed25519"
-    with pytest.raises(AuthenticationError, match=f"cannot read identity {missing}"):
+    with pytest.raises(UsageError, match=f"--identity {missing}: cannot read it"):
         SshExecutor(TARGET, SshOptions(identity=missing)).connect()
 
 
-def test_garbage_identity_is_an_authentication_error(tmp_path: Path) -> None:
-    """A file that is not a private key is an AuthenticationError naming it."""
+def test_garbage_identity_is_a_usage_error(tmp_path: Path) -> None:
+    """A file that is not a private key is a usage error naming --identity."""
     garbage = tmp_path / "id_rsa"
     garbage.write_text("not a key\n")
-    with pytest.raises(AuthenticationError, match=f"identity {garbage} is not a usable"):
+    with pytest.raises(UsageError, match=f"--identity {garbage} is not a usable"):
         SshExecutor(TARGET, SshOptions(identity=garbage)).connect()
 
 

@@ -231,17 +231,6 @@ def test_password_never_reaches_the_report_or_the_log(
             assert form not in text
 
 
-def test_sysprep_hanging_past_its_deadline_is_stopped(
-    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
-) -> None:
-    """A Sysprep that never finishes is killed at its own deadline: exit 6, said so."""
-    machine.sysprep_seconds = 1e6
-    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=20")
-    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
-    assert "did not finish within 20 s" in str(run.report["message"])
-    assert machine.sysprep_runs[0].outcome == "killed"
-
-
 def test_wrong_password_is_a_connection_failure(
     server: WinRmTestServer, tls: TlsFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,11 +211,25 @@ class Call:
         session.failed = True
         if action in ("silentlycontinue", "ignore"):
             return
-        session.errors.append(clixml.ErrorRecord(self.text, message, category, fqid))
-        if action == "stop" or session.stop_on_error:
-            from tests.winrm_server.powershell import PsExit
+        record = clixml.ErrorRecord(self.text, f"{self.name} : {message}", category, fqid)
+        if action == "stop" or (not action and session.stop_on_error):
+            from tests.winrm_server.powershell import PsTerminating
 
-            raise PsExit(1)
+            raise PsTerminating(record, self.name, message, script=True)
+        session.errors.append(record)
+
+    def throw(self, message: str, exception: str) -> None:
+        """A statement-terminating error (the cmdlet threw): -ErrorAction cannot silence
+        it; the script goes on with its next statement unless Stop or a trap says else."""
+        from tests.winrm_server.powershell import PsTerminating
+
+        record = clixml.ErrorRecord(
+            self.text,
+            f"{self.name} : {message}",
+            f"NotSpecified: (:) [{self.name}], {exception}",
+            f"System.{exception},{self.name}",
+        )
+        raise PsTerminating(record, self.name, message, script=self.session.stop_on_error)
 
 
 Command = Callable[[Call], list[Any]]
@@ -241,6 +255,7 @@ def invoke_command(
     if handler is None:
         raise NotModelled(name)
     call = Call(session, name, name, pipe_input=pipe_input)
+    failure = session.machine.failing_cmdlets.get(name.casefold())
     index = 0
     while index < len(args):
         param, node = args[index]
@@ -255,6 +270,12 @@ def invoke_command(
             call.named[param.casefold()] = value_node(session)
             index += 1
         index += 1
+    if failure is not None:
+        message, exception = failure
+        if exception:
+            call.throw(message, exception)
+        call.error(message, f"NotSpecified: (:) [{name}], CimException", f"{name}Failed")
+        return []
     return handler(call)
 
 
@@ -491,6 +512,10 @@ def _get_cim_instance(call: Call) -> list[Any]:
 def _invoke_cim_method(call: Call) -> list[Any]:
     namespace = to_text(call.arg("namespace"))
     method = to_text(call.arg("methodname"))
+    class_name = to_text(call.arg("classname"))
+    in_cimv2 = namespace.casefold().replace("/", "\\") in ("", r"root\cimv2")
+    if in_cimv2 and class_name.casefold() == "win32_process" and method.casefold() == "create":
+        return [PSObject("CimMethodResult", _create_process(call))]
     result = call.machine.cim_method(namespace, to_text(call.arg("classname")), method)
     if result is None:
         call.error(
@@ -503,9 +528,65 @@ def _invoke_cim_method(call: Call) -> list[Any]:
     return [PSObject("CimMethodResult", result)]
 
 
+def _create_process(call: Call) -> dict[str, object]:
+    """Win32_Process.Create: started by the WMI service, so in no WinRS job object; it
+    outlives the command and the shell that asked for it (Ansible's async_wrapper relies
+    on this). Return values as documented: 0 started, 9 path not found."""
+    from tests.winrm_server.programs import native_program, split_arguments
+
+    arguments = call.arg("arguments")
+    if not isinstance(arguments, dict):
+        raise NotModelled("Invoke-CimMethod Win32_Process Create without -Arguments @{...}")
+    given = {k.casefold(): v for k, v in arguments.items()}
+    words = split_arguments(to_text(given.get("commandline")))
+    cwd = to_text(given.get("currentdirectory")) or call.session.process.cwd
+    program = native_program(words[0]) if words else None
+    if program is None or not call.machine.file_exists(words[0]):
+        return {"ProcessId": None, "ReturnValue": 9}
+    parent = call.session.process
+    detached = Process(parent.machine, parent.codepage, dict(parent.machine.env), cwd)
+    name = re.split(r"[\\/]", words[0])[-1].removesuffix(".exe").removesuffix(".EXE")
+    handle = ChildHandle(call.machine.next_pid(), name, call.machine, detached)
+    call.machine.children.append(handle)
+    body = program
+    threading.Thread(
+        target=handle.run, args=(lambda: body(detached, words[1:]),), daemon=True
+    ).start()
+    return {"ProcessId": handle.pid, "ReturnValue": 0}
+
+
+@command("Stop-Process")
+def _stop_process(call: Call) -> list[Any]:
+    for pid in iterate(call.arg("id", position=0)):
+        found = [c for c in call.machine.children if str(c.pid) == to_text(pid)]
+        if not found or found[0].done.is_set():
+            call.error(
+                f"Cannot find a process with the process identifier {pid}.",
+                f"ObjectNotFound: ({pid}:Int32) [Stop-Process], ProcessCommandException",
+                "NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.StopProcessCommand",
+            )
+            continue
+        found[0].process.kill()
+        found[0].done.wait(5)
+    return []
+
+
 @command("Get-Process")
 def _get_process(call: Call) -> list[Any]:
     out: list[Any] = []
+    for pid in iterate(call.arg("id")):
+        found = [p for p in call.machine.process_table() if str(p["Id"]) == to_text(pid)]
+        if not found:
+            call.error(
+                f"Cannot find a process with the process identifier {pid}.",
+                f"ObjectNotFound: ({pid}:Int32) [Get-Process], ProcessCommandException",
+                "NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.GetProcessCommand",
+            )
+        out += [
+            PSObject("System.Diagnostics.Process", {**p, "ProcessName": p["Name"]}) for p in found
+        ]
+    if call.arg("id") is not None:
+        return out
     for name in iterate(call.arg("name", position=0)):
         found = [
             p
@@ -519,7 +600,9 @@ def _get_process(call: Call) -> list[Any]:
                 f"ObjectNotFound: ({name}:String) [Get-Process], ProcessCommandException",
                 "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand",
             )
-        out += [PSObject("System.Diagnostics.Process", p) for p in found]
+        out += [
+            PSObject("System.Diagnostics.Process", {**p, "ProcessName": p["Name"]}) for p in found
+        ]
     return out
 
 

@@ -148,7 +148,20 @@ class WindowsMachine:
     rearm_count: int = 1001  # SoftwareLicensingService.RemainingWindowsReArmCount
     configmgr_reboot_pending: bool | None = None  # None: no ConfigMgr client installed
     extra_processes: list[str] = field(default_factory=list)  # e.g. a stale "sysprep"
+    # Cmdlets that fail here (lower-case name -> (message, exception)): with an exception
+    # type, the cmdlet throws (statement-terminating, like Get-AppxPackage's
+    # TypeInitializationException in non-console hosts on build 26100); without, it
+    # writes a non-terminating error. Either way the script goes on unless Stop.
+    failing_cmdlets: dict[str, tuple[str, str]] = field(default_factory=dict)
     children: list[Any] = field(default_factory=list)  # started by Start-Process
+    # Error lines a successful Sysprep writes anyway (issue 11; field reports from Packer
+    # and Azure users): harmless, so a verifier that fails on any "Error" is wrong.
+    harmless_setuperr: tuple[str, ...] = (
+        "Error                 BCD: BiUpdateEfiEntry failed c000000d",
+        "Error      [0x0f0082] SYSPRP SPPNP: Failed to set a device property; status 0x57",
+        "Error      SYSPRP SPPNP: Failed to uninstall device ROOT\\BASICDISPLAY\\0000; "
+        "error 0xE0000231",
+    )
     time_scale: float = 1.0
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
     registry: dict[str, dict[str, object]] = field(default_factory=dict)

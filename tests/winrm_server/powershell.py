@@ -45,6 +45,22 @@ class PsExit(Exception):
         self.code = code
 
 
+class PsTerminating(Exception):
+    """A terminating error of ``command``: a cmdlet's thrown exception (statement-
+    terminating: the script goes on with the next statement) or any error under
+    ``-ErrorAction Stop`` / ``$ErrorActionPreference = 'Stop'`` (script-terminating).
+    A ``trap`` block of the script catches both, as PowerShell's does."""
+
+    def __init__(
+        self, record: clixml.ErrorRecord, command: str, message: str, *, script: bool
+    ) -> None:
+        super().__init__(message)
+        self.record = record
+        self.command = command
+        self.message = message
+        self.script = script
+
+
 @dataclass
 class Session:
     """One powershell.exe process: its preferences, variables and error records."""
@@ -57,6 +73,7 @@ class Session:
     variables: dict[str, Any] = field(default_factory=dict)
     errors: list[clixml.ErrorRecord] = field(default_factory=list)
     modules_loaded: bool = False
+    trap: str | None = None  # the body of the script's `trap { ... }`
     # Open `$(...)`/`@(...)`/script-block captures: output goes to the innermost one.
     captures: list[list[Any]] = field(default_factory=list)
 
@@ -81,10 +98,11 @@ class Session:
 
     def error(self, statement: str, message: str, category: str, fqid: str) -> None:
         """A non-terminating error (terminating if $ErrorActionPreference is Stop)."""
-        self.errors.append(clixml.ErrorRecord(statement, message, category, fqid))
-        self.failed = True
+        record = clixml.ErrorRecord(statement, message, category, fqid)
         if self.stop_on_error:
-            raise PsExit(1)
+            raise PsTerminating(record, "", message, script=True)
+        self.errors.append(record)
+        self.failed = True
 
     def load_module(self) -> None:
         # The first module cmdlet of a process writes the progress record PowerShell
@@ -173,7 +191,44 @@ def run_script(session: Session, script: str) -> None:
 
 
 def run_statement(session: Session, text: str) -> None:
-    """One statement: the table of recognised statements first, then the language subset."""
+    """One statement; a terminating error goes to the script's trap, as in PowerShell."""
+    try:
+        _run_statement(session, text)
+    except PsTerminating as error:
+        session.failed = True
+        if session.trap is None:
+            session.errors.append(error.record)
+            if error.script:
+                raise PsExit(1) from None
+            return  # statement-terminating: the script goes on
+        trap, session.trap = session.trap, None  # an error inside the trap is not re-trapped
+        saved = session.variables.get("_")
+        session.variables["_"] = _error_object(error)
+        try:
+            pslang.run_block(session, trap)
+        finally:
+            session.variables["_"] = saved
+            session.trap = trap
+        session.errors.append(error.record)
+
+
+def _error_object(error: PsTerminating) -> Any:
+    """``$_`` in a trap: an ErrorRecord with the members scripts read."""
+    from tests.winrm_server.cmdlets import PSObject
+
+    command = PSObject("System.Management.Automation.CmdletInfo", {"Name": error.command})
+    invocation = PSObject(
+        "System.Management.Automation.InvocationInfo",
+        {"MyCommand": command if error.command else None},
+    )
+    exception = PSObject("System.Exception", {"Message": error.message})
+    return PSObject(
+        "System.Management.Automation.ErrorRecord",
+        {"Exception": exception, "InvocationInfo": invocation},
+    )
+
+
+def _run_statement(session: Session, text: str) -> None:
     session.process.check()
     for pattern, handler in STATEMENTS:
         match = pattern.fullmatch(text)
@@ -246,6 +301,13 @@ def split_statements(script: str) -> list[str]:
 @statement(r"\$ProgressPreference\s*=\s*" + arg("value"))
 def _progress_preference(match: re.Match[str], session: Session) -> None:
     session.progress_silenced = session.value(match["value"]).casefold() == "silentlycontinue"
+
+
+@statement(r"trap\s*\{(?P<body>.*)\}")
+def _trap(match: re.Match[str], session: Session) -> None:
+    # PowerShell registers a scope's traps before running it; the scripts here set
+    # theirs first, so registering it when reached is the same.
+    session.trap = match["body"]
 
 
 @statement(r"\$ErrorActionPreference\s*=\s*" + arg("value"))

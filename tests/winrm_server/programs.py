@@ -202,6 +202,8 @@ def _generalize(process: Process, run: m.SysprepRun, *, to_audit: bool) -> None:
         )
         return
     process.sleep(machine.sysprep_seconds / 2)
+    for line in machine.harmless_setuperr:
+        machine.log_line(m.SETUPERR_LOG, line)
     machine.set_value(m.SYSPREP_STATUS_KEY, "GeneralizationState", 7)
     machine.set_value(m.SYSPREP_STATUS_KEY, "CleanupState", 2)
     machine.set_value(m.SETUP_KEY, "SetupType", 2)

@@ -472,7 +472,25 @@ class Parser:
         if tok.kind == "PUNCT" and tok.value == "{":
             block = ScriptBlock(self.bracketed())
             return lambda s: block
+        if tok.kind == "PUNCT" and tok.value == "@{":
+            return _hashtable(self.bracketed())
         raise NotModelled(tok.value or tok.kind)
+
+
+def _hashtable(text: str) -> Node:
+    """``@{ Key = value; Other = value }``: a dict (keys kept as written)."""
+    from tests.winrm_server.powershell import split_statements
+
+    entries: list[tuple[str, Node]] = []
+    for entry in split_statements(text):
+        key, equals, value = entry.partition("=")
+        if not equals or not _IDENT.fullmatch(key.strip()):
+            raise NotModelled(f"hashtable entry {entry[:30]}")
+        parser = Parser(value)
+        pipeline = parser.pipeline()
+        parser.end()
+        entries.append((key.strip(), pipeline.value))
+    return lambda s: {key: node(s) for key, node in entries}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,190 @@
+"""Reaching a target through SSH jump hosts (OpenSSH's ProxyJump), one hop at a time.
+
+Each hop is a full SSH connection of its own, made over a ``direct-tcpip`` channel of the
+hop before it: its host key is verified against the same known_hosts file and policy as
+the target's, and it authenticates with the same key or agent (ProxyJump does the same).
+No password goes to a jump host. The last hop's channel to the target becomes the socket
+of the target's own connection, so the target still verifies and authenticates end to
+end: a jump host relays bytes it cannot read.
+
+Every failure names the jump host, not the target, except a target the last hop could not
+reach, which names both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paramiko
+
+from agent.errors import ConnectError, TransportError, UsageError
+from agent.executors._hostkeys import HostKeyPolicy, KnownHostsVerifier
+from agent.executors._ssh_errors import (
+    TRANSPORT_FAILURES,
+    Endpoint,
+    map_connect_errors,
+    reason,
+)
+
+__all__ = ["JumpChain", "JumpHost", "open_jump_chain"]
+
+# How often an idle hop sends a keepalive (as the target's connection does).
+_KEEPALIVE_INTERVAL = 5
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """One ``--jump USER@HOST[:PORT]`` (or one entry of an ssh_config ProxyJump)."""
+
+    user: str | None
+    host: str
+    port: int = 22
+
+    @classmethod
+    def parse(cls, text: str, *, what: str = "--jump") -> JumpHost:
+        """``USER@HOST[:PORT]``, ``HOST``, ``[V6]:PORT``; anything else is a UsageError."""
+        if not text or text.startswith("-") or any(c.isspace() for c in text):
+            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT]")
+        try:
+            parts = urlsplit(f"ssh://{text}")
+            port = parts.port
+        except ValueError as exc:
+            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT] ({exc})") from None
+        if parts.password is not None or parts.path or parts.query or not parts.hostname:
+            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT]")
+        if port is not None and not 1 <= port <= 65535:
+            raise UsageError(f"{what} {text!r}: port {port} is outside 1-65535")
+        return cls(parts.username or None, parts.hostname, port or 22)
+
+    def endpoint(self, default_user: str) -> Endpoint:
+        return Endpoint(self.user or default_user, self.host, self.port)
+
+
+@dataclass(frozen=True)
+class HopAuth:
+    """What every hop may authenticate with: a loaded key and/or the SSH agent."""
+
+    pkey: paramiko.PKey | None
+    allow_agent: bool
+    look_for_keys: bool
+    methods: tuple[str, ...]
+
+
+class JumpChain:
+    """Open connections to the jump hosts, and the channel from the last one to the target."""
+
+    def __init__(self) -> None:
+        self.clients: list[paramiko.SSHClient] = []
+        self.channel: paramiko.Channel | None = None
+
+    def close(self) -> None:
+        """Close the hops, the last first (closing a hop closes every channel through it)."""
+        for client in reversed(self.clients):
+            with contextlib.suppress(*TRANSPORT_FAILURES):
+                client.close()
+        self.clients.clear()
+        self.channel = None
+
+
+def open_jump_chain(
+    jumps: Sequence[JumpHost],
+    target: Endpoint,
+    *,
+    auth: HopAuth,
+    known_hosts: Any,
+    policy: HostKeyPolicy,
+    timeout: float,
+) -> JumpChain:
+    """Connect through ``jumps`` in order; return the chain whose ``channel`` reaches TARGET."""
+    chain = JumpChain()
+    hops = [jump.endpoint(target.user) for jump in jumps]
+    try:
+        sock: socket.socket | paramiko.Channel | None = None
+        for index, where in enumerate(hops):
+            with _naming_jump(where):
+                client = _connect_hop(where, sock, auth, known_hosts, policy, timeout)
+            chain.clients.append(client)
+            to = hops[index + 1] if index + 1 < len(hops) else target
+            sock = _forward(client, where, to, timeout)
+        if not isinstance(sock, paramiko.Channel):
+            raise UsageError("no jump host given")
+        chain.channel = sock
+        return chain
+    except BaseException:
+        chain.close()
+        raise
+
+
+@contextmanager
+def _naming_jump(where: Endpoint) -> Iterator[None]:
+    """Errors of a hop name it as the jump host, so nobody goes looking at the target."""
+    try:
+        yield
+    except TransportError as exc:
+        raise type(exc)(f"jump host {where.address}: {exc}") from exc
+
+
+def _connect_hop(
+    where: Endpoint,
+    sock: socket.socket | paramiko.Channel | None,
+    auth: HopAuth,
+    known_hosts: Any,
+    policy: HostKeyPolicy,
+    timeout: float,
+) -> paramiko.SSHClient:
+    verifier = KnownHostsVerifier(known_hosts, where.host, where.port, policy)
+
+    def transport_factory(hop_sock: Any, **kwargs: Any) -> paramiko.Transport:
+        transport = paramiko.Transport(hop_sock, **kwargs)
+        verifier.prefer_known_types(transport)
+        return transport
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(verifier.as_policy())
+    try:
+        with map_connect_errors(where, methods=auth.methods, timeout=timeout):
+            client.connect(
+                where.host,
+                port=where.port,
+                username=where.user,
+                pkey=auth.pkey,
+                allow_agent=auth.allow_agent,
+                look_for_keys=auth.look_for_keys,
+                sock=sock,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+                channel_timeout=timeout,
+                transport_factory=transport_factory,
+            )
+    except BaseException:
+        with contextlib.suppress(*TRANSPORT_FAILURES):
+            client.close()
+        raise
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(_KEEPALIVE_INTERVAL)
+    return client
+
+
+def _forward(
+    client: paramiko.SSHClient, hop: Endpoint, to: Endpoint, timeout: float
+) -> paramiko.Channel:
+    """A direct-tcpip channel from HOP to TO (what ``ssh -W`` / ProxyJump open)."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise ConnectError(f"jump host {hop.address} closed the connection")
+    try:
+        return transport.open_channel(
+            "direct-tcpip", (to.host, to.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    except TRANSPORT_FAILURES as exc:
+        raise ConnectError(
+            f"jump host {hop.address} could not connect to {to.address}: {reason(exc)}"
+        ) from exc

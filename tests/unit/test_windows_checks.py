@@ -1,0 +1,132 @@
+# ruff: noqa: F811  the fixtures imported from test_windows_run are parameters here
+"""Windows preflight checks against a double as strict as PowerShell 5.1 (issue 11).
+
+Same set-up as test_windows_run: the real CLI and WinRmExecutor talk to
+``tests.winrm_server`` (a test double for a Windows machine) over HTTPS with NTLM. Here
+the double's cmdlets fail the ways real ones do: a non-terminating error lets a script
+go on unless ``$ErrorActionPreference`` is Stop, a thrown exception ends only its
+statement, so a check that does not stop on errors reports ok on a machine it never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.outcome import ExitCode
+from tests.unit.test_windows_run import (  # noqa: F401  fixtures
+    Run,
+    accounts,
+    imageprep_run,
+    machine,
+    server,
+    tls,
+)
+from tests.winrm_server import TlsFiles, WindowsMachine, WinRmTestServer
+
+pytestmark = pytest.mark.usefixtures("accounts")
+
+
+def check(server: WinRmTestServer, tls: TlsFiles, tmp_path: Path, *extra: str) -> Run:
+    tmp_path.mkdir(exist_ok=True)
+    return imageprep_run(server, tls, tmp_path, *extra, playbook="check")
+
+
+# -- item 4: a cmdlet that fails makes its check fail, naming the cmdlet -------------------
+
+
+@pytest.mark.parametrize(
+    ("cmdlet", "failure"),
+    [
+        (
+            "Get-AppxPackage",
+            (
+                "The type initializer for 'Microsoft.Windows.Appx.PackageManager.Commands."
+                "AppxPackageHelper' threw an exception.",
+                "TypeInitializationException",
+            ),
+        ),
+        ("Get-BitLockerVolume", ("The device is not ready.", "")),
+        ("Get-CimInstance", ("Access denied ", "")),
+    ],
+)
+def test_a_failing_cmdlet_fails_its_check_naming_it(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    cmdlet: str,
+    failure: tuple[str, str],
+) -> None:
+    """A cmdlet error (thrown or not) stops the check: exit 3, the cmdlet named."""
+    machine.failing_cmdlets[cmdlet.casefold()] = failure
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert f"{cmdlet} failed: {failure[0]}" in message
+
+
+@pytest.mark.parametrize(
+    ("cmdlet", "step"),
+    [
+        ("Get-AppxPackage", "appx-provisioned-for-all-users"),
+        ("Get-BitLockerVolume", "os-volume-decrypted"),
+        ("Get-AppxProvisionedPackage", "appx-provisioned-for-all-users"),
+    ],
+)
+def test_each_check_fails_closed_on_its_own_cmdlet(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    cmdlet: str,
+    step: str,
+) -> None:
+    """The check that uses the cmdlet is the one that fails (not some later one)."""
+    machine.failing_cmdlets[cmdlet.casefold()] = ("it broke", "InvalidOperationException")
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert f"preflight/{step}" in str(run.report["message"])
+
+
+def test_domain_and_rearm_checks_fail_closed_on_wmi_errors(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A WMI error in the domain or rearm check is a failure, not 'not joined'/'rearms left'."""
+    machine.failing_cmdlets["get-ciminstance"] = ("Invalid class ", "")
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "preflight/not-domain-joined" in str(run.report["message"])
+    run = check(server, tls, tmp_path / "again", "--var", "allow_domain_joined=true")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "preflight/rearm-available" in str(run.report["message"])
+
+
+# -- item 2: setuperr.log lines that a successful Sysprep writes are not failures ----------
+
+
+def test_harmless_setuperr_lines_pass_and_are_reported(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """BCD c000000d, SPPNP 0x57, 0xE0000231 after a good Sysprep: exit 0, lines in the report."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("verify/setuperr-clean")["stdout_tail"])
+    for line in machine.harmless_setuperr:
+        assert f"setuperr.log, not a failure: 2026-01-01 12:00:00, {line}" in shown
+
+
+def test_a_failure_line_in_setuperr_fails_verification(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A provider's failed action in setuperr.log fails verify/setuperr-clean (exit 7)."""
+    machine.harmless_setuperr = (
+        *machine.harmless_setuperr,
+        "Error      [0x0f0082] SYSPRP ActionPlatform::LaunchModule: Failure occurred while "
+        "executing 'SysprepGeneralize' from C:\\Windows\\System32\\spbcd.dll",
+    )
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.VERIFICATION_FAILED, run.result.output
+    assert "setuperr.log says Sysprep failed (1 line(s))" in str(run.report["message"])
+    assert "spbcd.dll" in str(run.report["message"])

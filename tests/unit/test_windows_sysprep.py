@@ -1,0 +1,179 @@
+# ruff: noqa: F811  the fixtures imported from test_windows_run are parameters here
+"""Sysprep over WinRM survives whatever happens to imageprep (issue 11 item 3).
+
+The double kills a shell's processes when the shell is deleted or the command is
+signalled (job-object semantics) and keeps a process started through
+``Win32_Process.Create`` alive, as Windows does. Same set-up as test_windows_run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli import main
+from agent.journal import JOURNAL_FILE
+from agent.outcome import ExitCode
+from tests.unit.test_windows_run import (  # noqa: F401  fixtures
+    accounts,
+    imageprep_run,
+    machine,
+    resume_run,
+    server,
+    tls,
+)
+from tests.winrm_server import TlsFiles, WindowsMachine, WinRmTestServer
+from tests.winrm_server import machine as win
+
+pytestmark = pytest.mark.usefixtures("accounts")
+
+
+def _wait_for(condition: object, seconds: float = 20) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.005)
+
+
+def _sigterm_when_sysprep_runs(machine: WindowsMachine) -> threading.Thread:
+    def send() -> None:
+        _wait_for(lambda: machine.sysprep_runs and machine.image_state != "IMAGE_STATE_COMPLETE")
+        time.sleep(0.5)  # the step's first lines reach imageprep (Sysprep takes 3 s here)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def restore_sigterm() -> object:
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("restore_sigterm")
+def test_sigterm_while_sysprep_runs_leaves_it_running_and_resume_settles_it(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """SIGTERM mid-generalize: no Signal/Delete, Sysprep finishes, --resume confirms it."""
+    machine.sysprep_seconds = 300.0  # 3 s here
+    _sigterm_when_sysprep_runs(machine)
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
+    signals_before = len(server.stats.signals)
+    deletes_before = server.stats.deletes
+    _wait_for(lambda: machine.sysprep_runs[0].outcome != "running")
+    assert machine.sysprep_runs[0].outcome == "succeeded"
+    assert machine.image_state == win.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
+    assert (server.stats.signals[signals_before:], server.stats.deletes) == ([], deletes_before)
+    journal = (run.run_dir / JOURNAL_FILE).read_text()
+    notes = [json.loads(line) for line in journal.splitlines() if '"step_note"' in line]
+    assert [(n["key"], n["step"]) for n in notes] == [
+        ("sysprep_pid", "deprovision/sysprep-generalize")
+    ]
+    resumed = resume_run(run.run_dir, tls)
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    assert len(machine.sysprep_runs) == 1
+
+
+@pytest.mark.usefixtures("restore_sigterm")
+def test_an_interrupted_run_sends_no_signal_and_no_delete(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """After the interrupt imageprep terminates nothing: the shell is left to expire."""
+    machine.sysprep_seconds = 300.0
+    _sigterm_when_sysprep_runs(machine)
+    deletes_before = server.stats.deletes
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
+    assert server.stats.deletes == deletes_before
+    assert all(not s.was_running for s in server.stats.signals)
+
+
+def test_the_deadline_ends_the_wait_but_not_sysprep(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """At sysprep_deadline_seconds: exit 6, logs fetched, Sysprep left running."""
+    machine.sysprep_seconds = 1e6
+    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=20")
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    message = str(run.report["message"])
+    assert "did not finish within 20 s" in message
+    assert "left it running" in message
+    assert machine.sysprep_runs[0].outcome == "running"
+    assert (run.run_dir / "panther" / "setupact.log").is_file()
+
+
+def test_sysprep_kill_on_deadline_stops_it(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var sysprep_kill_on_deadline=true: Sysprep is stopped at the deadline, said so."""
+    machine.sysprep_seconds = 1e6
+    run = imageprep_run(
+        server,
+        tls,
+        tmp_path,
+        "--var",
+        "sysprep_deadline_seconds=20",
+        "--var",
+        "sysprep_kill_on_deadline=true",
+    )
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    assert "was stopped (sysprep_kill_on_deadline)" in str(run.report["message"])
+    assert machine.sysprep_runs[0].outcome == "killed"
+
+
+def test_the_step_timeout_kills_the_watcher_not_sysprep(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Even the engine's step timeout (a Signal to the command) leaves Sysprep running."""
+    machine.sysprep_seconds = 1e6
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "windows-server.yaml").write_text(
+        "id: windows-server\ndescription: Short step timeout\nextends: windows-server\n"
+        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "phases:\n  deprovision:\n"
+        "    - {name: sysprep-generalize, override: true, timeout: 2}\n"
+    )
+    run = imageprep_run(server, tls, tmp_path, "--profiles-dir", str(profiles))
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    assert any(s.was_running for s in server.stats.signals)  # the watcher was terminated
+    assert machine.sysprep_runs[0].outcome == "running"
+
+
+@pytest.mark.usefixtures("restore_sigterm")
+def test_resume_reports_sysprep_that_failed_after_the_interrupt(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--resume of a run whose Sysprep later failed: exit 6 from the resume_check."""
+    machine.sysprep_seconds = 300.0
+    _sigterm_when_sysprep_runs(machine)
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
+    machine.bitlocker_status = "EncryptionInProgress"  # Sysprep's validation now fails
+    _wait_for(lambda: machine.sysprep_runs[0].outcome != "running")
+    resumed = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--resume",
+            str(run.run_dir),
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+        ],
+    )
+    assert resumed.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, resumed.output
+    assert machine.sysprep_runs[0].outcome == "failed"
