@@ -40,7 +40,6 @@ from winrm.protocol import Protocol
 from agent.errors import (
     CommandTimeout,
     Disconnected,
-    Interrupted,
     TransferError,
     TransportError,
 )
@@ -256,7 +255,7 @@ class WinRmExecutor:
         except Disconnected:
             self._drop_shell()
             raise
-        except (KeyboardInterrupt, Interrupted):
+        except KeyboardInterrupt:  # Ctrl-C, and SIGTERM (the CLI raises it for both)
             # Ctrl-C or SIGTERM: stop watching, terminate nothing. A Signal or the shell's
             # Delete would kill what the command started in the shell's job, and a step
             # may be past the point of no return (Sysprep); `run --resume` settles it.
