@@ -12,8 +12,8 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     │       └── JournalError        journal.jsonl is unreadable; carries file:line
     ├── ValidationError             a YAML file, a plan or a value is wrong (exit 2)
     │   ├── SchemaError             one file failed the schema; carries file:line:col
+    │   ├── CatalogError            unknown profile/playbook, no profile matches
     │   └── InventoryError          an inventory is invalid or --limit selects nothing
-    ├── CatalogError                unknown profile/playbook, no profile matches (exit 2)
     ├── TransportError              talking to the target failed (exit 4)
     │   ├── ConnectError            host unreachable, refused, DNS, SSH banner
     │   ├── AuthenticationError     login refused
