@@ -34,14 +34,40 @@ emit arch "$(uname -m)"
 emit hostname "$(hostname 2>/dev/null || cat /etc/hostname)"
 emit user "$(id -un)"
 emit uid "$(id -u)"
+# waagent lives in /usr/sbin, which a login user's PATH often lacks (Debian's does): look
+# where root would, or a target with waagent installed reads as one without.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in waagent cloud-init sudo systemctl; do
   if command -v "$tool" >/dev/null 2>&1; then emit "has_$tool" 1; else emit "has_$tool" 0; fi
 done
 if [ -d /run/systemd/system ]; then emit systemd_booted 1; else emit systemd_booted 0; fi
-# Both are Python programs that take ~0.15 s to start: ask them at the same time.
+# Both tools are Python programs that take 0.15-0.3 s to start, more than everything else
+# here. Their installed packages state the version in one file each, and that is what
+# `--version` prints: cloud-init's cloudinit/version.py __VERSION__ (cloud-init's
+# version_string()), WALinuxAgent's azurelinuxagent/common/version.py AGENT_VERSION (the
+# "WALinuxAgent-X" of `waagent --version`). Read exactly one such file if there is exactly
+# one; otherwise (none, or several Pythons) ask the tool itself, both at once.
+version_from() {  # VARIABLE FILE...: VARIABLE's value, if exactly one FILE exists
+  var=$1 found=; shift
+  for f in "$@"; do
+    [ -r "$f" ] || continue
+    [ -z "$found" ] || return 1
+    found=$f
+  done
+  [ -n "$found" ] &&
+    sed -n "s/^$var *= *['\"]\([0-9][0-9.]*\)['\"].*/\1/p" "$found" | head -n 1 | grep .
+}
+py='/usr/lib/python3*/dist-packages /usr/lib/python3*/site-packages'
 ci_version=$(mktemp) wa_version=$(mktemp)
-if command -v cloud-init >/dev/null 2>&1; then cloud-init --version >"$ci_version" 2>&1 & fi
-if command -v waagent >/dev/null 2>&1; then waagent --version 2>&1 | head -n 1 >"$wa_version" & fi
+if command -v cloud-init >/dev/null 2>&1; then
+  # shellcheck disable=SC2046 # the globs are meant to expand
+  { version_from __VERSION__ $(printf '%s/cloudinit/version.py ' $py) ||
+      cloud-init --version; } >"$ci_version" 2>&1 &
+fi
+if command -v waagent >/dev/null 2>&1; then
+  { version_from AGENT_VERSION $(printf '%s/azurelinuxagent/common/version.py ' $py) ||
+      waagent --version 2>&1 | head -n 1; } >"$wa_version" &
+fi
 wait
 [ -s "$ci_version" ] && emit cloud_init_version "$(cat "$ci_version")"
 [ -s "$wa_version" ] && emit waagent_version "$(cat "$wa_version")"
