@@ -130,3 +130,20 @@ def test_a_failure_line_in_setuperr_fails_verification(
     assert run.result.exit_code == ExitCode.VERIFICATION_FAILED, run.result.output
     assert "setuperr.log says Sysprep failed (1 line(s))" in str(run.report["message"])
     assert "spbcd.dll" in str(run.report["message"])
+
+
+# -- item 1: a localized Windows matches the profile -----------------------------------------
+
+
+def test_a_russian_windows_server_is_matched_and_checked(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A Russian caption: windows-server is chosen by build and ProductType; check passes."""
+    machine.caption = "Майкрософт Windows Server 2022 Standard"
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.report["profile"] == "windows-server"
+    assert run.report["facts"]["windows"]["product_type"] == "server"  # type: ignore[index]
+    assert run.report["facts"]["windows"]["product_name"] == (  # type: ignore[index]
+        "Майкрософт Windows Server 2022 Standard"
+    )

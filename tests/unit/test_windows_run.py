@@ -404,7 +404,7 @@ def test_a_stopped_azure_agent_fails_after_its_retries(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: No waiting in tests\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - {name: azure-agent-running, override: true, retry_delay: 0}\n"
     )
@@ -579,7 +579,7 @@ def test_non_ascii_output_round_trips_through_run(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: A greeting step\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - name: greet\n"
         "      description: Print non-ASCII text\n"
@@ -651,7 +651,7 @@ def test_several_mib_of_output_through_run(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: A chatty step\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - name: chatty\n"
         "      description: Print 4 MiB\n"

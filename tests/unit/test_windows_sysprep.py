@@ -142,7 +142,7 @@ def test_the_step_timeout_kills_the_watcher_not_sysprep(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: Short step timeout\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  deprovision:\n"
         "    - {name: sysprep-generalize, override: true, timeout: 2}\n"
     )

@@ -22,6 +22,7 @@ STATE_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State"
 SYSPREP_STATUS_KEY = r"HKLM\SYSTEM\Setup\Status\SysprepStatus"
 SETUP_KEY = r"HKLM\SYSTEM\Setup"
 CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+PRODUCT_OPTIONS_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions"
 SESSION_MANAGER_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"
 ACTIVE_COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ActiveComputerName"
 COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName"
@@ -134,6 +135,9 @@ class WindowsMachine:
 
     hostname: str = "WIN-IMAGEPREP"
     release: str = "2022"  # a key of RELEASES
+    # Win32_OperatingSystem.Caption when not the release's English one: it is localized
+    # (a Russian server says "Майкрософт Windows Server 2019 Standard").
+    caption: str = ""
     account: str = "Administrator"  # the WinRM user's account
     account_is_admin: bool = True  # its remote token is elevated
     account_is_system: bool = False
@@ -207,6 +211,7 @@ class WindowsMachine:
                     else {}
                 ),
             },
+            PRODUCT_OPTIONS_KEY: {"ProductType": "ServerNT"},
             SESSION_MANAGER_KEY: {"BootExecute": "autocheck autochk *"},
             ACTIVE_COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
             COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
@@ -327,7 +332,7 @@ class WindowsMachine:
         classes: dict[str, list[dict[str, object]]] = {
             "win32_operatingsystem": [
                 {
-                    "Caption": release["caption"],
+                    "Caption": self.caption or release["caption"],
                     "BuildNumber": str(release["build"]),
                     "Version": f"10.0.{release['build']}",
                     "OSArchitecture": "64-bit",
