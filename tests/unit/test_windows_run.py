@@ -89,6 +89,7 @@ def imageprep_run(
     playbook: str = "generalize",
     url: str | None = None,
 ) -> Run:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     run_dir = tmp_path / "run"
     args = [
         "run" if playbook == "generalize" else playbook,
@@ -120,7 +121,7 @@ def test_success_generalizes_verifies_and_powers_off(
     assert machine.image_state == win.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
     assert machine.file_exists(win.SUCCEEDED_TAG)
     assert [r.switches for r in machine.sysprep_runs] == [
-        ("/generalize", "/oobe", "/quit", "/quiet", "/mode:vm")
+        ("/generalize", "/oobe", "/quit", "/quiet")
     ]
     assert not machine.powered_on  # the double saw Stop-Computer
     report = run.report

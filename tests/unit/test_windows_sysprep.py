@@ -177,3 +177,20 @@ def test_resume_reports_sysprep_that_failed_after_the_interrupt(
     )
     assert resumed.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, resumed.output
     assert machine.sysprep_runs[0].outcome == "failed"
+
+
+def test_mode_vm_is_opt_in(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Sysprep runs without /mode:vm unless --var sysprep_mode_vm=true asks for it."""
+    run = imageprep_run(server, tls, tmp_path / "default", "--skip", "power-off")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    machine.image_state = win.IMAGE_STATE_COMPLETE
+    again = imageprep_run(
+        server, tls, tmp_path / "vm", "--skip", "power-off", "--var", "sysprep_mode_vm=true"
+    )
+    assert again.result.exit_code == ExitCode.OK, again.result.output
+    assert [r.switches for r in machine.sysprep_runs] == [
+        ("/generalize", "/oobe", "/quit", "/quiet"),
+        ("/generalize", "/oobe", "/quit", "/quiet", "/mode:vm"),
+    ]
