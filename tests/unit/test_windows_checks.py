@@ -24,6 +24,7 @@ from tests.unit.test_windows_run import (  # noqa: F401  fixtures
     tls,
 )
 from tests.winrm_server import TlsFiles, WindowsMachine, WinRmTestServer
+from tests.winrm_server import machine as win
 
 pytestmark = pytest.mark.usefixtures("accounts")
 
@@ -147,3 +148,31 @@ def test_a_russian_windows_server_is_matched_and_checked(
     assert run.report["facts"]["windows"]["product_name"] == (  # type: ignore[index]
         "Майкрософт Windows Server 2022 Standard"
     )
+
+
+# -- item 8: pending reboot --------------------------------------------------------------------
+
+
+def _file_renames_pending(machine: WindowsMachine) -> None:
+    machine.set_value(win.SESSION_MANAGER_KEY, "PendingFileRenameOperations", r"\??\C:\x")
+
+
+def test_pending_file_renames_are_a_warning_by_default(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """PendingFileRenameOperations (often permanent) passes the check with a warning."""
+    _file_renames_pending(machine)
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("preflight/no-pending-reboot")["stdout_tail"])
+    assert "warning: Session Manager has PendingFileRenameOperations" in shown
+
+
+def test_strict_pending_reboot_refuses_pending_file_renames(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var strict_pending_reboot=true makes pending file renames a blocker again."""
+    _file_renames_pending(machine)
+    run = check(server, tls, tmp_path, "--var", "strict_pending_reboot=true")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "PendingFileRenameOperations" in str(run.report["message"])

@@ -336,6 +336,14 @@ def _file_renames_pending(m: WindowsMachine) -> None:
     m.set_value(win.SESSION_MANAGER_KEY, "PendingFileRenameOperations", r"\??\C:\x")
 
 
+def _domain_join_pending(m: WindowsMachine) -> None:
+    m.create_key(win.NETLOGON_JOIN_DOMAIN_KEY)
+
+
+def _tiworker_running(m: WindowsMachine) -> None:
+    m.extra_processes.append("TiWorker")
+
+
 def _being_renamed(m: WindowsMachine) -> None:
     m.set_value(win.COMPUTER_NAME_KEY, "ComputerName", "NEW-NAME")
 
@@ -366,7 +374,8 @@ def _disk_full(m: WindowsMachine) -> None:
         (_as_system, "elevated-admin", "not supported under SYSTEM"),
         (_not_elevated, "elevated-admin", "no elevated administrator token"),
         (_first_boot_unfinished, "image-state-complete", "not finished its own first boot"),
-        (_file_renames_pending, "no-pending-reboot", "PendingFileRenameOperations"),
+        (_domain_join_pending, "no-pending-reboot", "a domain join is pending"),
+        (_tiworker_running, "no-pending-reboot", "TiWorker.exe"),
         (_being_renamed, "no-pending-reboot", "renamed from WIN-IMAGEPREP to NEW-NAME"),
         (_configmgr_pending, "no-pending-reboot", "Configuration Manager"),
         (_domain_joined, "not-domain-joined", "corp.example.com"),

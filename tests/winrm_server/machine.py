@@ -30,6 +30,8 @@ SOFTWARE_PROTECTION_KEY = (
     r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\SoftwareProtectionPlatform"
 )
 UPDATES_KEY = r"HKLM\SOFTWARE\Microsoft\Updates"
+NETLOGON_JOIN_DOMAIN_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\Netlogon\JoinDomain"
+NETLOGON_AVOID_SPN_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\Netlogon\AvoidSpnSet"
 # The three keys Packer's windows-restart checks, plus Windows Update's (windows.md §2).
 PENDING_REBOOT_KEYS = (
     r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending",
