@@ -46,6 +46,8 @@ class WinRmOptions:
     operation_timeout: int = 20
     read_timeout: int = 30
     codepage: int = 65001
+    # The shell's IdleTimeOut asked for at Create (WinRM caps it by its own IdleTimeout).
+    shell_idle_timeout: int = 7200
     client_cert: Path | None = None  # transport "certificate"
     client_key: Path | None = None
 

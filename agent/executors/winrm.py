@@ -113,7 +113,11 @@ class WinRmExecutor:
         started = time.monotonic()
         try:
             with self._errors("opening a shell", connected=connected):
-                shell_id: str = protocol.open_shell(codepage=self._options.codepage)
+                # An explicit idle timeout rather than whatever the listener defaults to.
+                shell_id: str = protocol.open_shell(
+                    codepage=self._options.codepage,
+                    idle_timeout=f"PT{self._options.shell_idle_timeout}.000S",
+                )
         except BaseException:
             protocol.transport.close_session()
             raise
@@ -246,6 +250,18 @@ class WinRmExecutor:
             exit_code = self._collect(shell_id, command_id, label, deadline, collector)
             finished = True
             return exit_code
+        except ShellGone as exc:
+            # The service deleted the shell under a running command (IdleTimeout, a
+            # quota): the command died with it, but the target answers. Reconnect, so
+            # the run can check what the command left (the engine settles a destructive
+            # step by its resume_check), and say what happened.
+            self._drop_shell()
+            self._open_shell(connected=True)
+            raise ShellGone(
+                f"the WinRM service on {self._endpoint} deleted the shell while it ran "
+                f"(IdleTimeout or a shell quota, see WSMan:\\localhost\\Shell): {label}; "
+                "reconnected with a new shell"
+            ) from exc
         except Disconnected:
             self._drop_shell()
             raise

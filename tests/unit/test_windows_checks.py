@@ -10,6 +10,8 @@ statement, so a check that does not stop on errors reports ok on a machine it ne
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,76 @@ def test_strict_pending_reboot_refuses_pending_file_renames(
     run = check(server, tls, tmp_path, "--var", "strict_pending_reboot=true")
     assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
     assert "PendingFileRenameOperations" in str(run.report["message"])
+
+
+# -- item 9: WinRM shell quotas and the idle timeout -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("MaxMemoryPerShellMB", 512, "MaxMemoryPerShellMB is 512, below 1024"),
+        ("MaxProcessesPerShell", 5, "MaxProcessesPerShell is 5, below 10"),
+        ("IdleTimeout", 60000, "IdleTimeout is 60000 ms, below 300 s"),
+    ],
+)
+def test_winrm_shell_quotas_that_would_break_the_run_are_refused(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    name: str,
+    value: int,
+    words: str,
+) -> None:
+    """Preflight reads WSMan:\\localhost\\Shell and names the value and the fix."""
+    machine.winrm_shell_config[name] = value
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/winrm-shell-quotas" in message
+    assert words in message
+    assert f"Set-Item -Path WSMan:\\localhost\\Shell\\{name}" in message
+
+
+def test_the_shell_is_opened_with_an_explicit_idle_timeout(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The run's shell asks for a 2-hour IdleTimeOut rather than the listener's default."""
+    seen: list[float | None] = []
+
+    def watch() -> None:
+        while not seen:
+            seen.extend(s.idle_timeout for s in list(server.service.shells.values())[:1])
+            time.sleep(0.001)
+
+    threading.Thread(target=watch, daemon=True).start()
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert seen == [7200.0]
+
+
+def test_a_deleted_watcher_shell_reconnects_and_settles_sysprep(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """WinRM deletes the shell waiting for Sysprep: imageprep reconnects and checks; exit 0."""
+    machine.sysprep_seconds = 300.0  # 3 s here
+
+    def quota_hits_while_sysprep_runs() -> None:
+        while not machine.sysprep_runs:
+            time.sleep(0.001)
+        time.sleep(0.3)
+        machine.winrm_shell_config["MaxMemoryPerShellMB"] = 50
+        while not server.stats.expired:
+            time.sleep(0.001)
+        machine.winrm_shell_config["MaxMemoryPerShellMB"] = 2048
+
+    threading.Thread(target=quota_hits_while_sysprep_runs, daemon=True).start()
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert server.stats.expired == ["MaxMemoryPerShellMB"]
+    assert [r.outcome for r in machine.sysprep_runs] == ["succeeded"]
+    step = run.step("deprovision/sysprep-generalize")
+    assert "its command was lost while it ran; resume_check found its effect" in str(
+        step["message"]
+    )

@@ -317,6 +317,22 @@ def _get_item_property(call: Call) -> list[Any]:
     return [PSObject("System.Management.Automation.PSCustomObject", values)]
 
 
+@command("Get-Item")
+def _get_item(call: Call) -> list[Any]:
+    """Only the WSMan: drive's shell settings (``WSMan:\\localhost\\Shell\\NAME``)."""
+    path = _path(call)
+    head, _, name = path.rstrip("\\").rpartition("\\")
+    if head.casefold() != r"wsman:\localhost\shell":
+        raise NotModelled(f"Get-Item {path}")
+    config = {k.casefold(): (k, v) for k, v in call.machine.winrm_shell_config.items()}
+    found = config.get(name.casefold())
+    if found is None:
+        _not_found(call, path)
+        return []
+    # The WSMan provider gives every value as a string.
+    return [PSObject("WSManConfigLeafElement", {"Name": found[0], "Value": str(found[1])})]
+
+
 @command("Test-Path")
 def _test_path(call: Call) -> list[Any]:
     path = _path(call)

@@ -168,6 +168,15 @@ class WindowsMachine:
         "Error      SYSPRP SPPNP: Failed to uninstall device ROOT\\BASICDISPLAY\\0000; "
         "error 0xE0000231",
     )
+    # WSMan:\localhost\Shell, as Server 2012 and later ship it; IdleTimeout in ms.
+    winrm_shell_config: dict[str, int] = field(
+        default_factory=lambda: {
+            "MaxMemoryPerShellMB": 2147483647,
+            "MaxProcessesPerShell": 2147483647,
+            "IdleTimeout": 7200000,
+        }
+    )
+    powershell_memory_mb: int = 90  # what one powershell.exe of a step uses
     time_scale: float = 1.0
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
     registry: dict[str, dict[str, object]] = field(default_factory=dict)
