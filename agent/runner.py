@@ -52,7 +52,7 @@ from agent.plan import Plan, Selection, build_plan
 from agent.recorder import ProgressSink, Recorder
 from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
-from agent.windows_logs import collect_on_failure
+from agent.windows_logs import collect_on_failure, save_old_panther
 
 if TYPE_CHECKING:
     from agent.executors.winrm import WinRmOptions
@@ -247,6 +247,8 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             recorder.journal = Journal.create(folder.path, waiver=request.no_backup_reason)
             recorder.journal.run_started(_header(request, run_id, catalog, plan, facts))
             gate = _backup_gate(request, provider, plan, run_id, folder)
+            if request.target.is_windows and plan.has_destructive_steps:
+                save_old_panther(executor, folder.path)  # cleanup deletes the folder
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
             if request.target.is_windows and result.exit_code is not ExitCode.OK:

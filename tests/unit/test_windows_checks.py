@@ -251,3 +251,68 @@ def test_a_deleted_watcher_shell_reconnects_and_settles_sysprep(
     assert "its command was lost while it ran; resume_check found its effect" in str(
         step["message"]
     )
+
+
+# -- item 11: Azure's "Generalize a VM" document -------------------------------------------------
+
+
+def test_old_panther_logs_are_saved_to_the_run_folder_then_deleted(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """$env:SystemRoot\\Panther is copied to <run>/panther-before-sysprep, then removed."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    saved = run.run_dir / "panther-before-sysprep"
+    assert (saved / "setupact.log").read_bytes() == b"setup log\r\n"
+    assert (saved / "unattendgc" / "setupact.log").read_bytes() == b"oobe log\r\n"
+    assert machine.files_below(win.SETUP_PANTHER_DIR) == []
+    assert run.step("cleanup/remove-old-panther")["status"] == "ok"
+
+
+def test_a_disabled_cdrom_driver_fails_preflight_with_the_fix(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """cdrom Start = 4: Azure could not read its provisioning ISO; exit 3 with the fix."""
+    machine.set_value(win.CDROM_SERVICE_KEY, "Start", 4)
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/cdrom-driver-enabled" in message
+    assert "Set-ItemProperty -Path HKLM:\\SYSTEM\\CurrentControlSet\\Services\\cdrom" in message
+
+
+def test_a_custom_unattend_is_refused_when_the_azure_agent_is_installed(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """sysprep_unattend on an Azure VM (guest agent installed): exit 3, Azure brings its own."""
+    machine.write_file(r"C:\unattend\image.xml", b"<unattend/>")
+    run = check(server, tls, tmp_path, "--var", "sysprep_unattend=C:\\unattend\\image.xml")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/no-custom-unattend-on-azure" in message
+    assert "Azure supplies its own answer file" in message
+
+
+def test_a_custom_unattend_is_used_off_azure(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Without the Azure guest agent the custom answer file passes preflight."""
+    machine.services.clear()
+    machine.write_file(r"C:\unattend\image.xml", b"<unattend/>")
+    run = check(server, tls, tmp_path, "--var", "sysprep_unattend=C:\\unattend\\image.xml")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("preflight/no-custom-unattend-on-azure")["status"] == "ok"
+
+
+def test_the_appx_fix_works_on_server_2016(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The AppX hint removes per user by SID (-User), which Server 2016 has; no -AllUsers."""
+    package = "Microsoft.WindowsStore_22403.1401.3.0_x64__8wekyb3d8bbwe"
+    machine.appx_installed["Administrator"] = {package}
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    sid = machine.sid_of("Administrator")
+    assert f"Remove-AppxPackage -Package {package} -User {sid}" in message
+    assert "-AllUsers" not in message

@@ -173,7 +173,7 @@ def static_member(session: Session, type_name: str, member: str, args: list[Any]
 # -- commands -----------------------------------------------------------------------------
 
 _SWITCHES = frozenset(
-    {"force", "recurse", "allusers", "online", "passthru", "wait", "raw", "nonewwindow"}
+    {"force", "recurse", "allusers", "online", "passthru", "wait", "raw", "nonewwindow", "file"}
 )
 _ERROR_ACTIONS = ("erroraction", "ea")
 
@@ -331,6 +331,24 @@ def _get_item(call: Call) -> list[Any]:
         return []
     # The WSMan provider gives every value as a string.
     return [PSObject("WSManConfigLeafElement", {"Name": found[0], "Value": str(found[1])})]
+
+
+@command("Get-ChildItem")
+def _get_child_item(call: Call) -> list[Any]:
+    """Files below a folder (``-Recurse -File`` only), as FileInfo objects."""
+    if not (call.switch("recurse") and call.switch("file")):
+        raise NotModelled("Get-ChildItem without -Recurse -File")
+    path = _path(call)
+    if not call.machine.path_exists(path):
+        _not_found(call, path)
+        return []
+    return [
+        PSObject(
+            "System.IO.FileInfo",
+            {"FullName": name, "Name": name.rsplit("\\", 1)[-1], "Length": size},
+        )
+        for name, size in call.machine.files_below(path)
+    ]
 
 
 @command("Test-Path")

@@ -22,6 +22,7 @@ STATE_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State"
 SYSPREP_STATUS_KEY = r"HKLM\SYSTEM\Setup\Status\SysprepStatus"
 SETUP_KEY = r"HKLM\SYSTEM\Setup"
 CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+CDROM_SERVICE_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\cdrom"
 PRODUCT_OPTIONS_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions"
 SESSION_MANAGER_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"
 ACTIVE_COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ActiveComputerName"
@@ -45,7 +46,8 @@ SETUPACT_LOG = PANTHER_DIR + r"\setupact.log"
 SETUPERR_LOG = PANTHER_DIR + r"\setuperr.log"
 SUCCEEDED_TAG = SYSPREP_DIR + r"\Sysprep_succeeded.tag"
 SYSPREP_UNATTEND = SYSPREP_DIR + r"\unattend.xml"
-PANTHER_UNATTEND = r"C:\Windows\Panther\unattend.xml"
+SETUP_PANTHER_DIR = r"C:\Windows\Panther"
+PANTHER_UNATTEND = SETUP_PANTHER_DIR + r"\unattend.xml"
 
 # What each supported Windows Server release reports (Win32_OperatingSystem and the
 # CurrentVersion key), for ``WindowsMachine(release=...)``.
@@ -223,6 +225,7 @@ class WindowsMachine:
                 ),
             },
             PRODUCT_OPTIONS_KEY: {"ProductType": "ServerNT"},
+            CDROM_SERVICE_KEY: {"Start": 1},
             SESSION_MANAGER_KEY: {"BootExecute": "autocheck autochk *"},
             ACTIVE_COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
             COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
@@ -233,6 +236,11 @@ class WindowsMachine:
                     self.set_value(key, name, value)
         for exe in EXECUTABLES:
             self.files.setdefault(file_key(exe), b"MZ")
+        # Windows Setup's logs of the installation (what Azure has deleted before Sysprep).
+        self.files.setdefault(file_key(SETUP_PANTHER_DIR + r"\setupact.log"), b"setup log\r\n")
+        self.files.setdefault(
+            file_key(SETUP_PANTHER_DIR + r"\UnattendGC\setupact.log"), b"oobe log\r\n"
+        )
         self.files.setdefault(file_key(SETUPACT_LOG), b"")
         self.files.setdefault(file_key(SETUPERR_LOG), b"")
 
@@ -275,6 +283,7 @@ class WindowsMachine:
     # -- files --------------------------------------------------------------------------
 
     def write_file(self, path: str, data: bytes) -> None:
+        self._file_names.setdefault(file_key(path), path.strip().strip("'\""))
         self.files[file_key(path)] = data
 
     def append_file(self, path: str, data: bytes) -> None:
@@ -290,6 +299,15 @@ class WindowsMachine:
         """A file, or a folder holding one (folders exist through their files here)."""
         key = file_key(path)
         return key in self.files or any(k.startswith(key + "\\") for k in self.files)
+
+    def files_below(self, path: str) -> list[tuple[str, int]]:
+        """(full path as first written, size) of every file below a folder."""
+        key = file_key(path)
+        return sorted(
+            (self._file_names.get(name, name), len(data))
+            for name, data in self.files.items()
+            if name.startswith(key + "\\")
+        )
 
     def remove_tree(self, path: str, *, keep_root: bool = False) -> None:
         """Delete a file, or a folder and everything below it (or only below, keep_root)."""
