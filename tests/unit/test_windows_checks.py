@@ -316,3 +316,42 @@ def test_the_appx_fix_works_on_server_2016(
     sid = machine.sid_of("Administrator")
     assert f"Remove-AppxPackage -Package {package} -User {sid}" in message
     assert "-AllUsers" not in message
+
+
+# -- item 10: server roles Sysprep does not support -----------------------------------------
+
+
+def test_an_unsupported_server_role_is_refused_by_name(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """AD DS and DHCP installed: preflight names both and the var that would allow them."""
+    machine.installed_features += ["AD-Domain-Services", "DHCP", "DNS"]
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/server-roles-supported" in message
+    assert "AD-Domain-Services, DHCP;" in message
+    assert "--var allow_unsupported_roles=AD-Domain-Services,DHCP" in message
+
+
+def test_allowed_unsupported_roles_only_warn(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var allow_unsupported_roles=NAME,... turns each named refusal into a warning."""
+    machine.installed_features += ["AD-Domain-Services", "DHCP"]
+    run = check(server, tls, tmp_path, "--var", "allow_unsupported_roles=AD-Domain-Services,DHCP")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("preflight/server-roles-supported")["stdout_tail"])
+    assert "warning: DHCP is not supported by Sysprep" in shown
+
+
+def test_allowing_one_role_still_refuses_another(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Only the roles named in allow_unsupported_roles are let through."""
+    machine.installed_features += ["AD-Certificate", "Fax"]
+    run = check(server, tls, tmp_path, "--var", "allow_unsupported_roles=Fax")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert 'does not support ("Sysprep Support for Server Roles"): AD-Certificate;' in str(
+        run.report["message"]
+    )

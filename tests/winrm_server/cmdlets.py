@@ -91,6 +91,10 @@ _STRING_METHODS: dict[str, Callable[..., Any]] = {
     "endswith": lambda s, p: s.endswith(p),
     "contains": lambda s, p: p in s,
     "replace": lambda s, a, b: s.replace(a, b),
+    # String.Split(chars): splits at any of the characters given.
+    "split": lambda s, *chars: (
+        re.split("[" + re.escape("".join(chars)) + "]", s) if chars else s.split()
+    ),
 }
 
 
@@ -683,6 +687,19 @@ def _get_bitlocker_volume(call: Call) -> list[Any]:
                 "EncryptionPercentage": 0 if decrypted else 100,
             },
         )
+    ]
+
+
+@command("Get-WindowsFeature")
+def _get_windows_feature(call: Call) -> list[Any]:
+    """The installed roles and features (a real machine lists the available ones too)."""
+    call.session.load_module()  # ServerManager
+    return [
+        PSObject(
+            "Microsoft.Windows.ServerManager.Commands.Feature",
+            {"Name": name, "DisplayName": name, "Installed": True, "InstallState": "Installed"},
+        )
+        for name in call.machine.installed_features
     ]
 
 

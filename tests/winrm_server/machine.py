@@ -151,6 +151,16 @@ class WindowsMachine:
     services: dict[str, str] = field(
         default_factory=lambda: {"RdAgent": "Running", "WindowsAzureGuestAgent": "Running"}
     )
+    # Get-WindowsFeature names of the installed roles and features.
+    installed_features: list[str] = field(
+        default_factory=lambda: [
+            "FileAndStorage-Services",
+            "Storage-Services",
+            "NET-Framework-45-Core",
+            "PowerShellRoot",
+            "PowerShell",
+        ]
+    )
     bitlocker_installed: bool = True  # the BitLocker feature (and its cmdlets)
     free_bytes: int = 40 * 1024**3  # free space on C:
     rearm_count: int = 1001  # SoftwareLicensingService.RemainingWindowsReArmCount
