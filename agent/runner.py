@@ -53,6 +53,7 @@ from agent.recorder import ProgressSink, Recorder
 from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure, save_old_panther
+from agent.windows_power import DEFAULT_WATCH_SECONDS, ListenerProbe, confirm_power_off
 
 if TYPE_CHECKING:
     from agent.executors.winrm import WinRmOptions
@@ -251,8 +252,8 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
                 save_old_panther(executor, folder.path)  # cleanup deletes the folder
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
-            if request.target.is_windows and result.exit_code is not ExitCode.OK:
-                result = collect_on_failure(executor, folder.path, result)
+            if request.target.is_windows:
+                result = _after_windows_run(executor, folder.path, plan, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except (KeyboardInterrupt, errors.Interrupted):
         recorder.interrupted()
@@ -264,6 +265,18 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         if recorder.journal is not None:
             recorder.journal.close()
         structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _after_windows_run(
+    executor: Executor, run_dir: Path, plan: Plan, result: EngineResult
+) -> EngineResult:
+    """Panther logs of a failure; a power-off that turned out to be a reboot (exit 6)."""
+    if result.exit_code is not ExitCode.OK:
+        result = collect_on_failure(executor, run_dir, result)
+    if isinstance(executor, ListenerProbe):
+        watch = float(plan.vars.get("power_off_watch_seconds", DEFAULT_WATCH_SECONDS))
+        result = confirm_power_off(result, executor, watch_seconds=watch)
+    return result
 
 
 def _interrupted(point_of_no_return: bool) -> str:
@@ -445,8 +458,8 @@ def _continue(
             log.info("facts", summary=_describe(facts))
             engine = Engine(plan, executor, gate, recorder, resume=resume)
             result = engine.run()
-            if request.target.is_windows and result.exit_code is not ExitCode.OK:
-                result = collect_on_failure(executor, folder.path, result)
+            if request.target.is_windows:
+                result = _after_windows_run(executor, folder.path, plan, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except (KeyboardInterrupt, errors.Interrupted):
         recorder.interrupted()

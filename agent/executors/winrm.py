@@ -169,6 +169,10 @@ class WinRmExecutor:
         self._drop_shell()
         return True
 
+    def listener_answers(self) -> bool:
+        """Whether the WinRM port accepts a TCP connection now (sends nothing else)."""
+        return self._listener_answers()
+
     def _listener_answers(self) -> bool:
         address = (self._target.host, self._target.port)
         try:

@@ -166,8 +166,9 @@ def test_shutdown_powers_off_expecting_the_disconnect(profile: ResolvedProfile) 
     """The only shutdown step powers off (never restarts) and expects the disconnect."""
     [step] = profile.phases["shutdown"]
     assert step.expect_disconnect
-    assert "Stop-Computer" in step.run
+    assert "shutdown.exe /s /t 0 /f" in step.run
     assert "Restart" not in step.run
+    assert "/r" not in step.run
 
 
 def test_event_log_clearing_is_off_by_default(profile: ResolvedProfile) -> None:

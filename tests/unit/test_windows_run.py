@@ -105,6 +105,9 @@ def imageprep_run(
         "json",
         "--var",
         "sysprep_poll_seconds=1",
+        # The double's listener stays silent after power-off unless a test reboots it.
+        "--var",
+        "power_off_watch_seconds=1",
         *extra,
     ]
     started = time.monotonic()
@@ -123,7 +126,7 @@ def test_success_generalizes_verifies_and_powers_off(
     assert [r.switches for r in machine.sysprep_runs] == [
         ("/generalize", "/oobe", "/quit", "/quiet")
     ]
-    assert not machine.powered_on  # the double saw Stop-Computer
+    assert not machine.powered_on  # the double saw shutdown.exe /s
     report = run.report
     assert report["powered_off"] is True
     assert report["profile"] == "windows-server"
@@ -519,7 +522,7 @@ def test_plan_reads_windows_facts_over_winrm_and_changes_nothing(
     assert result.exit_code == ExitCode.OK, result.output
     assert "profile  windows-server" in result.output
     assert "facts    windows 10.0.20348" in result.output
-    assert "$ Stop-Computer -Force" in result.output
+    assert "$ shutdown.exe /s /t 0 /f" in result.output
     assert len(machine.scripts) == 1  # the facts script, nothing else
     assert machine.files == files_before
     assert machine.sysprep_runs == []
@@ -623,7 +626,7 @@ def test_reset_during_the_shutdown_step_is_the_expected_disconnect(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """The connection reset in power-off's Receive: step ok, disconnected, powered_off true."""
-    fired = _reset_once_when(server, machine, "Stop-Computer")
+    fired = _reset_once_when(server, machine, "shutdown.exe /s")
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.OK, run.result.output
     assert fired.is_set()

@@ -194,3 +194,31 @@ def test_mode_vm_is_opt_in(
         ("/generalize", "/oobe", "/quit", "/quiet"),
         ("/generalize", "/oobe", "/quit", "/quiet", "/mode:vm"),
     ]
+
+
+# -- item 6: power-off that turns out to be a reboot --------------------------------------------
+
+
+def test_a_vm_that_reboots_instead_of_powering_off_is_exit_6(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The listener answers again after shutdown.exe /s: specialize ran, exit 6, said so."""
+    machine.reboots_on_power_off = True
+    machine.reboot_seconds = 50.0  # 0.5 s here
+    run = imageprep_run(server, tls, tmp_path, "--var", "power_off_watch_seconds=10")
+    assert run.result.exit_code == ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN, run.result.output
+    message = str(run.report["message"])
+    assert "the VM rebooted instead of powering off" in message
+    assert "restore the VM from the backup" in message
+    assert run.report["powered_off"] is False
+    assert machine.boots == 1
+
+
+def test_a_vm_that_stays_off_is_confirmed(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A silent listener for power_off_watch_seconds: exit 0, powered off."""
+    run = imageprep_run(server, tls, tmp_path, "--var", "power_off_watch_seconds=2")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.report["powered_off"] is True
+    assert machine.boots == 0

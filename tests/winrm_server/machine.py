@@ -198,11 +198,18 @@ class WindowsMachine:
     bitlocker_status: str = "FullyDecrypted"  # Get-BitLockerVolume VolumeStatus
     env: dict[str, str] = field(default_factory=dict)
     powered_on: bool = True
+    # Some machines (a hypervisor's "restart on shutdown" policy, a stuck ACPI setting)
+    # boot again instead of staying off: the listener comes back after reboot_seconds
+    # (virtual), and the first boot after generalize runs specialize.
+    reboots_on_power_off: bool = False
+    reboot_seconds: float = 30.0
+    boots: int = 0  # boots after the first
     sysprep_runs: list[SysprepRun] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)  # every PowerShell script run
     _key_names: dict[str, str] = field(default_factory=dict)
     _file_names: dict[str, str] = field(default_factory=dict)
     _off_listeners: list[Callable[[], None]] = field(default_factory=list)
+    _boot_listeners: list[Callable[[], None]] = field(default_factory=list)
     _power_lock: threading.Lock = field(default_factory=threading.Lock)
     _power_timer: threading.Timer | None = None
 
@@ -426,6 +433,10 @@ class WindowsMachine:
         """Call ``listener`` (once) when the machine powers off."""
         self._off_listeners.append(listener)
 
+    def on_boot(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` when the machine boots again (a reboot)."""
+        self._boot_listeners.append(listener)
+
     def power_off(self) -> None:
         """The VM goes away now: every program dies, the WinRM listener stops answering."""
         with self._power_lock:
@@ -433,6 +444,21 @@ class WindowsMachine:
                 return
             self.powered_on = False
             listeners, self._off_listeners = self._off_listeners, []
+        for listener in listeners:
+            listener()
+        if self.reboots_on_power_off:
+            timer = threading.Timer(self.reboot_seconds * self.time_scale, self._boot)
+            timer.daemon = True
+            timer.start()
+
+    def _boot(self) -> None:
+        """Back on: a generalized image runs its specialize pass; the listener answers."""
+        with self._power_lock:
+            self.powered_on = True
+            self.boots += 1
+            listeners, self._boot_listeners = self._boot_listeners, []
+        if self.image_state == IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE:
+            self.image_state = "IMAGE_STATE_SPECIALIZE_RESEAL_TO_OOBE"
         for listener in listeners:
             listener()
 
