@@ -53,6 +53,7 @@ from agent.recorder import ProgressSink, Recorder
 from agent.report import RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure, save_old_panther
+from agent.windows_oobe import with_oobe_password
 from agent.windows_power import DEFAULT_WATCH_SECONDS, ListenerProbe, confirm_power_off
 
 if TYPE_CHECKING:
@@ -135,8 +136,9 @@ def plan_for(
 
 @contextlib.contextmanager
 def _connected(request: RunRequest) -> Iterator[Executor]:
+    winrm_options = with_oobe_password(request.winrm_options, request.var_overrides or {})
     executor = create_executor(
-        request.target, ssh_options=request.ssh_options, winrm_options=request.winrm_options
+        request.target, ssh_options=request.ssh_options, winrm_options=winrm_options
     )
     with executor:
         yield executor

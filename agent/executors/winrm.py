@@ -117,6 +117,11 @@ class WinRmExecutor:
                 shell_id: str = protocol.open_shell(
                     codepage=self._options.codepage,
                     idle_timeout=f"PT{self._options.shell_idle_timeout}.000S",
+                    env_vars={
+                        name: secret.value
+                        for name, secret in self._options.shell_environment.items()
+                    }
+                    or None,
                 )
         except BaseException:
             protocol.transport.close_session()

@@ -8,6 +8,7 @@ signalled (job-object semantics) and keeps a process started through
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -222,3 +223,93 @@ def test_a_vm_that_stays_off_is_confirmed(
     assert run.result.exit_code == ExitCode.OK, run.result.output
     assert run.report["powered_off"] is True
     assert machine.boots == 0
+
+
+# -- item 12: the built-in OOBE answer file ------------------------------------------------------
+
+ANSWER_FILE = r"C:\Windows\System32\Sysprep\imageprep-oobe.xml"
+OOBE_PASSWORD = "Fr3sh-Admin!pw"  # noqa: S105  the test's OOBE password
+
+
+def test_no_answer_file_unless_asked(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """By default imageprep writes no answer file and Sysprep gets no /unattend."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("cleanup/write-oobe-answer-file")["status"] == "skipped"
+    assert not machine.file_exists(ANSWER_FILE)
+    assert not any(s.startswith("/unattend") for s in machine.sysprep_runs[0].switches)
+
+
+def test_the_builtin_answer_file_is_used_and_deleted_at_first_boot(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """oobe_answer_file=true off Azure: locale/time zone/PersistAllDeviceInstalls, no password."""
+    machine.services.clear()  # not an Azure VM
+    run = imageprep_run(
+        server,
+        tls,
+        tmp_path,
+        "--var",
+        "oobe_answer_file=true",
+        "--var",
+        "oobe_locale=en-GB",
+        "--var",
+        "oobe_timezone=GMT Standard Time",
+    )
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    xml = (machine.read_file(ANSWER_FILE) or b"").decode("utf-8-sig")
+    assert "<PersistAllDeviceInstalls>true</PersistAllDeviceInstalls>" in xml
+    assert "<UserLocale>en-GB</UserLocale>" in xml
+    assert "<TimeZone>GMT Standard Time</TimeZone>" in xml
+    assert "AdministratorPassword" not in xml
+    assert machine.sysprep_runs[0].switches[-1] == f"/unattend:{ANSWER_FILE}".casefold()
+    assert machine.file_exists(win.PANTHER_UNATTEND)
+    machine._boot()  # the first boot of a VM deployed from the image
+    assert not machine.file_exists(ANSWER_FILE)
+    assert not machine.file_exists(win.PANTHER_UNATTEND)
+
+
+def test_the_oobe_password_comes_from_the_environment_and_is_never_recorded(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The password reaches the answer file only: not argv, scripts, journal, report, log."""
+    machine.services.clear()
+    monkeypatch.setenv("OOBE_PW", OOBE_PASSWORD)
+    run = imageprep_run(
+        server,
+        tls,
+        tmp_path,
+        "--var",
+        "oobe_answer_file=true",
+        "--var",
+        "oobe_admin_password_env=OOBE_PW",
+    )
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    encoded = base64.b64encode((OOBE_PASSWORD + "AdministratorPassword").encode("utf-16-le"))
+    xml = (machine.read_file(ANSWER_FILE) or b"").decode("utf-8-sig")
+    assert f"<Value>{encoded.decode()}</Value><PlainText>false</PlainText>" in xml
+    forms = {
+        OOBE_PASSWORD,
+        base64.b64encode(OOBE_PASSWORD.encode()).decode(),
+        base64.b64encode(OOBE_PASSWORD.encode("utf-16-le")).decode(),
+    }
+    records = [p.read_text(errors="replace") for p in run.run_dir.rglob("*") if p.is_file()]
+    records += [run.result.output, *machine.scripts, *server.stats.command_lines]
+    for text in records:
+        for form in forms:
+            assert form not in text
+
+
+def test_the_builtin_answer_file_is_refused_on_azure(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """With the Azure guest agent installed the built-in answer file is refused (exit 3)."""
+    run = imageprep_run(server, tls, tmp_path, "--var", "oobe_answer_file=true")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "preflight/no-custom-unattend-on-azure" in str(run.report["message"])

@@ -165,6 +165,20 @@ def static_member(session: Session, type_name: str, member: str, args: list[Any]
         return member
     if kind == "diagnostics.stopwatch" and name == "startnew" and args == []:
         return _stopwatch(machine)
+    if kind == "text.encoding" and name in ("unicode", "utf8", "ascii") and args is None:
+        codec = {"unicode": "utf-16-le", "utf8": "utf-8", "ascii": "ascii"}[name]
+        return PSObject(
+            "System.Text.Encoding",
+            {},
+            {
+                "GetBytes": lambda text: list(to_text(text).encode(codec)),
+                "GetString": lambda data: bytes(data).decode(codec),
+            },
+        )
+    if kind == "convert" and name == "tobase64string" and args is not None and len(args) == 1:
+        import base64
+
+        return base64.b64encode(bytes(args[0])).decode("ascii")
     if kind == "math" and args:
         number = float(to_text(args[0]))
         if name == "floor":
@@ -400,6 +414,20 @@ def _remove_item(call: Call) -> list[Any]:
             call.machine.remove_tree(text)
         else:
             _not_found(call, text)
+    return []
+
+
+@command("Set-Content")
+def _set_content(call: Call) -> list[Any]:
+    """Write text to a file (UTF8 with a BOM, ASCII, or Unicode, as -Encoding says)."""
+    path = _path(call)
+    encoding = to_text(call.arg("encoding") or "ascii").casefold()
+    codecs = {"utf8": "utf-8-sig", "ascii": "ascii", "unicode": "utf-16"}
+    if encoding not in codecs:
+        raise NotModelled(f"Set-Content -Encoding {encoding}")
+    value = call.arg("value", position=1)
+    text = "\r\n".join(to_text(v) for v in iterate(value)) + "\r\n"
+    call.machine.write_file(path, text.encode(codecs[encoding]))
     return []
 
 

@@ -48,6 +48,7 @@ SUCCEEDED_TAG = SYSPREP_DIR + r"\Sysprep_succeeded.tag"
 SYSPREP_UNATTEND = SYSPREP_DIR + r"\unattend.xml"
 SETUP_PANTHER_DIR = r"C:\Windows\Panther"
 PANTHER_UNATTEND = SETUP_PANTHER_DIR + r"\unattend.xml"
+SETUP_COMPLETE = r"C:\Windows\Setup\Scripts\SetupComplete.cmd"
 
 # What each supported Windows Server release reports (Win32_OperatingSystem and the
 # CurrentVersion key), for ``WindowsMachine(release=...)``.
@@ -459,8 +460,21 @@ class WindowsMachine:
             listeners, self._boot_listeners = self._boot_listeners, []
         if self.image_state == IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE:
             self.image_state = "IMAGE_STATE_SPECIALIZE_RESEAL_TO_OOBE"
+            self.run_setup_complete()
         for listener in listeners:
             listener()
+
+    def run_setup_complete(self) -> None:
+        """What Setup does with SetupComplete.cmd before the first logon: its ``del``
+        lines delete files (%WINDIR% expanded); other lines are not modelled."""
+        script = self.read_file(SETUP_COMPLETE)
+        if script is None:
+            return
+        for line in script.decode("ascii", errors="replace").splitlines():
+            words = line.split(None, 3)
+            if words[:1] == ["del"]:
+                target = line.rsplit('"', 2)[-2] if '"' in line else words[-1]
+                self.remove_tree(target.replace("%WINDIR%", self.env["SystemRoot"]))
 
     def schedule_power_off(self, delay: float) -> None:
         """Power off after ``delay`` virtual seconds (``shutdown /s /t N``)."""
