@@ -229,3 +229,17 @@ def test_plan_shows_exact_powershell_with_quoted_vars() -> None:
     )
     unattend_check = next(s for s in plan["steps"] if s["name"] == "unattend-file-exists")
     assert unattend_check["condition"] is True
+
+
+def test_plan_shows_the_new_preflight_checks() -> None:
+    """`plan --profile windows-server` lists issue 11's checks in its preflight phase."""
+    result = CliRunner().invoke(main, ["plan", "--profile", "windows-server", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    preflight = [s["name"] for s in json.loads(result.output)["steps"] if s["phase"] == "preflight"]
+    for name in (
+        "winrm-shell-quotas",
+        "server-roles-supported",
+        "cdrom-driver-enabled",
+        "no-custom-unattend-on-azure",
+    ):
+        assert name in preflight
