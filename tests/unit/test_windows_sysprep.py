@@ -44,10 +44,15 @@ def _wait_for(condition: object, seconds: float = 20) -> None:
         time.sleep(0.005)
 
 
-def _sigterm_when_sysprep_runs(machine: WindowsMachine) -> threading.Thread:
+def _sigterm_when_sysprep_runs(machine: WindowsMachine, run_dir: Path) -> threading.Thread:
+    """SIGTERM once Sysprep runs and its process id is in the journal (3 s of Sysprep)."""
+
+    def journaled() -> bool:
+        journal = run_dir / JOURNAL_FILE
+        return journal.exists() and '"step_note"' in journal.read_text()
+
     def send() -> None:
-        _wait_for(lambda: machine.sysprep_runs and machine.image_state != "IMAGE_STATE_COMPLETE")
-        time.sleep(0.5)  # the step's first lines reach imageprep (Sysprep takes 3 s here)
+        _wait_for(lambda: machine.sysprep_runs and journaled())
         os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=send, daemon=True)
@@ -68,7 +73,7 @@ def test_sigterm_while_sysprep_runs_leaves_it_running_and_resume_settles_it(
 ) -> None:
     """SIGTERM mid-generalize: no Signal/Delete, Sysprep finishes, --resume confirms it."""
     machine.sysprep_seconds = 300.0  # 3 s here
-    _sigterm_when_sysprep_runs(machine)
+    _sigterm_when_sysprep_runs(machine, tmp_path / "run")
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
     signals_before = len(server.stats.signals)
@@ -93,7 +98,7 @@ def test_an_interrupted_run_sends_no_signal_and_no_delete(
 ) -> None:
     """After the interrupt imageprep terminates nothing: the shell is left to expire."""
     machine.sysprep_seconds = 300.0
-    _sigterm_when_sysprep_runs(machine)
+    _sigterm_when_sysprep_runs(machine, tmp_path / "run")
     deletes_before = server.stats.deletes
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
@@ -159,10 +164,16 @@ def test_resume_reports_sysprep_that_failed_after_the_interrupt(
 ) -> None:
     """--resume of a run whose Sysprep later failed: exit 6 from the resume_check."""
     machine.sysprep_seconds = 300.0
-    _sigterm_when_sysprep_runs(machine)
+
+    def encrypt_when_sysprep_starts() -> None:
+        # BitLocker turned on under Sysprep: its validation, 1.5 s in, fails.
+        _wait_for(lambda: machine.sysprep_runs)
+        machine.bitlocker_status = "EncryptionInProgress"
+
+    threading.Thread(target=encrypt_when_sysprep_starts, daemon=True).start()
+    _sigterm_when_sysprep_runs(machine, tmp_path / "run")
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.INTERRUPTED, run.result.output
-    machine.bitlocker_status = "EncryptionInProgress"  # Sysprep's validation now fails
     _wait_for(lambda: machine.sysprep_runs[0].outcome != "running")
     resumed = CliRunner().invoke(
         main,
