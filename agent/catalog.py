@@ -310,7 +310,7 @@ class Catalog:
 
         ``os_release`` has ``ID``, ``ID_LIKE`` (space-separated, or a list) and
         ``VERSION_ID``; lowercase keys (``facts["os"]``) work too. A Windows target has
-        ``ID=windows`` and ``WINDOWS_PRODUCT``/``WINDOWS_BUILD`` (agent.facts_windows),
+        ``ID=windows`` and ``WINDOWS_PRODUCT_TYPE``, ``WINDOWS_BUILD``... (facts_windows),
         which only ``match.windows`` profiles consider. Specificity: a match on ID (or
         Windows product) beats one on ID_LIKE; then a version-constrained match beats an
         unconstrained one. Equal best matches are an error naming both; no match is an
@@ -342,25 +342,34 @@ class Catalog:
         return self._pick(scored, notes, reported)
 
     def _match_windows(self, os_release: Mapping[str, Any]) -> ResolvedProfile:
-        """The profile for a Windows target, by product name prefix and build range."""
-        product = str(os_release.get("WINDOWS_PRODUCT") or "")
-        build = str(os_release.get("WINDOWS_BUILD") or "")
+        """The profile for a Windows target: ProductType, build, EditionID, InstallationType
+        (never the localized caption)."""
+        reported_values = {
+            "product_type": str(os_release.get("WINDOWS_PRODUCT_TYPE") or ""),
+            "build": str(os_release.get("WINDOWS_BUILD") or ""),
+            "edition_id": str(os_release.get("WINDOWS_EDITION_ID") or ""),
+            "installation_type": str(os_release.get("WINDOWS_INSTALLATION_TYPE") or ""),
+        }
         scored: list[tuple[tuple[int, int], ResolvedProfile]] = []
         notes: list[str] = []
         for prof in self.profiles():
             if prof.match is None or prof.match.windows is None:
                 continue
             windows = prof.match.windows
-            if not windows.product_matches(product):
+            why = windows.mismatch(**reported_values)
+            if why is not None:
+                notes.append(f"{prof.id}: {why}")
                 continue
-            rng = windows.build_range
-            if rng is not None and not rng.contains(build):
-                notes.append(
-                    f"{prof.id} matches the product but build {build or '(none)'} is outside {rng}"
-                )
-                continue
-            scored.append(((2, 1 if rng is not None else 0), prof))
-        reported = f"Windows product {product or '(none)'!r}, build {build or '(none)'}"
+            constraints = sum(
+                bool(x) for x in (windows.build, windows.edition_id, windows.installation_type)
+            )
+            scored.append(((2, constraints), prof))
+        reported = (
+            f"Windows ProductType {reported_values['product_type'] or '(none)'}, build "
+            f"{reported_values['build'] or '(none)'}, EditionID "
+            f"{reported_values['edition_id'] or '(none)'}, InstallationType "
+            f"{reported_values['installation_type'] or '(none)'}"
+        )
         return self._pick(scored, notes, reported)
 
     def _pick(
@@ -431,11 +440,22 @@ class Catalog:
         releases: list[dict[str, str]] = []
         if a.match.windows is not None and b.match.windows is not None:
             ranges = [r for r in (a.match.windows.build_range, b.match.windows.build_range) if r]
-            for product in {*a.match.windows.product, *b.match.windows.product}:
-                for build in _probe_versions(ranges):
-                    releases.append(
-                        {"ID": WINDOWS_ID, "WINDOWS_PRODUCT": product, "WINDOWS_BUILD": build}
-                    )
+            product_types = {a.match.windows.product_type, b.match.windows.product_type}
+            editions = {*a.match.windows.edition_id, *b.match.windows.edition_id} or {""}
+            installs = {*a.match.windows.installation_type, *b.match.windows.installation_type}
+            for product_type in product_types:
+                for edition in editions:
+                    for install in installs or {""}:
+                        releases += [
+                            {
+                                "ID": WINDOWS_ID,
+                                "WINDOWS_PRODUCT_TYPE": product_type,
+                                "WINDOWS_BUILD": build,
+                                "WINDOWS_EDITION_ID": edition,
+                                "WINDOWS_INSTALLATION_TYPE": install,
+                            }
+                            for build in _probe_versions(ranges)
+                        ]
         elif a.match.windows is None and b.match.windows is None:
             ranges = [r for r in (a.match.version_range, b.match.version_range) if r]
             versions = _probe_versions(ranges)
@@ -542,9 +562,7 @@ def _describe_match(prof: ResolvedProfile) -> str:
     assert prof.match is not None
     parts = []
     if prof.match.windows is not None:
-        parts.append("product " + "/".join(prof.match.windows.product))
-        if prof.match.windows.build:
-            parts.append(f"build {prof.match.windows.build}")
+        parts.append(prof.match.windows.describe())
     if prof.match.ids:
         parts.append(f"ID {'/'.join(prof.match.ids)}")
     if prof.match.id_like:

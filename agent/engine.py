@@ -225,6 +225,17 @@ class Engine:
         if step.destructive:
             bound.warning("point_of_no_return", step=step.key)
         result = self._attempt(step, bound)
+        if (
+            result.status is StepStatus.DISCONNECTED
+            and step.destructive
+            and step.resume_check is not None
+            and self._executor.is_connected()
+        ):
+            # Its command died but the target answers again (WinRM deleted the shell
+            # that watched Sysprep): settle it by its check now, as --resume would.
+            bound.warning("step.command_lost", step=step.key, message=result.message)
+            self._settle_in_doubt(step, bound, why="its command was lost while it ran")
+            return
         if result.status is StepStatus.OK and step.expect_disconnect and not result.disconnected:
             result = self._await_power_off(step, result, bound)
         if result.disconnected:
@@ -247,7 +258,13 @@ class Engine:
         else:
             self._fail(step, result)
 
-    def _settle_in_doubt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> None:
+    def _settle_in_doubt(
+        self,
+        step: PlannedStep,
+        bound: structlog.stdlib.BoundLogger,
+        *,
+        why: str = "started in an earlier session",
+    ) -> None:
         """A destructive step an earlier session started but never saw end: check, not run.
 
         Its ``resume_check`` (exit 0: the effect is in place) decides; the step itself is
@@ -272,8 +289,7 @@ class Engine:
         if result.status is StepStatus.OK:
             result = replace(
                 result,
-                message="started in an earlier session; resume_check found its effect in "
-                "place, so it was not run again",
+                message=f"{why}; resume_check found its effect in place, so it was not run again",
             )
             bound.info("step.end", status="ok", resume_check="in place")
             self._record(step, result)
@@ -281,8 +297,8 @@ class Engine:
         detail = result.message or result.status.value
         result = replace(
             result,
-            message=f"started in an earlier session and its resume_check says its effect is "
-            f"not in place ({detail}); it is never run twice",
+            message=f"{why} and its resume_check says its effect is not in place "
+            f"({detail}); it is never run twice",
         )
         bound.error("step.end", status=result.status.value, resume_check="not in place")
         self._fail(step, result)

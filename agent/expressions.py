@@ -84,6 +84,7 @@ KNOWN_WINDOWS_FACTS: Mapping[str, Any] = {
     "windows": dict.fromkeys(
         (
             "product_name",
+            "product_type",
             "edition_id",
             "installation_type",
             "build",

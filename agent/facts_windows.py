@@ -1,13 +1,16 @@
 """Facts: what a connected Windows target is, gathered in one PowerShell round trip.
 
-Product name and build choose the profile (``match: {windows: ...}`` in agent.catalog);
+ProductType, build, EditionID and InstallationType choose the profile (``match: {windows:
+...}`` in agent.catalog), all read from the registry, which is the same in every language;
 ImageState, SysprepStatus, elevation and domain membership are recorded in the report
 and feed ``when:`` conditions. The preflight steps re-check what they depend on live:
 facts are a snapshot taken before anything runs.
 
-The product name comes from ``Win32_OperatingSystem.Caption`` (``Microsoft Windows
-Server 2022 Datacenter``) rather than the registry's ``ProductName``, which Microsoft
-stopped updating on newer releases (Windows 11 still says "Windows 10" there).
+The product name, shown to humans only, comes from ``Win32_OperatingSystem.Caption``
+(``Microsoft Windows Server 2022 Datacenter``) rather than the registry's ``ProductName``,
+which Microsoft stopped updating on newer releases (Windows 11 still says "Windows 10"
+there). The caption is localized ("Майкрософт Windows Server 2019 Standard" on a Russian
+server), so nothing is ever decided on it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ $cv = Get-ItemProperty -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows NT\Current
 # WMI can fail where the registry answers; preflight re-checks what it needs, failing closed.
 $os = Get-CimInstance -ClassName Win32_OperatingSystem -ErrorAction SilentlyContinue
 $cs = Get-CimInstance -ClassName Win32_ComputerSystem -ErrorAction SilentlyContinue
+$options = 'HKLM:\SYSTEM\CurrentControlSet\Control\ProductOptions'
+$productType = (Get-ItemProperty -LiteralPath $options -ErrorAction SilentlyContinue).ProductType
 $setup = 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State'
 $state = Get-ItemProperty -LiteralPath $setup -ErrorAction SilentlyContinue
 $status = 'HKLM:\SYSTEM\Setup\Status\SysprepStatus'
@@ -34,6 +39,7 @@ $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
 $principal = New-Object Security.Principal.WindowsPrincipal($identity)
 'caption=' + $os.Caption
 'product_name=' + $cv.ProductName
+'product_type=' + $productType
 'edition_id=' + $cv.EditionID
 'installation_type=' + $cv.InstallationType
 'build=' + $cv.CurrentBuildNumber
@@ -58,6 +64,7 @@ class WindowsFacts:
     """The gathered facts; ``as_dict()`` is what expressions and templates see."""
 
     product_name: str
+    product_type: str  # server | client | "" (unknown); from ProductOptions ProductType
     edition_id: str
     installation_type: str
     build: str
@@ -83,7 +90,10 @@ class WindowsFacts:
             "ID_LIKE": "",
             "VERSION_ID": self.version,
             "WINDOWS_PRODUCT": self.product_name,
+            "WINDOWS_PRODUCT_TYPE": self.product_type,
             "WINDOWS_BUILD": self.build,
+            "WINDOWS_EDITION_ID": self.edition_id,
+            "WINDOWS_INSTALLATION_TYPE": self.installation_type,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -101,6 +111,7 @@ class WindowsFacts:
             "user": self.user,
             "windows": {
                 "product_name": self.product_name,
+                "product_type": self.product_type,
                 "edition_id": self.edition_id,
                 "installation_type": self.installation_type,
                 "build": self.build,
@@ -131,6 +142,10 @@ def _product(values: dict[str, str]) -> str:
     return caption or values.get("product_name", "").strip()
 
 
+# ProductOptions ProductType: LanmanNT is a domain controller, a server too.
+_PRODUCT_TYPES = {"winnt": "client", "servernt": "server", "lanmannt": "server"}
+
+
 def facts_from_values(values: dict[str, str]) -> WindowsFacts:
     """Build the facts from the gather script's KEY=VALUE output."""
 
@@ -140,6 +155,7 @@ def facts_from_values(values: dict[str, str]) -> WindowsFacts:
     build = values.get("build", "").strip()
     return WindowsFacts(
         product_name=_product(values),
+        product_type=_PRODUCT_TYPES.get(values.get("product_type", "").strip().casefold(), ""),
         edition_id=values.get("edition_id", ""),
         installation_type=values.get("installation_type", ""),
         build=build,

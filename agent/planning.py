@@ -149,9 +149,7 @@ def _match_text(profile: object) -> str:
         return ""
     parts = []
     if match.windows is not None:
-        parts.append("product " + "/".join(match.windows.product))
-        if match.windows.build:
-            parts.append(f"build {match.windows.build}")
+        parts.append(match.windows.describe())
     if match.ids:
         parts.append("ID=" + ",".join(match.ids))
     if match.id_like:

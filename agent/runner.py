@@ -55,7 +55,9 @@ from agent.recorder import ProgressSink, Recorder
 from agent.report import LOG_FILE, RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
 from agent.safefiles import read_regular
 from agent.targets import Target
-from agent.windows_logs import collect_on_failure
+from agent.windows_logs import collect_on_failure, save_old_panther
+from agent.windows_oobe import with_oobe_password
+from agent.windows_power import DEFAULT_WATCH_SECONDS, ListenerProbe, confirm_power_off
 
 if TYPE_CHECKING:
     from agent.executors.winrm import WinRmOptions
@@ -100,8 +102,9 @@ def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ..
 
 @contextlib.contextmanager
 def _connected(request: RunRequest) -> Iterator[Executor]:
+    winrm_options = with_oobe_password(request.winrm_options, request.var_overrides or {})
     executor = create_executor(
-        request.target, ssh_options=request.ssh_options, winrm_options=request.winrm_options
+        request.target, ssh_options=request.ssh_options, winrm_options=winrm_options
     )
     with executor:
         yield executor
@@ -214,10 +217,12 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             recorder.journal = Journal.create(folder.path, waiver=request.no_backup_reason)
             recorder.journal.run_started(_header(request, run_id, catalog, plan, facts))
             gate = _backup_gate(request, provider, plan, run_id, folder)
+            if request.target.is_windows and plan.has_destructive_steps:
+                save_old_panther(executor, folder.path)  # cleanup deletes the folder
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
-            if request.target.is_windows and result.exit_code is not ExitCode.OK:
-                result = collect_on_failure(executor, folder.path, result)
+            if request.target.is_windows:
+                result = _after_windows_run(executor, folder.path, plan, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
@@ -240,6 +245,18 @@ def _internal_error(recorder: Recorder, folder: RunFolder, run_id: str, exc: Exc
     message = f"internal error ({type(exc).__name__}): a bug in imageprep; see {LOG_FILE}"
     with contextlib.suppress(errors.ImagePrepError, OSError):
         _finish(recorder, folder, run_id, ExitCode.INTERNAL_ERROR, message, None)
+
+
+def _after_windows_run(
+    executor: Executor, run_dir: Path, plan: Plan, result: EngineResult
+) -> EngineResult:
+    """Panther logs of a failure; a power-off that turned out to be a reboot (exit 6)."""
+    if result.exit_code is not ExitCode.OK:
+        result = collect_on_failure(executor, run_dir, result)
+    if isinstance(executor, ListenerProbe):
+        watch = float(plan.vars.get("power_off_watch_seconds", DEFAULT_WATCH_SECONDS))
+        result = confirm_power_off(result, executor, watch_seconds=watch)
+    return result
 
 
 def _interrupted(point_of_no_return: bool) -> str:
@@ -423,8 +440,8 @@ def _continue(
             log.info("facts", summary=_describe(facts))
             engine = Engine(plan, executor, gate, recorder, resume=resume)
             result = engine.run()
-            if request.target.is_windows and result.exit_code is not ExitCode.OK:
-                result = collect_on_failure(executor, folder.path, result)
+            if request.target.is_windows:
+                result = _after_windows_run(executor, folder.path, plan, result)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()

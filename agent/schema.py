@@ -345,32 +345,32 @@ StepEntry = Annotated[
 
 
 class WindowsMatch(BaseModel):
-    """Which Windows targets a profile is for: product name prefixes and a build range.
+    """Which Windows targets a profile is for, by what Windows reports in every language.
 
-    ``product`` entries are prefixes of the product name the target reports (``"Windows
-    Server 2019"`` matches ``"Windows Server 2019 Datacenter"``), compared without regard
-    to case; ``build`` is a range over the build number (``">=14393,<26200"``).
+    ``product_type`` is the registry's ProductOptions ProductType (``ServerNT`` and
+    ``LanmanNT``, a domain controller, are ``server``; ``WinNT`` is ``client``); ``build``
+    is a range over CurrentBuildNumber (``">=14393,<26200"``); ``edition_id`` and
+    ``installation_type`` (``Server``, ``Server Core``), when given, list the accepted
+    values, compared without regard to case. The product caption is never matched: it
+    is localized ("Майкрософт Windows Server 2019 Standard").
     """
 
     model_config = _STRICT
 
-    product: list[str] = Field(
-        min_length=1,
-        json_schema_extra=_x(
-            'a non-empty list of product name prefixes like "Windows Server 2019"',
-            item="a string",
-        ),
+    product_type: Literal["server", "client"] = Field(
+        json_schema_extra=_x("server or client (ProductOptions ProductType)")
     )
     build: str | None = Field(
         default=None, json_schema_extra=_x('a build range string like ">=14393"')
     )
-
-    @field_validator("product")
-    @classmethod
-    def _products_named(cls, value: list[str]) -> list[str]:
-        if any(not p.strip() for p in value):
-            raise ValueError("expected product name prefixes, got an empty string")
-        return value
+    edition_id: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=_x("a list of EditionID values", item="a string"),
+    )
+    installation_type: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=_x("a list of InstallationType values", item="a string"),
+    )
 
     @field_validator("build")
     @classmethod
@@ -383,15 +383,41 @@ class WindowsMatch(BaseModel):
     def build_range(self) -> VersionRange | None:
         return parse_version_range(self.build) if self.build else None
 
-    def product_matches(self, product_name: str) -> bool:
-        name = " ".join(product_name.split()).casefold()
-        return any(name.startswith(" ".join(p.split()).casefold()) for p in self.product)
+    def mismatch(
+        self, *, product_type: str, build: str, edition_id: str, installation_type: str
+    ) -> str | None:
+        """Why a target does not match (None when it does)."""
+        if product_type != self.product_type:
+            return f"ProductType {product_type or '(none)'} is not {self.product_type}"
+        rng = self.build_range
+        if rng is not None and not rng.contains(build):
+            return f"build {build or '(none)'} is outside {rng}"
+        if self.edition_id and edition_id.casefold() not in {e.casefold() for e in self.edition_id}:
+            return f"EditionID {edition_id or '(none)'} is not one of {', '.join(self.edition_id)}"
+        if self.installation_type and installation_type.casefold() not in {
+            t.casefold() for t in self.installation_type
+        }:
+            return (
+                f"InstallationType {installation_type or '(none)'} is not one of "
+                f"{', '.join(self.installation_type)}"
+            )
+        return None
+
+    def describe(self) -> str:
+        parts = [f"ProductType {self.product_type}"]
+        if self.build:
+            parts.append(f"build {self.build}")
+        if self.edition_id:
+            parts.append("EditionID " + "/".join(self.edition_id))
+        if self.installation_type:
+            parts.append("InstallationType " + "/".join(self.installation_type))
+        return ", ".join(parts)
 
 
 class Match(BaseModel):
     """Which targets a profile is for: os-release ``ID``/``ID_LIKE`` and ``VERSION_ID``,
-    or (``windows:``) a Windows product name and build. A profile is for one or the other:
-    its steps are POSIX shell or PowerShell.
+    or (``windows:``) a Windows ProductType, build, EditionID and InstallationType. A
+    profile is for one or the other: its steps are POSIX shell or PowerShell.
     """
 
     model_config = _STRICT
@@ -409,7 +435,10 @@ class Match(BaseModel):
     )
 
     windows: WindowsMatch | None = Field(
-        default=None, json_schema_extra=_x("a mapping with product (and build)")
+        default=None,
+        json_schema_extra=_x(
+            "a mapping with product_type (and build, edition_id, installation_type)"
+        ),
     )
 
     @field_validator("version")

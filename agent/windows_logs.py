@@ -23,8 +23,15 @@ from agent.executors.base import Executor
 
 log = structlog.get_logger("agent.windows_logs")
 
-PANTHER = r"C:\Windows\System32\Sysprep\Panther"
+# Below $env:SystemRoot, which is not always C:\Windows.
+PANTHER = r"System32\Sysprep\Panther"
 LOG_NAMES = ("setupact.log", "setuperr.log")
+# Windows Setup's own logs, of the installation and of earlier Sysprep runs' specialize
+# and OOBE passes, below $env:SystemRoot.
+SETUP_PANTHER = "Panther"
+OLD_PANTHER_DIR = "panther-before-sysprep"
+OLD_PANTHER_MAX_FILES = 200
+OLD_PANTHER_MAX_BYTES = 64 * 1024 * 1024
 TAIL_LINES = 200
 FIRST_ERRORS = 3
 _ERROR_LINE = re.compile(r"\bError\b")
@@ -72,17 +79,29 @@ KNOWN_FAILURES = (
 )
 
 
-def _tail_script(path: str) -> str:
+def _tail_script(relative: str) -> str:
     # One round trip per log; a missing log is not an error worth reporting.
     return (
-        f"if (Test-Path -LiteralPath '{path}') "
-        f"{{ Get-Content -LiteralPath '{path}' -Tail {TAIL_LINES} }}"
+        f"$log = Join-Path $env:SystemRoot '{relative}'\n"
+        f"if (Test-Path -LiteralPath $log) {{ Get-Content -LiteralPath $log -Tail {TAIL_LINES} }}"
     )
+
+
+# Full path and size of each file below $env:SystemRoot\Panther, tab-separated.
+_LIST_OLD_PANTHER = (
+    "$panther = Join-Path $env:SystemRoot 'Panther'\n"
+    "if (Test-Path -LiteralPath $panther) {\n"
+    "  foreach ($file in @(Get-ChildItem -LiteralPath $panther -Recurse -File -Force)) {\n"
+    '    Write-Output ($file.FullName + "`t" + $file.Length)\n'
+    "  }\n"
+    "}\n"
+)
 
 
 def log_scripts() -> list[tuple[str, str]]:
     """(log name, script) for every log this module reads (parsed by the unit tests)."""
-    return [(name, _tail_script(f"{PANTHER}\\{name}")) for name in LOG_NAMES]
+    tails = [(name, _tail_script(f"{PANTHER}\\{name}")) for name in LOG_NAMES]
+    return [*tails, ("list old Panther", _LIST_OLD_PANTHER)]
 
 
 def fetch_logs(executor: Executor, run_dir: Path) -> dict[str, str]:
@@ -102,6 +121,52 @@ def fetch_logs(executor: Executor, run_dir: Path) -> dict[str, str]:
         (folder / name).write_text(result.stdout, encoding="utf-8")
         logs[name] = result.stdout
     return logs
+
+
+def save_old_panther(executor: Executor, run_dir: Path) -> int:
+    """Copy ``$env:SystemRoot\\Panther`` into ``run_dir/panther-before-sysprep``.
+
+    Azure's "Generalize a VM" document has that folder deleted before Sysprep (the
+    cleanup step remove-old-panther does); its logs tell how this VM was installed, so
+    they are kept first. Bounded (files, bytes); a failure is logged, not fatal: the
+    logs are diagnostics. Returns the number of files saved.
+    """
+    folder = run_dir / OLD_PANTHER_DIR
+    if folder.exists():
+        return 0  # saved by an earlier session of this run, before the folder was removed
+    folder.mkdir()
+    try:
+        listing = executor.run(_LIST_OLD_PANTHER, timeout=120)
+    except ImagePrepError as exc:
+        log.warning("windows_logs.old_panther_failed", error=str(exc))
+        return 0
+    if not listing.ok:
+        log.warning("windows_logs.old_panther_failed", exit_code=listing.exit_code)
+        return 0
+    saved, total = 0, 0
+    for line in listing.stdout.splitlines():
+        path, _, size = line.rpartition("\t")
+        marker = "\\panther\\"
+        start = path.casefold().find(marker)
+        if start < 0 or not size.strip().isdigit():
+            continue
+        total += int(size)
+        if saved >= OLD_PANTHER_MAX_FILES or total > OLD_PANTHER_MAX_BYTES:
+            log.warning("windows_logs.old_panther_truncated", saved=saved, bytes=total)
+            break
+        relative = path[start + len(marker) :].replace("\\", "/")
+        local = folder / relative
+        if ".." in Path(relative).parts:
+            continue
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            executor.get(path, local)
+        except (ImagePrepError, OSError) as exc:
+            log.warning("windows_logs.old_panther_failed", file=path, error=str(exc))
+            continue
+        saved += 1
+    log.info("windows_logs.old_panther_saved", files=saved, folder=str(folder))
+    return saved
 
 
 def first_errors(setuperr: str, limit: int = FIRST_ERRORS) -> list[str]:

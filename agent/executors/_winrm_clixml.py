@@ -1,11 +1,13 @@
 """Turn PowerShell's CLIXML stderr into the plain text a person would have seen.
 
 ``powershell.exe`` whose stderr is not a console writes ``#< CLIXML`` and then ``<Objs>``
-documents: error, warning, verbose... lines as ``<S S="Error">`` strings with control
-characters escaped as ``_xHHHH_``, and progress records as ``<Obj S="progress">``. Here
-the strings are kept (in order) and progress records dropped, as Ansible does. Text
-before the marker (a native program's own stderr) is kept as it is. If the XML does not
-parse, the raw text is returned: losing an error message would be worse than an ugly one.
+documents, one per record as it happens: error, warning, verbose... lines as ``<S
+S="Error">`` strings with control characters escaped as ``_xHHHH_``, and progress records
+as ``<Obj S="progress">``. Plain text written to the same stderr handle (``[Console]::
+Error``, a native program) lands before, between and after those documents. Each
+document is decoded where it stands (strings kept in order, progress dropped, as Ansible
+does) and the plain text around it is kept as it is. A document that does not parse is
+kept raw: losing an error message would be worse than an ugly one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import re
 import xml.etree.ElementTree as ET
 
 MARKER = "#< CLIXML"
-_DOCUMENT = re.compile(r"<Objs\b.*?</Objs>", re.DOTALL)
+# The header (once, before the first document) or one document.
+_PIECE = re.compile(r"#< CLIXML\r?\n?|<Objs\b.*?</Objs>", re.DOTALL)
 _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
@@ -28,21 +31,26 @@ def is_clixml(text: str) -> bool:
 
 def decode(text: str) -> str:
     """Plain text of a stderr that may contain CLIXML (see module docstring)."""
-    before, marker, rest = text.partition(MARKER)
-    if not marker:
+    if MARKER not in text:
         return text
-    strings: list[str] = [before]
-    documents = _DOCUMENT.findall(rest)
-    if not documents:
-        return text
-    for document in documents:
-        try:
-            # The document comes from the target we administer, over an authenticated
-            # channel; expat does not fetch external entities.
-            root = ET.fromstring(document)  # noqa: S314
-        except ET.ParseError:
-            return text
-        strings.extend(
-            _unescape(node.text or "") for node in root if node.tag.rpartition("}")[2] == "S"
-        )
-    return "".join(strings)
+    out: list[str] = []
+    position = 0
+    for piece in _PIECE.finditer(text):
+        out.append(text[position : piece.start()])
+        position = piece.end()
+        if not piece.group(0).startswith(MARKER):
+            out.append(_decode_document(piece.group(0)))
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _decode_document(document: str) -> str:
+    try:
+        # The document comes from the target we administer, over an authenticated
+        # channel; expat does not fetch external entities.
+        root = ET.fromstring(document)  # noqa: S314
+    except ET.ParseError:
+        return document
+    return "".join(
+        _unescape(node.text or "") for node in root if node.tag.rpartition("}")[2] == "S"
+    )

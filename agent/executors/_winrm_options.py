@@ -7,7 +7,8 @@ TLS settings. Each is a :class:`~agent.errors.UsageError` that says what to do i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,11 @@ class WinRmOptions:
     operation_timeout: int = 20
     read_timeout: int = 30
     codepage: int = 65001
+    # The shell's IdleTimeOut asked for at Create (WinRM caps it by its own IdleTimeout).
+    shell_idle_timeout: int = 7200
+    # Secrets the run's shell gets as environment variables (inside the encrypted Create
+    # request, never on a command line): the OOBE administrator password.
+    shell_environment: Mapping[str, Secret] = field(default_factory=dict)
     client_cert: Path | None = None  # transport "certificate"
     client_key: Path | None = None
     connect_timeout: float = 15.0  # seconds to establish the TCP (and TLS) connection

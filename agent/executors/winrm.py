@@ -119,7 +119,16 @@ class WinRmExecutor:
         started = time.monotonic()
         try:
             with self._errors("opening a shell", connected=connected):
-                shell_id: str = protocol.open_shell(codepage=self._options.codepage)
+                # An explicit idle timeout rather than whatever the listener defaults to.
+                shell_id: str = protocol.open_shell(
+                    codepage=self._options.codepage,
+                    idle_timeout=f"PT{self._options.shell_idle_timeout}.000S",
+                    env_vars={
+                        name: secret.value
+                        for name, secret in self._options.shell_environment.items()
+                    }
+                    or None,
+                )
         except BaseException:
             protocol.transport.close_session()
             raise
@@ -170,6 +179,10 @@ class WinRmExecutor:
             time.sleep(_PROBE_INTERVAL)
         self._drop_shell()
         return True
+
+    def listener_answers(self) -> bool:
+        """Whether the WinRM port accepts a TCP connection now (sends nothing else)."""
+        return self._listener_answers()
 
     def _listener_answers(self) -> bool:
         address = (self._target.host, self._target.port)
@@ -252,6 +265,18 @@ class WinRmExecutor:
             exit_code = self._collect(shell_id, command_id, label, deadline, collector)
             finished = True
             return exit_code
+        except ShellGone as exc:
+            # The service deleted the shell under a running command (IdleTimeout, a
+            # quota): the command died with it, but the target answers. Reconnect, so
+            # the run can check what the command left (the engine settles a destructive
+            # step by its resume_check), and say what happened.
+            self._drop_shell()
+            self._open_shell(connected=True)
+            raise ShellGone(
+                f"the WinRM service on {self._endpoint} deleted the shell while it ran "
+                f"(IdleTimeout or a shell quota, see WSMan:\\localhost\\Shell): {label}; "
+                "reconnected with a new shell"
+            ) from exc
         except Disconnected:
             self._drop_shell()
             raise

@@ -123,3 +123,19 @@ def test_json_plan_names_the_derived_profile_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["profile"]["id"] == "my-debian"
+
+
+def _windows(pid: str, build: str) -> str:
+    return (
+        f"id: {pid}\ndescription: A Windows profile\nextends: windows-server\n"
+        f'match: {{windows: {{product_type: server, build: "{build}"}}}}\n'
+    )
+
+
+def test_two_windows_profiles_that_tie_are_reported(tmp_path: Path) -> None:
+    """Two unrelated Windows profiles for the same builds are named as a tie."""
+    directory = _dir(
+        tmp_path, **{"win-a": _windows("win-a", ">=20348"), "win-b": _windows("win-b", ">=17763")}
+    )
+    ties = Catalog.load(profiles_dirs=[directory]).ties()
+    assert any("win-a" in tie and "win-b" in tie for tie in ties)

@@ -10,6 +10,8 @@ statement, so a check that does not stop on errors reports ok on a machine it ne
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.unit.test_windows_run import (  # noqa: F401  fixtures
     tls,
 )
 from tests.winrm_server import TlsFiles, WindowsMachine, WinRmTestServer
+from tests.winrm_server import machine as win
 
 pytestmark = pytest.mark.usefixtures("accounts")
 
@@ -130,3 +133,225 @@ def test_a_failure_line_in_setuperr_fails_verification(
     assert run.result.exit_code == ExitCode.VERIFICATION_FAILED, run.result.output
     assert "setuperr.log says Sysprep failed (1 line(s))" in str(run.report["message"])
     assert "spbcd.dll" in str(run.report["message"])
+
+
+# -- item 1: a localized Windows matches the profile -----------------------------------------
+
+
+def test_a_russian_windows_server_is_matched_and_checked(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """A Russian caption: windows-server is chosen by build and ProductType; check passes."""
+    machine.caption = "Майкрософт Windows Server 2022 Standard"
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.report["profile"] == "windows-server"
+    assert run.report["facts"]["windows"]["product_type"] == "server"  # type: ignore[index]
+    assert run.report["facts"]["windows"]["product_name"] == (  # type: ignore[index]
+        "Майкрософт Windows Server 2022 Standard"
+    )
+
+
+# -- item 8: pending reboot --------------------------------------------------------------------
+
+
+def _file_renames_pending(machine: WindowsMachine) -> None:
+    machine.set_value(win.SESSION_MANAGER_KEY, "PendingFileRenameOperations", r"\??\C:\x")
+
+
+def test_pending_file_renames_are_a_warning_by_default(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """PendingFileRenameOperations (often permanent) passes the check with a warning."""
+    _file_renames_pending(machine)
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("preflight/no-pending-reboot")["stdout_tail"])
+    assert "warning: Session Manager has PendingFileRenameOperations" in shown
+
+
+def test_strict_pending_reboot_refuses_pending_file_renames(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var strict_pending_reboot=true makes pending file renames a blocker again."""
+    _file_renames_pending(machine)
+    run = check(server, tls, tmp_path, "--var", "strict_pending_reboot=true")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "PendingFileRenameOperations" in str(run.report["message"])
+
+
+# -- item 9: WinRM shell quotas and the idle timeout -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("MaxMemoryPerShellMB", 512, "MaxMemoryPerShellMB is 512, below 1024"),
+        ("MaxProcessesPerShell", 5, "MaxProcessesPerShell is 5, below 10"),
+        ("IdleTimeout", 60000, "IdleTimeout is 60000 ms, below 300 s"),
+    ],
+)
+def test_winrm_shell_quotas_that_would_break_the_run_are_refused(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    name: str,
+    value: int,
+    words: str,
+) -> None:
+    """Preflight reads WSMan:\\localhost\\Shell and names the value and the fix."""
+    machine.winrm_shell_config[name] = value
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/winrm-shell-quotas" in message
+    assert words in message
+    assert f"Set-Item -Path WSMan:\\localhost\\Shell\\{name}" in message
+
+
+def test_the_shell_is_opened_with_an_explicit_idle_timeout(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The run's shell asks for a 2-hour IdleTimeOut rather than the listener's default."""
+    seen: list[float | None] = []
+
+    def watch() -> None:
+        while not seen:
+            seen.extend(s.idle_timeout for s in list(server.service.shells.values())[:1])
+            time.sleep(0.001)
+
+    threading.Thread(target=watch, daemon=True).start()
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert seen == [7200.0]
+
+
+def test_a_deleted_watcher_shell_reconnects_and_settles_sysprep(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """WinRM deletes the shell waiting for Sysprep: imageprep reconnects and checks; exit 0."""
+    machine.sysprep_seconds = 300.0  # 3 s here
+
+    def quota_hits_while_sysprep_runs() -> None:
+        while not machine.sysprep_runs:
+            time.sleep(0.001)
+        time.sleep(0.3)
+        machine.winrm_shell_config["MaxMemoryPerShellMB"] = 50
+        while not server.stats.expired:
+            time.sleep(0.001)
+        machine.winrm_shell_config["MaxMemoryPerShellMB"] = 2048
+
+    threading.Thread(target=quota_hits_while_sysprep_runs, daemon=True).start()
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert server.stats.expired == ["MaxMemoryPerShellMB"]
+    assert [r.outcome for r in machine.sysprep_runs] == ["succeeded"]
+    step = run.step("deprovision/sysprep-generalize")
+    assert "its command was lost while it ran; resume_check found its effect" in str(
+        step["message"]
+    )
+
+
+# -- item 11: Azure's "Generalize a VM" document -------------------------------------------------
+
+
+def test_old_panther_logs_are_saved_to_the_run_folder_then_deleted(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """$env:SystemRoot\\Panther is copied to <run>/panther-before-sysprep, then removed."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    saved = run.run_dir / "panther-before-sysprep"
+    assert (saved / "setupact.log").read_bytes() == b"setup log\r\n"
+    assert (saved / "unattendgc" / "setupact.log").read_bytes() == b"oobe log\r\n"
+    assert machine.files_below(win.SETUP_PANTHER_DIR) == []
+    assert run.step("cleanup/remove-old-panther")["status"] == "ok"
+
+
+def test_a_disabled_cdrom_driver_fails_preflight_with_the_fix(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """cdrom Start = 4: Azure could not read its provisioning ISO; exit 3 with the fix."""
+    machine.set_value(win.CDROM_SERVICE_KEY, "Start", 4)
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/cdrom-driver-enabled" in message
+    assert "Set-ItemProperty -Path HKLM:\\SYSTEM\\CurrentControlSet\\Services\\cdrom" in message
+
+
+def test_a_custom_unattend_is_refused_when_the_azure_agent_is_installed(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """sysprep_unattend on an Azure VM (guest agent installed): exit 3, Azure brings its own."""
+    machine.write_file(r"C:\unattend\image.xml", b"<unattend/>")
+    run = check(server, tls, tmp_path, "--var", "sysprep_unattend=C:\\unattend\\image.xml")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/no-custom-unattend-on-azure" in message
+    assert "Azure supplies its own answer file" in message
+
+
+def test_a_custom_unattend_is_used_off_azure(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Without the Azure guest agent the custom answer file passes preflight."""
+    machine.services.clear()
+    machine.write_file(r"C:\unattend\image.xml", b"<unattend/>")
+    run = check(server, tls, tmp_path, "--var", "sysprep_unattend=C:\\unattend\\image.xml")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    assert run.step("preflight/no-custom-unattend-on-azure")["status"] == "ok"
+
+
+def test_the_appx_fix_works_on_server_2016(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The AppX hint removes per user by SID (-User), which Server 2016 has; no -AllUsers."""
+    package = "Microsoft.WindowsStore_22403.1401.3.0_x64__8wekyb3d8bbwe"
+    machine.appx_installed["Administrator"] = {package}
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    sid = machine.sid_of("Administrator")
+    assert f"Remove-AppxPackage -Package {package} -User {sid}" in message
+    assert "-AllUsers" not in message
+
+
+# -- item 10: server roles Sysprep does not support -----------------------------------------
+
+
+def test_an_unsupported_server_role_is_refused_by_name(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """AD DS and DHCP installed: preflight names both and the var that would allow them."""
+    machine.installed_features += ["AD-Domain-Services", "DHCP", "DNS"]
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert "preflight/server-roles-supported" in message
+    assert "AD-Domain-Services, DHCP;" in message
+    assert "--var allow_unsupported_roles=AD-Domain-Services,DHCP" in message
+
+
+def test_allowed_unsupported_roles_only_warn(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """--var allow_unsupported_roles=NAME,... turns each named refusal into a warning."""
+    machine.installed_features += ["AD-Domain-Services", "DHCP"]
+    run = check(server, tls, tmp_path, "--var", "allow_unsupported_roles=AD-Domain-Services,DHCP")
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    shown = str(run.step("preflight/server-roles-supported")["stdout_tail"])
+    assert "warning: DHCP is not supported by Sysprep" in shown
+
+
+def test_allowing_one_role_still_refuses_another(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Only the roles named in allow_unsupported_roles are let through."""
+    machine.installed_features += ["AD-Certificate", "Fax"]
+    run = check(server, tls, tmp_path, "--var", "allow_unsupported_roles=Fax")
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert 'does not support ("Sysprep Support for Server Roles"): AD-Certificate;' in str(
+        run.report["message"]
+    )

@@ -15,6 +15,7 @@ from agent.windows_logs import KNOWN_FAILURES, diagnose, first_errors
 VALUES = {
     "caption": "Microsoft Windows Server 2019 Datacenter",
     "product_name": "Windows Server 2019 Datacenter",
+    "product_type": "ServerNT",
     "edition_id": "ServerDatacenter",
     "installation_type": "Server Core",
     "build": "17763",
@@ -52,7 +53,10 @@ def test_product_comes_from_the_caption() -> None:
         "ID_LIKE": "",
         "VERSION_ID": "10.0.17763",
         "WINDOWS_PRODUCT": "Windows Server 2019 Datacenter",
+        "WINDOWS_PRODUCT_TYPE": "server",
         "WINDOWS_BUILD": "17763",
+        "WINDOWS_EDITION_ID": "ServerDatacenter",
+        "WINDOWS_INSTALLATION_TYPE": "Server Core",
     }
 
 

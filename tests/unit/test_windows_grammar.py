@@ -110,3 +110,9 @@ def test_the_grammar_rejects_broken_powershell() -> None:
 def test_every_script_parses_without_errors(label: str) -> None:
     """Each step (defaults and every var set), facts, bootstrap and log script parses."""
     assert _errors(_TEXTS[label]) == []
+
+
+@pytest.mark.parametrize("label", sorted(_TEXTS))
+def test_no_script_assumes_c_windows(label: str) -> None:
+    """Windows may live elsewhere: every script finds it through $env:SystemRoot."""
+    assert "c:\\windows" not in _TEXTS[label].casefold()

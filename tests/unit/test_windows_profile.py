@@ -24,36 +24,58 @@ def profile() -> ResolvedProfile:
     return Catalog.load().get_profile("windows-server")
 
 
-def windows(product: str, build: str) -> dict[str, str]:
-    return {"ID": "windows", "WINDOWS_PRODUCT": product, "WINDOWS_BUILD": build}
+def windows(
+    build: str,
+    product_type: str = "server",
+    installation_type: str = "Server",
+    edition_id: str = "ServerDatacenter",
+    caption: str = "Windows Server 2022 Datacenter",
+) -> dict[str, str]:
+    return {
+        "ID": "windows",
+        "WINDOWS_PRODUCT": caption,
+        "WINDOWS_PRODUCT_TYPE": product_type,
+        "WINDOWS_BUILD": build,
+        "WINDOWS_EDITION_ID": edition_id,
+        "WINDOWS_INSTALLATION_TYPE": installation_type,
+    }
 
 
 @pytest.mark.parametrize(
-    ("product", "build"),
+    ("build", "installation_type", "edition_id"),
     [
-        ("Windows Server 2016 Datacenter", "14393"),
-        ("Windows Server 2019 Standard", "17763"),
-        ("Windows Server 2022 Datacenter: Azure Edition", "20348"),
-        ("Windows Server 2025 Datacenter", "26100"),
+        ("14393", "Server", "ServerDatacenter"),
+        ("17763", "Server Core", "ServerStandard"),
+        ("20348", "Server Core", "ServerDatacenterAzureEdition"),
+        ("26100", "Server", "ServerDatacenter"),
     ],
 )
-def test_supported_servers_match(product: str, build: str) -> None:
-    """Server 2016 to 2025 find windows-server by product name and build."""
-    assert Catalog.load().match_profile(windows(product, build)).id == "windows-server"
+def test_supported_servers_match(build: str, installation_type: str, edition_id: str) -> None:
+    """Server 2016 to 2025, Core or Desktop Experience, find windows-server by build."""
+    target = windows(build, installation_type=installation_type, edition_id=edition_id)
+    assert Catalog.load().match_profile(target).id == "windows-server"
+
+
+def test_a_localized_caption_still_matches() -> None:
+    """A Russian caption changes nothing: the caption is never matched on."""
+    target = windows("17763", caption="Майкрософт Windows Server 2019 Standard")
+    assert Catalog.load().match_profile(target).id == "windows-server"
 
 
 @pytest.mark.parametrize(
-    ("product", "build", "why"),
+    ("target", "why"),
     [
-        ("Windows 10 Pro", "19045", "Windows product 'Windows 10 Pro'"),
-        ("Windows Server 2012 R2 Datacenter", "9600", "2012 R2"),
-        ("Windows Server 2025 Datacenter", "26300", "build 26300 is outside >=14393,<26200"),
+        (windows("19045", product_type="client"), "ProductType client is not server"),
+        (windows("9600"), "build 9600 is outside >=14393,<26200"),
+        (windows("26300"), "build 26300 is outside >=14393,<26200"),
+        (windows("14393", installation_type="Nano Server"), "InstallationType Nano Server"),
+        (windows("17763", product_type=""), "ProductType (none)"),
     ],
 )
-def test_unsupported_windows_gets_no_profile(product: str, build: str, why: str) -> None:
-    """Clients, older servers and builds outside the range get no profile, with the reason."""
+def test_unsupported_windows_gets_no_profile(target: dict[str, str], why: str) -> None:
+    """Clients, older servers, Nano and builds outside the range get no profile, with why."""
     with pytest.raises(CatalogError, match="no profile matches") as caught:
-        Catalog.load().match_profile(windows(product, build))
+        Catalog.load().match_profile(target)
     assert why in str(caught.value)
 
 
@@ -65,10 +87,11 @@ def test_linux_never_matches_the_windows_profile() -> None:
 @pytest.mark.parametrize(
     ("match", "message", "line"),
     [
-        ("  windows: {product: []}\n", "product", 4),
-        ("  windows: {product: [x], build: 'new'}\n", "version range", 4),
-        ("  ids: [debian]\n  windows: {product: [x]}\n", "cannot be combined with ids", 4),
-        ("  windows: {product: [x], edition: y}\n", "edition", 4),
+        ("  windows: {product_type: workstation}\n", "server or client", 4),
+        ("  windows: {product_type: server, build: 'new'}\n", "version range", 4),
+        ("  ids: [debian]\n  windows: {product_type: server}\n", "cannot be combined", 4),
+        ("  windows: {product_type: server, edition: y}\n", "edition", 4),
+        ("  windows: {product: [Windows Server 2019]}\n", "product", 4),
     ],
 )
 def test_bad_windows_match_is_located(tmp_path: Path, match: str, message: str, line: int) -> None:
@@ -85,7 +108,7 @@ def test_windows_profile_checks_facts_against_windows_facts(tmp_path: Path) -> N
     """facts.windows.* is known in a Windows profile; a Linux-only fact is not."""
     path = tmp_path / "win.yaml"
     path.write_text(
-        "id: win\ndescription: W\nmatch: {windows: {product: [Windows Server]}}\n"
+        "id: win\ndescription: W\nmatch: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - {name: a, description: A, run: 'Write-Output {{ facts.windows.build }}'}\n"
         "    - {name: b, description: B, run: 'x', when: facts.tools.waagent}\n"
@@ -143,8 +166,9 @@ def test_shutdown_powers_off_expecting_the_disconnect(profile: ResolvedProfile) 
     """The only shutdown step powers off (never restarts) and expects the disconnect."""
     [step] = profile.phases["shutdown"]
     assert step.expect_disconnect
-    assert "Stop-Computer" in step.run
+    assert "shutdown.exe /s /t 0 /f" in step.run
     assert "Restart" not in step.run
+    assert "/r" not in step.run
 
 
 def test_event_log_clearing_is_off_by_default(profile: ResolvedProfile) -> None:
@@ -205,3 +229,17 @@ def test_plan_shows_exact_powershell_with_quoted_vars() -> None:
     )
     unattend_check = next(s for s in plan["steps"] if s["name"] == "unattend-file-exists")
     assert unattend_check["condition"] is True
+
+
+def test_plan_shows_the_new_preflight_checks() -> None:
+    """`plan --profile windows-server` lists issue 11's checks in its preflight phase."""
+    result = CliRunner().invoke(main, ["plan", "--profile", "windows-server", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    preflight = [s["name"] for s in json.loads(result.output)["steps"] if s["phase"] == "preflight"]
+    for name in (
+        "winrm-shell-quotas",
+        "server-roles-supported",
+        "cdrom-driver-enabled",
+        "no-custom-unattend-on-azure",
+    ):
+        assert name in preflight

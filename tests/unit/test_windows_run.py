@@ -89,6 +89,7 @@ def imageprep_run(
     playbook: str = "generalize",
     url: str | None = None,
 ) -> Run:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     run_dir = tmp_path / "run"
     args = [
         "run" if playbook == "generalize" else playbook,
@@ -104,6 +105,9 @@ def imageprep_run(
         "json",
         "--var",
         "sysprep_poll_seconds=1",
+        # The double's listener stays silent after power-off unless a test reboots it.
+        "--var",
+        "power_off_watch_seconds=1",
         *extra,
     ]
     started = time.monotonic()
@@ -120,9 +124,9 @@ def test_success_generalizes_verifies_and_powers_off(
     assert machine.image_state == win.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
     assert machine.file_exists(win.SUCCEEDED_TAG)
     assert [r.switches for r in machine.sysprep_runs] == [
-        ("/generalize", "/oobe", "/quit", "/quiet", "/mode:vm")
+        ("/generalize", "/oobe", "/quit", "/quiet")
     ]
-    assert not machine.powered_on  # the double saw Stop-Computer
+    assert not machine.powered_on  # the double saw shutdown.exe /s
     report = run.report
     assert report["powered_off"] is True
     assert report["profile"] == "windows-server"
@@ -335,6 +339,14 @@ def _file_renames_pending(m: WindowsMachine) -> None:
     m.set_value(win.SESSION_MANAGER_KEY, "PendingFileRenameOperations", r"\??\C:\x")
 
 
+def _domain_join_pending(m: WindowsMachine) -> None:
+    m.create_key(win.NETLOGON_JOIN_DOMAIN_KEY)
+
+
+def _tiworker_running(m: WindowsMachine) -> None:
+    m.extra_processes.append("TiWorker")
+
+
 def _being_renamed(m: WindowsMachine) -> None:
     m.set_value(win.COMPUTER_NAME_KEY, "ComputerName", "NEW-NAME")
 
@@ -365,7 +377,8 @@ def _disk_full(m: WindowsMachine) -> None:
         (_as_system, "elevated-admin", "not supported under SYSTEM"),
         (_not_elevated, "elevated-admin", "no elevated administrator token"),
         (_first_boot_unfinished, "image-state-complete", "not finished its own first boot"),
-        (_file_renames_pending, "no-pending-reboot", "PendingFileRenameOperations"),
+        (_domain_join_pending, "no-pending-reboot", "a domain join is pending"),
+        (_tiworker_running, "no-pending-reboot", "TiWorker.exe"),
         (_being_renamed, "no-pending-reboot", "renamed from WIN-IMAGEPREP to NEW-NAME"),
         (_configmgr_pending, "no-pending-reboot", "Configuration Manager"),
         (_domain_joined, "not-domain-joined", "corp.example.com"),
@@ -404,7 +417,7 @@ def test_a_stopped_azure_agent_fails_after_its_retries(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: No waiting in tests\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - {name: azure-agent-running, override: true, retry_delay: 0}\n"
     )
@@ -520,7 +533,7 @@ def test_plan_reads_windows_facts_over_winrm_and_changes_nothing(
     assert result.exit_code == ExitCode.OK, result.output
     assert "profile  windows-server" in result.output
     assert "facts    windows 10.0.20348" in result.output
-    assert "$ Stop-Computer -Force" in result.output
+    assert "$ shutdown.exe /s /t 0 /f" in result.output
     assert len(machine.scripts) == 1  # the facts script, nothing else
     assert machine.files == files_before
     assert machine.sysprep_runs == []
@@ -590,7 +603,7 @@ def test_non_ascii_output_round_trips_through_run(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: A greeting step\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - name: greet\n"
         "      description: Print non-ASCII text\n"
@@ -624,7 +637,7 @@ def test_reset_during_the_shutdown_step_is_the_expected_disconnect(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:
     """The connection reset in power-off's Receive: step ok, disconnected, powered_off true."""
-    fired = _reset_once_when(server, machine, "Stop-Computer")
+    fired = _reset_once_when(server, machine, "shutdown.exe /s")
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.OK, run.result.output
     assert fired.is_set()
@@ -662,7 +675,7 @@ def test_several_mib_of_output_through_run(
     profiles.mkdir()
     (profiles / "windows-server.yaml").write_text(
         "id: windows-server\ndescription: A chatty step\nextends: windows-server\n"
-        "match: {windows: {product: [Windows Server 2022]}}\n"
+        "match: {windows: {product_type: server}}\n"
         "phases:\n  preflight:\n"
         "    - name: chatty\n"
         "      description: Print 4 MiB\n"

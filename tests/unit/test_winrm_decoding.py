@@ -38,10 +38,28 @@ def test_clixml_error_lines_and_escapes() -> None:
 
 
 def test_clixml_keeps_native_text_and_unparsable_xml() -> None:
-    """Text before the marker is kept; XML that does not parse is returned raw."""
+    """Text before the marker is kept; a document that does not parse is kept raw."""
     assert clixml.decode("plain error\n") == "plain error\n"
-    broken = "#< CLIXML\r\n<Objs><S>unclosed</Objs>"
-    assert clixml.decode(broken) == broken
+    broken = "<Objs><S>unclosed</Objs>"
+    assert clixml.decode("#< CLIXML\r\n" + broken) == broken
+
+
+_NS = 'xmlns="http://schemas.microsoft.com/powershell/2004/04"'
+
+
+def test_interleaved_clixml_and_plain_stderr_decode_in_place() -> None:
+    """Documents are decoded where they stand; plain lines between and after are kept."""
+    text = (
+        "native before\r\n#< CLIXML\r\n"
+        f'<Objs Version="1.1.0.1" {_NS}><S S="Error">first_x000D__x000A_</S></Objs>'
+        "plain between\r\n"
+        f'<Objs Version="1.1.0.1" {_NS}><S S="Error">second_x000D__x000A_</S></Objs>'
+        "<Objs><S>broken</Objs>"
+        "last line\r\n"
+    )
+    assert clixml.decode(text) == (
+        "native before\r\nfirst\r\nplain between\r\nsecond\r\n<Objs><S>broken</Objs>last line\r\n"
+    )
 
 
 def test_text_stream_joins_crlf_and_utf8_split_across_chunks() -> None:

@@ -97,6 +97,29 @@ def test_command_stdout_stderr_and_exit_code(server: WinRmTestServer) -> None:
     assert (result.stdout, result.stderr, result.exit_code) == ("out\n", "err\n", 3)
 
 
+def test_interleaved_error_records_and_plain_stderr_keep_their_order(
+    server: WinRmTestServer,
+) -> None:
+    """Error records and [Console]::Error lines arrive interleaved and decode in order."""
+    script = (
+        "Get-Content -LiteralPath 'C:\\missing.txt'\n"
+        "[Console]::Error.WriteLine('plain between')\n"
+        "Write-Error 'second problem'\n"
+        "[Console]::Error.WriteLine('the last line says what to do')\n"
+        "exit 1\n"
+    )
+    with executor(server) as ex:
+        result = ex.run(script)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "Cannot find path 'C:\\missing.txt' because it does not exist." in lines
+    assert lines.index("plain between") < next(
+        i for i, x in enumerate(lines) if "second problem" in x
+    )
+    assert lines[-1] == "the last line says what to do"
+    assert "Objs" not in result.stderr
+
+
 def test_clixml_error_is_decoded(server: WinRmTestServer) -> None:
     """A PowerShell error arrives as CLIXML and is handed over as plain text."""
     with executor(server) as winrm:

@@ -61,6 +61,16 @@ class ErrorRecord:
         ]
 
 
+def record_document(record: ErrorRecord) -> str:
+    """One record as powershell.exe writes it when it happens: its own ``<Objs>``."""
+    body = "".join(f'<S S="Error">{encode_string(line + _CRLF)}</S>' for line in record.lines())
+    return f'<Objs Version="1.1.0.1" xmlns="{_NS}">{body}</Objs>'
+
+
+def progress_document() -> str:
+    return f'<Objs Version="1.1.0.1" xmlns="{_NS}">{_PROGRESS}</Objs>'
+
+
 def document(errors: list[ErrorRecord], *, progress: bool) -> str:
     """The whole stderr text of a PowerShell process with these records."""
     body = _PROGRESS if progress else ""

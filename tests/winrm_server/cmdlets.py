@@ -91,6 +91,10 @@ _STRING_METHODS: dict[str, Callable[..., Any]] = {
     "endswith": lambda s, p: s.endswith(p),
     "contains": lambda s, p: p in s,
     "replace": lambda s, a, b: s.replace(a, b),
+    # String.Split(chars): splits at any of the characters given.
+    "split": lambda s, *chars: (
+        re.split("[" + re.escape("".join(chars)) + "]", s) if chars else s.split()
+    ),
 }
 
 
@@ -161,6 +165,20 @@ def static_member(session: Session, type_name: str, member: str, args: list[Any]
         return member
     if kind == "diagnostics.stopwatch" and name == "startnew" and args == []:
         return _stopwatch(machine)
+    if kind == "text.encoding" and name in ("unicode", "utf8", "ascii") and args is None:
+        codec = {"unicode": "utf-16-le", "utf8": "utf-8", "ascii": "ascii"}[name]
+        return PSObject(
+            "System.Text.Encoding",
+            {},
+            {
+                "GetBytes": lambda text: list(to_text(text).encode(codec)),
+                "GetString": lambda data: bytes(data).decode(codec),
+            },
+        )
+    if kind == "convert" and name == "tobase64string" and args is not None and len(args) == 1:
+        import base64
+
+        return base64.b64encode(bytes(args[0])).decode("ascii")
     if kind == "math" and args:
         number = float(to_text(args[0]))
         if name == "floor":
@@ -173,7 +191,7 @@ def static_member(session: Session, type_name: str, member: str, args: list[Any]
 # -- commands -----------------------------------------------------------------------------
 
 _SWITCHES = frozenset(
-    {"force", "recurse", "allusers", "online", "passthru", "wait", "raw", "nonewwindow"}
+    {"force", "recurse", "allusers", "online", "passthru", "wait", "raw", "nonewwindow", "file"}
 )
 _ERROR_ACTIONS = ("erroraction", "ea")
 
@@ -317,6 +335,40 @@ def _get_item_property(call: Call) -> list[Any]:
     return [PSObject("System.Management.Automation.PSCustomObject", values)]
 
 
+@command("Get-Item")
+def _get_item(call: Call) -> list[Any]:
+    """Only the WSMan: drive's shell settings (``WSMan:\\localhost\\Shell\\NAME``)."""
+    path = _path(call)
+    head, _, name = path.rstrip("\\").rpartition("\\")
+    if head.casefold() != r"wsman:\localhost\shell":
+        raise NotModelled(f"Get-Item {path}")
+    config = {k.casefold(): (k, v) for k, v in call.machine.winrm_shell_config.items()}
+    found = config.get(name.casefold())
+    if found is None:
+        _not_found(call, path)
+        return []
+    # The WSMan provider gives every value as a string.
+    return [PSObject("WSManConfigLeafElement", {"Name": found[0], "Value": str(found[1])})]
+
+
+@command("Get-ChildItem")
+def _get_child_item(call: Call) -> list[Any]:
+    """Files below a folder (``-Recurse -File`` only), as FileInfo objects."""
+    if not (call.switch("recurse") and call.switch("file")):
+        raise NotModelled("Get-ChildItem without -Recurse -File")
+    path = _path(call)
+    if not call.machine.path_exists(path):
+        _not_found(call, path)
+        return []
+    return [
+        PSObject(
+            "System.IO.FileInfo",
+            {"FullName": name, "Name": name.rsplit("\\", 1)[-1], "Length": size},
+        )
+        for name, size in call.machine.files_below(path)
+    ]
+
+
 @command("Test-Path")
 def _test_path(call: Call) -> list[Any]:
     path = _path(call)
@@ -362,6 +414,20 @@ def _remove_item(call: Call) -> list[Any]:
             call.machine.remove_tree(text)
         else:
             _not_found(call, text)
+    return []
+
+
+@command("Set-Content")
+def _set_content(call: Call) -> list[Any]:
+    """Write text to a file (UTF8 with a BOM, ASCII, or Unicode, as -Encoding says)."""
+    path = _path(call)
+    encoding = to_text(call.arg("encoding") or "ascii").casefold()
+    codecs = {"utf8": "utf-8-sig", "ascii": "ascii", "unicode": "utf-16"}
+    if encoding not in codecs:
+        raise NotModelled(f"Set-Content -Encoding {encoding}")
+    value = call.arg("value", position=1)
+    text = "\r\n".join(to_text(v) for v in iterate(value)) + "\r\n"
+    call.machine.write_file(path, text.encode(codecs[encoding]))
     return []
 
 
@@ -649,6 +715,19 @@ def _get_bitlocker_volume(call: Call) -> list[Any]:
                 "EncryptionPercentage": 0 if decrypted else 100,
             },
         )
+    ]
+
+
+@command("Get-WindowsFeature")
+def _get_windows_feature(call: Call) -> list[Any]:
+    """The installed roles and features (a real machine lists the available ones too)."""
+    call.session.load_module()  # ServerManager
+    return [
+        PSObject(
+            "Microsoft.Windows.ServerManager.Commands.Feature",
+            {"Name": name, "DisplayName": name, "Installed": True, "InstallState": "Installed"},
+        )
+        for name in call.machine.installed_features
     ]
 
 

@@ -22,6 +22,8 @@ STATE_KEY = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Setup\State"
 SYSPREP_STATUS_KEY = r"HKLM\SYSTEM\Setup\Status\SysprepStatus"
 SETUP_KEY = r"HKLM\SYSTEM\Setup"
 CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+CDROM_SERVICE_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\cdrom"
+PRODUCT_OPTIONS_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions"
 SESSION_MANAGER_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager"
 ACTIVE_COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ActiveComputerName"
 COMPUTER_NAME_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName"
@@ -29,6 +31,8 @@ SOFTWARE_PROTECTION_KEY = (
     r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\SoftwareProtectionPlatform"
 )
 UPDATES_KEY = r"HKLM\SOFTWARE\Microsoft\Updates"
+NETLOGON_JOIN_DOMAIN_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\Netlogon\JoinDomain"
+NETLOGON_AVOID_SPN_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\Netlogon\AvoidSpnSet"
 # The three keys Packer's windows-restart checks, plus Windows Update's (windows.md §2).
 PENDING_REBOOT_KEYS = (
     r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending",
@@ -42,7 +46,9 @@ SETUPACT_LOG = PANTHER_DIR + r"\setupact.log"
 SETUPERR_LOG = PANTHER_DIR + r"\setuperr.log"
 SUCCEEDED_TAG = SYSPREP_DIR + r"\Sysprep_succeeded.tag"
 SYSPREP_UNATTEND = SYSPREP_DIR + r"\unattend.xml"
-PANTHER_UNATTEND = r"C:\Windows\Panther\unattend.xml"
+SETUP_PANTHER_DIR = r"C:\Windows\Panther"
+PANTHER_UNATTEND = SETUP_PANTHER_DIR + r"\unattend.xml"
+SETUP_COMPLETE = r"C:\Windows\Setup\Scripts\SetupComplete.cmd"
 
 # What each supported Windows Server release reports (Win32_OperatingSystem and the
 # CurrentVersion key), for ``WindowsMachine(release=...)``.
@@ -134,6 +140,9 @@ class WindowsMachine:
 
     hostname: str = "WIN-IMAGEPREP"
     release: str = "2022"  # a key of RELEASES
+    # Win32_OperatingSystem.Caption when not the release's English one: it is localized
+    # (a Russian server says "Майкрософт Windows Server 2019 Standard").
+    caption: str = ""
     account: str = "Administrator"  # the WinRM user's account
     account_is_admin: bool = True  # its remote token is elevated
     account_is_system: bool = False
@@ -142,6 +151,16 @@ class WindowsMachine:
     # Azure guest agent services (name -> Get-Service Status); {} = not on Azure.
     services: dict[str, str] = field(
         default_factory=lambda: {"RdAgent": "Running", "WindowsAzureGuestAgent": "Running"}
+    )
+    # Get-WindowsFeature names of the installed roles and features.
+    installed_features: list[str] = field(
+        default_factory=lambda: [
+            "FileAndStorage-Services",
+            "Storage-Services",
+            "NET-Framework-45-Core",
+            "PowerShellRoot",
+            "PowerShell",
+        ]
     )
     bitlocker_installed: bool = True  # the BitLocker feature (and its cmdlets)
     free_bytes: int = 40 * 1024**3  # free space on C:
@@ -162,6 +181,15 @@ class WindowsMachine:
         "Error      SYSPRP SPPNP: Failed to uninstall device ROOT\\BASICDISPLAY\\0000; "
         "error 0xE0000231",
     )
+    # WSMan:\localhost\Shell, as Server 2012 and later ship it; IdleTimeout in ms.
+    winrm_shell_config: dict[str, int] = field(
+        default_factory=lambda: {
+            "MaxMemoryPerShellMB": 2147483647,
+            "MaxProcessesPerShell": 2147483647,
+            "IdleTimeout": 7200000,
+        }
+    )
+    powershell_memory_mb: int = 90  # what one powershell.exe of a step uses
     time_scale: float = 1.0
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
     registry: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -171,11 +199,18 @@ class WindowsMachine:
     bitlocker_status: str = "FullyDecrypted"  # Get-BitLockerVolume VolumeStatus
     env: dict[str, str] = field(default_factory=dict)
     powered_on: bool = True
+    # Some machines (a hypervisor's "restart on shutdown" policy, a stuck ACPI setting)
+    # boot again instead of staying off: the listener comes back after reboot_seconds
+    # (virtual), and the first boot after generalize runs specialize.
+    reboots_on_power_off: bool = False
+    reboot_seconds: float = 30.0
+    boots: int = 0  # boots after the first
     sysprep_runs: list[SysprepRun] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)  # every PowerShell script run
     _key_names: dict[str, str] = field(default_factory=dict)
     _file_names: dict[str, str] = field(default_factory=dict)
     _off_listeners: list[Callable[[], None]] = field(default_factory=list)
+    _boot_listeners: list[Callable[[], None]] = field(default_factory=list)
     _power_lock: threading.Lock = field(default_factory=threading.Lock)
     _power_timer: threading.Timer | None = None
 
@@ -207,6 +242,8 @@ class WindowsMachine:
                     else {}
                 ),
             },
+            PRODUCT_OPTIONS_KEY: {"ProductType": "ServerNT"},
+            CDROM_SERVICE_KEY: {"Start": 1},
             SESSION_MANAGER_KEY: {"BootExecute": "autocheck autochk *"},
             ACTIVE_COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
             COMPUTER_NAME_KEY: {"ComputerName": self.hostname},
@@ -217,6 +254,11 @@ class WindowsMachine:
                     self.set_value(key, name, value)
         for exe in EXECUTABLES:
             self.files.setdefault(file_key(exe), b"MZ")
+        # Windows Setup's logs of the installation (what Azure has deleted before Sysprep).
+        self.files.setdefault(file_key(SETUP_PANTHER_DIR + r"\setupact.log"), b"setup log\r\n")
+        self.files.setdefault(
+            file_key(SETUP_PANTHER_DIR + r"\UnattendGC\setupact.log"), b"oobe log\r\n"
+        )
         self.files.setdefault(file_key(SETUPACT_LOG), b"")
         self.files.setdefault(file_key(SETUPERR_LOG), b"")
 
@@ -259,6 +301,7 @@ class WindowsMachine:
     # -- files --------------------------------------------------------------------------
 
     def write_file(self, path: str, data: bytes) -> None:
+        self._file_names.setdefault(file_key(path), path.strip().strip("'\""))
         self.files[file_key(path)] = data
 
     def append_file(self, path: str, data: bytes) -> None:
@@ -274,6 +317,15 @@ class WindowsMachine:
         """A file, or a folder holding one (folders exist through their files here)."""
         key = file_key(path)
         return key in self.files or any(k.startswith(key + "\\") for k in self.files)
+
+    def files_below(self, path: str) -> list[tuple[str, int]]:
+        """(full path as first written, size) of every file below a folder."""
+        key = file_key(path)
+        return sorted(
+            (self._file_names.get(name, name), len(data))
+            for name, data in self.files.items()
+            if name.startswith(key + "\\")
+        )
 
     def remove_tree(self, path: str, *, keep_root: bool = False) -> None:
         """Delete a file, or a folder and everything below it (or only below, keep_root)."""
@@ -327,7 +379,7 @@ class WindowsMachine:
         classes: dict[str, list[dict[str, object]]] = {
             "win32_operatingsystem": [
                 {
-                    "Caption": release["caption"],
+                    "Caption": self.caption or release["caption"],
                     "BuildNumber": str(release["build"]),
                     "Version": f"10.0.{release['build']}",
                     "OSArchitecture": "64-bit",
@@ -382,6 +434,10 @@ class WindowsMachine:
         """Call ``listener`` (once) when the machine powers off."""
         self._off_listeners.append(listener)
 
+    def on_boot(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` when the machine boots again (a reboot)."""
+        self._boot_listeners.append(listener)
+
     def power_off(self) -> None:
         """The VM goes away now: every program dies, the WinRM listener stops answering."""
         with self._power_lock:
@@ -391,6 +447,34 @@ class WindowsMachine:
             listeners, self._off_listeners = self._off_listeners, []
         for listener in listeners:
             listener()
+        if self.reboots_on_power_off:
+            timer = threading.Timer(self.reboot_seconds * self.time_scale, self._boot)
+            timer.daemon = True
+            timer.start()
+
+    def _boot(self) -> None:
+        """Back on: a generalized image runs its specialize pass; the listener answers."""
+        with self._power_lock:
+            self.powered_on = True
+            self.boots += 1
+            listeners, self._boot_listeners = self._boot_listeners, []
+        if self.image_state == IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE:
+            self.image_state = "IMAGE_STATE_SPECIALIZE_RESEAL_TO_OOBE"
+            self.run_setup_complete()
+        for listener in listeners:
+            listener()
+
+    def run_setup_complete(self) -> None:
+        """What Setup does with SetupComplete.cmd before the first logon: its ``del``
+        lines delete files (%WINDIR% expanded); other lines are not modelled."""
+        script = self.read_file(SETUP_COMPLETE)
+        if script is None:
+            return
+        for line in script.decode("ascii", errors="replace").splitlines():
+            words = line.split(None, 3)
+            if words[:1] == ["del"]:
+                target = line.rsplit('"', 2)[-2] if '"' in line else words[-1]
+                self.remove_tree(target.replace("%WINDIR%", self.env["SystemRoot"]))
 
     def schedule_power_off(self, delay: float) -> None:
         """Power off after ``delay`` virtual seconds (``shutdown /s /t N``)."""

@@ -61,6 +61,27 @@ class PsTerminating(Exception):
         self.script = script
 
 
+class _LiveErrors(list[clixml.ErrorRecord]):
+    """Error records, written to stderr as they happen: powershell.exe writes the
+    ``#< CLIXML`` header once, then one ``<Objs>`` document per record, so plain stderr
+    (``[Console]::Error``, native programs) lands between them."""
+
+    def __init__(self, process: Process) -> None:
+        super().__init__()
+        self._process = process
+        self.header_written = False
+
+    def append(self, record: clixml.ErrorRecord) -> None:
+        super().append(record)
+        self.write(clixml.record_document(record))
+
+    def write(self, document: str) -> None:
+        if not self.header_written:
+            self._process.write_text("stderr", clixml.HEADER)
+            self.header_written = True
+        self._process.write_text("stderr", document)
+
+
 @dataclass
 class Session:
     """One powershell.exe process: its preferences, variables and error records."""
@@ -71,11 +92,14 @@ class Session:
     failed: bool = False  # $? of the last statement was false
     last_exit_code: int = 0
     variables: dict[str, Any] = field(default_factory=dict)
-    errors: list[clixml.ErrorRecord] = field(default_factory=list)
+    errors: list[clixml.ErrorRecord] = field(init=False)
     modules_loaded: bool = False
     trap: str | None = None  # the body of the script's `trap { ... }`
     # Open `$(...)`/`@(...)`/script-block captures: output goes to the innermost one.
     captures: list[list[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.errors = _LiveErrors(self.process)
 
     @property
     def machine(self) -> m.WindowsMachine:
@@ -179,9 +203,9 @@ def run_powershell(process: Process, args: list[str]) -> int:
         code = 1 if session.failed else 0
     except PsExit as stop:
         code = stop.code
-    progress = session.modules_loaded and not session.progress_silenced
-    if session.errors or progress:
-        process.write_text("stderr", clixml.document(session.errors, progress=progress))
+    if session.modules_loaded and not session.progress_silenced:
+        assert isinstance(session.errors, _LiveErrors)
+        session.errors.write(clixml.progress_document())
     return code
 
 

@@ -214,6 +214,10 @@ def _generalize(process: Process, run: m.SysprepRun, *, to_audit: bool) -> None:
         else m.IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
     )
     machine.write_file(m.SUCCEEDED_TAG, b"")
+    answer = next((a.split(":", 1)[1] for a in run.switches if a.startswith("/unattend:")), None)
+    if answer is not None and machine.read_file(answer) is not None:
+        # Sysprep caches the answer file where Setup reads it at the next boot.
+        machine.write_file(m.PANTHER_UNATTEND, machine.read_file(answer) or b"")
     machine.log_line(m.SETUPACT_LOG, "Info SYSPRP Sysprep_Generalize: completed successfully")
 
 

@@ -111,8 +111,8 @@ class WinRmTestServer:
     def stats(self) -> Stats:
         return self.service.stats
 
-    def start(self) -> Self:
-        httpd = _HttpServer(("127.0.0.1", 0), _Handler)
+    def start(self, port: int = 0) -> Self:
+        httpd = _HttpServer(("127.0.0.1", port), _Handler)
         httpd.owner = self
         if self.tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -125,6 +125,8 @@ class WinRmTestServer:
         self._httpd = httpd
         self._service = WinRsService(self.machine, self.url)
         self.machine.on_power_off(self._power_off)
+        self.machine.on_boot(self._boot)
+        self._stopped.clear()
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -147,6 +149,12 @@ class WinRmTestServer:
 
     def _power_off(self) -> None:
         self.stop()
+
+    def _boot(self) -> None:
+        """A reboot: the listener answers again on the same port, with no shells."""
+        assert self._httpd is not None
+        port = int(self._httpd.server_address[1])
+        self.start(port)
 
     def __enter__(self) -> Self:
         return self.start()

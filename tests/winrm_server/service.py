@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass, field
 
 from tests.winrm_server.machine import WindowsMachine
@@ -52,6 +53,7 @@ class Stats:
     command_lines: list[str] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     timeouts: int = 0  # TimedOut faults sent
+    expired: list[str] = field(default_factory=list)  # shells the service deleted, why
     internal_errors: list[str] = field(default_factory=list)
 
 
@@ -64,6 +66,8 @@ class WinRsService:
         self.shells: dict[str, Shell] = {}
         self.stats = Stats()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        threading.Thread(target=self._enforce_quotas, daemon=True).start()
 
     def handle(self, request: Request, user: str, client_ip: str) -> bytes:
         """The response body for ``request``; raises Fault (HTTP 500) or PoweredOff."""
@@ -87,10 +91,49 @@ class WinRsService:
 
     def shutdown(self) -> None:
         """Kill every process (the machine powered off, or the test ended)."""
+        self._stopping.set()
         with self._lock:
             for shell in self.shells.values():
                 shell.kill_all()
             self.shells.clear()
+
+    # -- quotas and the idle timeout -------------------------------------------------------
+
+    def _enforce_quotas(self) -> None:
+        """What the WinRM service does on its own: it deletes a shell (killing its
+        processes, job-object style) that was idle longer than its IdleTimeout (the
+        client's, capped by WSMan:\\localhost\\Shell\\IdleTimeout), or whose processes
+        exceed MaxMemoryPerShellMB or MaxProcessesPerShell."""
+        while not self._stopping.wait(0.01):
+            config = self.machine.winrm_shell_config
+            now = time.monotonic()
+            with self._lock:
+                shells = list(self.shells.values())
+            for shell in shells:
+                idle_limit = config["IdleTimeout"] / 1000
+                if shell.idle_timeout is not None:
+                    idle_limit = min(idle_limit, shell.idle_timeout)
+                running = [c for c in shell.commands.values() if not c.done]
+                reason = None
+                if shell.receiving == 0 and now - shell.last_used > idle_limit * (
+                    self.machine.time_scale
+                ):
+                    reason = "IdleTimeout"
+                elif running and self.machine.powershell_memory_mb > config["MaxMemoryPerShellMB"]:
+                    reason = "MaxMemoryPerShellMB"
+                elif len(running) > config["MaxProcessesPerShell"]:
+                    reason = "MaxProcessesPerShell"
+                if reason is not None:
+                    self.delete_shell(shell.id, reason)
+
+    def delete_shell(self, shell_id: str, reason: str) -> None:
+        """The service deletes a shell by itself; the client learns it at its next request."""
+        with self._lock:
+            shell = self.shells.pop(shell_id, None)
+            if shell is not None:
+                self.stats.expired.append(reason)
+        if shell is not None:
+            shell.kill_all()
 
     # -- shells ---------------------------------------------------------------------------
 
@@ -100,6 +143,7 @@ class WinRsService:
             shell = self.shells.get(shell_id)
         if shell is None:
             raise Fault.unknown_shell()
+        shell.last_used = time.monotonic()
         return shell
 
     def _create(self, request: Request, user: str, client_ip: str) -> bytes:
@@ -179,11 +223,19 @@ class WinRsService:
         desired = request.body.find(f"{q('rsp', 'Receive')}/{q('rsp', 'DesiredStream')}")
         command = shell.command(desired.get("CommandId") if desired is not None else None)
         timeout = min(request.operation_timeout or MAX_TIMEOUT, MAX_TIMEOUT)
+        shell.receiving += 1  # a client waiting in a Receive is not idle
         try:
             chunks, done = command.receive(timeout * self.machine.time_scale)
         except Fault:
             self.stats.timeouts += 1
             raise
+        finally:
+            shell.receiving -= 1
+            shell.last_used = time.monotonic()
+        with self._lock:
+            deleted = shell.id not in self.shells
+        if deleted:
+            raise Fault.unknown_shell()  # deleted while this Receive waited
         if command.internal_error is not None:
             self.stats.internal_errors.append(command.internal_error)
         return envelope(

@@ -189,6 +189,8 @@ class Shell:
     input_streams: str
     output_streams: str
     commands: dict[str, Command] = field(default_factory=dict)
+    last_used: float = field(default_factory=time.monotonic)
+    receiving: int = 0  # Receive requests waiting now
 
     def start(self, machine: WindowsMachine, program: Program) -> Command:
         env = {**machine.env, **self.environment}
