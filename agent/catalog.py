@@ -161,9 +161,12 @@ def _load_source(
         try:
             profile = validate_document(doc, Profile)
         except SchemaError as exc:
+            seen = {(p.line, p.column) for p in exc.problems}
             rules = [
-                doc.problem(loc, message, key="[key]" in loc)
+                problem
                 for loc, message in profile_structure_problems(doc.data)
+                if (problem := doc.problem(loc, message, key="[key]" in loc)).line is None
+                or (problem.line, problem.column) not in seen  # one line per spot
             ]
             raise SchemaError(_sorted([*exc.problems, *rules])) from None
         return _ProfileSource(doc, path, layer, builtin, profile)

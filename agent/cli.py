@@ -6,6 +6,7 @@ Nothing else lives here: every decision is made by the modules it calls.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -76,6 +77,13 @@ def _parse_vars(values: Iterable[str]) -> dict[str, str]:
             raise errors.UsageError(f"--var {item!r}: expected KEY=VALUE")
         parsed[key] = value
     return parsed
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets "nan" through (every comparison with NaN is false).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
 
 
 def _split_names(values: Iterable[str]) -> frozenset[str]:
@@ -160,6 +168,7 @@ def connection_options(func: F) -> F:
         click.option(
             "--connect-timeout",
             type=click.FloatRange(min=1, max=3600),
+            callback=_finite,
             default=15,
             show_default=True,
             metavar="SECONDS",
@@ -353,7 +362,33 @@ def _selection(kw: dict[str, Any]) -> Any:
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(context_settings=CONTEXT)
+class _OneLineErrors(click.Group):
+    """click's own usage errors as one line on stderr (exit 2), like every other error.
+
+    click prints "Usage: ...", "Try ... for help." and a blank line before the error;
+    a pipeline's log then shows three lines of noise for one wrong flag.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `imageprep`: the help
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            message = " ".join(exc.format_message().split())
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"imageprep: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("imageprep: aborted", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="imageprep")
 def main() -> None:
     """Prepare a running VM to be captured as a reusable image.
