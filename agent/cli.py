@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from agent import __version__, errors
+from agent.excerpt import printable
 from agent.outcome import ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,7 +28,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _fail(exc: BaseException) -> None:
     """One clear line on stderr, the documented exit code, no traceback."""
     code = exit_code_for_error(exc)
-    click.echo(f"imageprep: error: {exc}", err=True)
+    click.echo(f"imageprep: error: {printable(str(exc))}", err=True)
     sys.exit(int(code))
 
 
@@ -599,7 +600,7 @@ def validate(
         _fail(exc)
         return
     for problem in problems:
-        click.echo(problem, err=True)
+        click.echo(printable(str(problem)), err=True)
     if problems:
         click.echo(f"imageprep: {len(problems)} problem(s) in {checked} file(s)", err=True)
         sys.exit(int(ExitCode.USAGE))

@@ -199,6 +199,16 @@ YAML_CASES = [
     yaml_case("neither-profile-nor-playbook", "foo: 1\n", names=r"cannot tell a profile"),
     yaml_case("anchor-on-key", profile_with(vars="vars:\n  &k x: 1\n  *k : 2\n")),
     yaml_case("complex-key", profile_with(vars="vars:\n  ? [a, b]\n  : 1\n")),
+    yaml_case(
+        "escape-sequence-in-key",
+        profile_with(vars='vars:\n  "\\e[2J\\e]0;owned\\a": 1\n'),
+        names=r"vars\.\\x1b\[2J\\x1b\]0;owned\\x07: ",
+    ),
+    yaml_case(
+        "line-separators-in-key",
+        profile_with(vars='vars:\n  "a\\Lb\\Nc\\x1dd": 1\n'),
+        names=r"vars\.a\\u2028b\\x85c\\x1dd: ",
+    ),
     yaml_case("null-key", profile_with(vars="vars:\n  ~: 1\n")),
 ]
 
