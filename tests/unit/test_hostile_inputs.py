@@ -707,6 +707,9 @@ def forged(
         journal = run_dir / "journal.jsonl"
         text = journal.read_text().splitlines()
         first = json.loads(text[0])
+        # A closed local port, never make_run's TEST-NET address: should a refusal regress
+        # into a resume, it fails here instead of reaching for the network.
+        first["target"] = f"ssh://azureuser@127.0.0.1:{peers.closed_port()}"
         if header is not None:
             first = header(first, ctx.root)
         rest = text[1:] if lines is None else lines(text[1:])
