@@ -438,6 +438,29 @@ WHEN_CASES = [
 ]
 
 
+def plan_case(case_id: str, expr: str, names: str) -> Case:
+    """A `when:` that validates but cannot be evaluated: `plan` names the step."""
+
+    def build(ctx: Ctx) -> list[str]:
+        ctx.file("profiles/hostile.yaml", profile_with(step=when(expr)))
+        profiles = str(ctx.root / "profiles")
+        return ["plan", "--profiles-dir", profiles, "--profile", "hostile", "--playbook", "check"]
+
+    names = rf"^imageprep: error: step preflight/probe: when: .*(?:{names})"
+    return Case(case_id, build, USAGE, names, written=nothing_written)
+
+
+PLAN_CASES = [
+    plan_case("plan-when-order-mismatch", "vars.name < 1", r"cannot order the string 'demo'"),
+    plan_case("plan-when-in-number", "vars.x in vars.x", r"'in' needs a list or string"),
+    plan_case("plan-when-version-word", "version(vars.name) > '1'", r"not a version: 'demo'"),
+    plan_case("plan-when-version-bool", "version(vars.x == 1) > '1'", r"expected a string"),
+    plan_case(
+        "plan-when-int-vs-huge", "vars.x < " + "9" * 1900 + " and vars.name < 1", r"cannot order"
+    ),
+]
+
+
 # -- target URLs ----------------------------------------------------------------------------------
 
 
@@ -1199,6 +1222,7 @@ ALL = [
     *SPECIAL_FILE_CASES,
     *SCHEMA_CASES,
     *WHEN_CASES,
+    *PLAN_CASES,
     *URL_CASES,
     *FLAG_CASES,
     *JOURNAL_CASES,
