@@ -784,6 +784,18 @@ def recorded_file(
     return edit
 
 
+def in_recorded_dir(
+    name: str, make: Callable[[Path], None]
+) -> Callable[[dict[str, object], Path], dict[str, object]]:
+    """Put a special file into the profiles directory the journal records (header as is)."""
+
+    def edit(header: dict[str, object], root: Path) -> dict[str, object]:
+        make(root / "profiles" / name)
+        return header
+
+    return edit
+
+
 def appended(*extra: str) -> Callable[[list[str]], list[str]]:
     return lambda rest: [*rest, *extra]
 
@@ -968,6 +980,23 @@ JOURNAL_CASES = [
         USAGE,
         r"differs .*special\.yaml",
         written=run_folder_unchanged,
+    ),
+    Case(
+        "recorded-dir-holds-huge-profile",
+        forged(in_recorded_dir("huge.yaml", lambda p: p.write_bytes(b"#" * (2 << 20)))),
+        USAGE,
+        r"cannot rebuild the plan .*huge\.yaml: cannot read: \d+ bytes",
+        written=run_folder_unchanged,
+    ),
+    Case(
+        "recorded-dir-holds-fifo",
+        lambda c: [
+            *forged(in_recorded_dir("fifo.yaml", os.mkfifo))(c),
+            *("--known-hosts", str(c.root / "known_hosts")),
+        ],
+        CONNECT,
+        r"cannot connect to resume",  # the FIFO is not a profile file: skipped, not opened
+        written=final_result(CONNECT),
     ),
     Case(
         "recorded-profile-huge",
