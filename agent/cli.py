@@ -378,7 +378,7 @@ class _OneLineErrors(click.Group):
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `imageprep`: the help
                 click.echo(exc.format_message(), err=True)
                 sys.exit(exc.exit_code)
-            message = " ".join(exc.format_message().split())
+            message = printable(" ".join(exc.format_message().split()))
             ctx = getattr(exc, "ctx", None)
             hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
             click.echo(f"imageprep: error: {message}{hint}", err=True)

@@ -659,6 +659,11 @@ FLAG_CASES = [
         r"--winrm-transport is for winrm",
     ),
     flag_case("log-format-bad", check_with("--log-format", "xml"), r"--log-format"),
+    flag_case(
+        "flag-value-escape-sequence",
+        check_with("--log-format", "x\x1b[2J\x1b]0;owned\x07"),
+        r"'x\\x1b\[2J\\x1b\]0;owned\\x07' is not one of",
+    ),
     flag_case("missing-argument", lambda c: ["boot-test"], r"Missing argument 'DISK'"),
     flag_case("no-such-command", lambda c: ["explode"], r"No such command 'explode'"),
     flag_case(
