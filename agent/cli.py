@@ -6,6 +6,7 @@ Nothing else lives here: every decision is made by the modules it calls.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from agent import __version__, console, errors
+from agent.excerpt import printable
 from agent.outcome import EXIT_CODE_MEANINGS, ExitCode, exit_code_for_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +28,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def _fail(exc: BaseException) -> None:
     """One clear line on stderr, the documented exit code, no traceback."""
     code = exit_code_for_error(exc)
-    click.echo(console.clean(f"imageprep: error: {exc}"), err=True)
+    click.echo(console.clean(f"imageprep: error: {printable(str(exc))}"), err=True)
     sys.exit(int(code))
 
 
@@ -69,6 +71,13 @@ def _vars(kw: dict[str, Any]) -> Any:
     from agent.varfile import merge_vars
 
     return merge_vars(kw["var_files"], kw["var_items"])
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets "nan" through (every comparison with NaN is false).
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds", ctx, param)
+    return value
 
 
 def _split_names(values: Iterable[str]) -> frozenset[str]:
@@ -183,6 +192,7 @@ def connection_options(func: F) -> F:
         click.option(
             "--connect-timeout",
             type=click.FloatRange(min=1, max=3600),
+            callback=_finite,
             default=15,
             show_default=True,
             metavar="SECONDS",
@@ -379,6 +389,8 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
 # ignored (a --known-hosts that verifies nothing), so they are refused.
 _SSH_ONLY: tuple[tuple[str, str], ...] = (
     ("--identity", "identity"),
+    ("--identity-passphrase-env", "identity_passphrase_env"),
+    ("--identity-passphrase-file", "identity_passphrase_file"),
     ("--known-hosts", "known_hosts"),
     ("--host-key-policy", "host_key_policy"),
     ("--sudo-password-env", "sudo_password_env"),
@@ -527,7 +539,33 @@ class SectionedGroup(click.Group):
 # -- commands ------------------------------------------------------------------------------
 
 
-@click.group(cls=SectionedGroup, context_settings=CONTEXT)
+class _OneLineErrors(SectionedGroup):
+    """click's own usage errors as one line on stderr (exit 2), like every other error.
+
+    click prints "Usage: ...", "Try ... for help." and a blank line before the error;
+    a pipeline's log then shows three lines of noise for one wrong flag.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `imageprep`: the help
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            message = printable(" ".join(exc.format_message().split()))
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"imageprep: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("imageprep: aborted", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="imageprep")
 def main() -> None:
     """Prepare a running VM to be captured as a reusable image.
@@ -786,7 +824,7 @@ def validate(
         click.echo(console.clean(json.dumps(validation_data(result), indent=2)))
         sys.exit(int(ExitCode.USAGE if result.problems else ExitCode.OK))
     for problem in result.problems:
-        click.echo(console.clean(str(problem)), err=True)
+        click.echo(console.clean(printable(str(problem))), err=True)
     if result.problems:
         count = len(result.problems)
         click.echo(f"imageprep: {count} problem(s) in {result.checked} file(s)", err=True)

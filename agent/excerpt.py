@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["clip", "excerpt"]
+__all__ = ["clip", "excerpt", "printable"]
 
 #: How many characters of a string (or an expression) a message shows.
 LIMIT = 60
@@ -44,3 +44,17 @@ def excerpt(value: Any, limit: int = LIMIT) -> str:
     if isinstance(value, list | tuple):
         return f"a list of {len(value)} item(s)" if value else "an empty list"
     return type(value).__name__
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and line separators escaped (``\\x1b``, ``\\u2028``).
+
+    A message may quote a key or value from a hostile file: raw, an escape sequence would
+    drive the user's terminal, and NEL or U+2028 would split one error into several lines.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        for ch in text
+    )

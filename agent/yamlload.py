@@ -160,6 +160,19 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's constructors fail on some malformed scalars with plain Python errors
+        # (``!!timestamp nope`` is an AttributeError): give them the node's position.
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise ConstructorError(
+                None, None, f"not a valid {kind} value ({type(exc).__name__})", node.start_mark
+            ) from None
+
     def construct_bounded_int(self, node: yaml.ScalarNode) -> Any:
         text = str(node.value)
         if len(text) > MAX_INT_CHARS:
@@ -180,14 +193,21 @@ def parse_yaml(text: str, display: str) -> YamlDocument:
     if len(text) > MAX_YAML_BYTES:
         message = f"{len(text)} characters, more than the {MAX_YAML_BYTES} accepted"
         raise SchemaError([SchemaProblem(display, None, None, "", message)])
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # its reader refuses NUL and control characters here
         root = loader.get_single_node()
         _check_expansion(root, display)
         problems = list(_duplicate_keys(root, display))
         if problems:
             raise SchemaError(problems)
         data = loader.construct_document(root) if root is not None else None
+    except yaml.reader.ReaderError as exc:  # its str() spans two lines
+        at = int(exc.position)
+        bad_line = text.count("\n", 0, at) + 1
+        bad_column = at - (text.rfind("\n", 0, at) + 1) + 1
+        message = f"YAML error: unacceptable character #x{exc.character:04x} ({exc.reason})"
+        raise SchemaError([SchemaProblem(display, bad_line, bad_column, "", message)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -203,7 +223,8 @@ def parse_yaml(text: str, display: str) -> YamlDocument:
         message = f"YAML error: nested too deeply (at most {MAX_DEPTH} levels)"
         raise SchemaError([SchemaProblem(display, None, None, "", message)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise SchemaError([SchemaProblem(display, 1, 1, "", "the file is empty")])
     return YamlDocument(display, data, root)

@@ -24,6 +24,7 @@ from agent.errors import (
     TransferError,
     TransportError,
 )
+from agent.excerpt import clip
 
 # What paramiko raises once a connection exists: its own errors, socket errors (OSError)
 # and EOFError from a half-read packet.
@@ -74,6 +75,10 @@ def map_connect_errors(
         raise
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise _connect_error(where, methods, timeout, exc, time.monotonic() - started) from exc
+    except UnicodeError as exc:  # the idna codec: a label over 63 characters, say
+        raise ConnectError(
+            f"cannot resolve host {clip(where.host)!r}: not a valid host name"
+        ) from exc
 
 
 def _connect_error(
@@ -88,7 +93,7 @@ def _connect_error(
     if isinstance(exc, paramiko.AuthenticationException):
         return _auth_error(where, methods, exc)
     if isinstance(exc, socket.gaierror):
-        return ConnectError(f"cannot resolve host {where.host!r}: {reason(exc)}")
+        return ConnectError(f"cannot resolve host {clip(where.host)!r}: {reason(exc)}")
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         return ConnectError(f"cannot connect to {where.address}: {_refusal(exc)}")
     if isinstance(exc, TimeoutError):

@@ -97,12 +97,14 @@ class WinRmErrors:
         *,
         connected: bool,
         read_timeout: int,
+        connect_timeout: float | None = None,
         client_cert: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.action = action
         self.connected = connected
         self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
         # A client certificate was presented: with TLS 1.3 the listener's rejection of it
         # may reach us as a bare EOF instead of its alert (the client already sent data).
         self.client_cert = client_cert
@@ -169,7 +171,12 @@ class WinRmErrors:
     def _network(self, exc: rex.RequestException) -> ImagePrepError:
         where, action = self.endpoint, self.action
         if isinstance(exc, rex.ReadTimeout):
-            message = f"no answer from {where} within {self.read_timeout} s while {action}"
+            # requests cannot tell which of its two time-outs ran out (a TLS handshake
+            # that stalls counts against the connect one): name both.
+            limits = f"{self.read_timeout} s" + (
+                f" (or {self.connect_timeout:g} s to connect)" if self.connect_timeout else ""
+            )
+            message = f"no answer from {where} within {limits} while {action}"
         elif isinstance(exc, rex.ConnectTimeout):
             message = f"timed out connecting to {where} while {action}"
         elif isinstance(exc, rex.ConnectionError):

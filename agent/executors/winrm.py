@@ -95,6 +95,7 @@ class WinRmExecutor:
             action,
             connected=connected,
             read_timeout=self._options.read_timeout,
+            connect_timeout=self._options.connect_timeout,
             client_cert=self._options.transport == "certificate",
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import ipaddress
 import socket
 import ssl
 import threading
@@ -51,6 +52,8 @@ def serve(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Iterator[Pe
                 conn = tls.wrap_socket(conn, server_side=True)
             conns.append(conn)
             handler(conn)
+        with contextlib.suppress(OSError):
+            conn.close()  # the handler is done: the peer hangs up
 
     def loop() -> None:
         while not stop.is_set():
@@ -149,6 +152,10 @@ def self_signed_context(directory: Path) -> ssl.SSLContext:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = directory / "peer.crt", directory / "peer.key"

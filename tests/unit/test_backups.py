@@ -372,3 +372,18 @@ def test_record_details_cannot_change() -> None:
     assert record.details["a"] == "1"
     with pytest.raises(TypeError):
         record.details["a"] = "3"  # type: ignore[index]
+
+
+def test_command_failure_is_one_line_and_keeps_all_stderr(tmp_path: Path) -> None:
+    """Three lines of stderr: a one-line error (the last line), the whole text in the run folder."""
+    script = "echo one >&2; echo two >&2; echo 'three: quota exceeded' >&2; exit 3"
+    provider = CommandProvider(script)
+    context = _context(tmp_path, "/etc")
+    with pytest.raises(BackupError) as info:
+        provider.take(LocalShellExecutor(), context)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("backup command exited with 3: three: quota exceeded (all 3 lines")
+    saved = context.run_dir / "backup-command.stderr.txt"
+    assert str(saved) in message
+    assert saved.read_text().splitlines() == ["one", "two", "three: quota exceeded"]

@@ -192,3 +192,21 @@ def test_unknown_level_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="debug, info"):
         configure_logging(console_format="text", run_log=None, level="verbose")
+
+
+def test_library_tracebacks_stay_off_the_console(
+    run_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """paramiko's ERROR lines (a traceback, line by line) reach only the run log, at debug."""
+    configure_logging(console_format="text", run_log=run_log, level="warning")
+    transport = logging.getLogger("paramiko.transport")
+    transport.error("Exception (client): Error reading SSH protocol banner")
+    transport.error("Traceback (most recent call last):")
+    get_logger("agent.test").error("run.end")
+    console = capsys.readouterr().err
+    assert "Traceback" not in console
+    assert "protocol banner" not in console
+    assert "run.end" in console
+    records = [r for r in _records(run_log) if r["logger"] == "paramiko.transport"]
+    assert [r["level"] for r in records] == ["debug", "debug"]
+    assert records[1]["event"] == "Traceback (most recent call last):"
