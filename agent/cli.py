@@ -417,6 +417,9 @@ def _run_playbook(
             selection=_selection(kw),
             log_format=log_format,
             resume=resume,
+            platform_spec=kw.get("platform"),
+            capture_spec=kw.get("capture"),
+            replace_version=bool(kw.get("replace_version")),
         )
     except errors.ImagePrepError as exc:
         _fail(exc)
@@ -453,6 +456,9 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
             ("--tags", "tags", ()),
             ("--profiles-dir", "profiles_dirs", ()),
             ("--playbooks-dir", "playbooks_dirs", ()),
+            ("--platform", "platform", None),
+            ("--capture", "capture", None),
+            ("--replace-version", "replace_version", False),
         )
         if kw.get(key, default) not in (default, None, (), False)
     ]
@@ -485,6 +491,19 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
     help="Continue the run in RUN_DIR after an interruption or failure: same plan, same "
     "backup, from where it stopped (--target may be left out).",
 )
+@click.option(
+    "--platform",
+    metavar="SCHEME:ARG",
+    help="Where the VM runs, asked for its power state after shutdown: azure:VM_ID or "
+    "libvirt:DOMAIN[?uri=URI] [default: the VM --backup azure-snapshot:/libvirt: names].",
+)
+@click.option(
+    "--capture",
+    metavar="SPEC",
+    help="After a verified generalization, make an image: gallery:…/versions/X.Y.Z or "
+    "image:…/images/NAME (Azure; see README, Capture).",
+)
+@click.option("--replace-version", is_flag=True, help="Replace an existing gallery image version.")
 @boot_test_run_options
 @plan_options
 def run(**kw: Any) -> None:
@@ -719,6 +738,44 @@ def boot_test(**kw: Any) -> None:
         )
     )
     print_boot_test_summary(outcome, log_format)
+    sys.exit(int(outcome.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("spec")
+@click.option(
+    "--platform",
+    "platform_spec",
+    required=True,
+    metavar="azure:VM_ID",
+    help="The generalized, stopped VM to capture.",
+)
+@click.option("--replace-version", is_flag=True, help="Replace an existing gallery image version.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder [./imageprep-runs/<UTC time>-<run id>].",
+)
+def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path | None) -> None:
+    """Capture a VM that is already generalized and stopped into SPEC (see README, Capture).
+
+    SPEC: gallery:/subscriptions/…/galleries/G/images/DEF/versions/X.Y.Z[?regions=…] or
+    image:/subscriptions/…/images/NAME. Deallocates the VM, marks it generalized, makes
+    the image; the ids go to result.json and journal.jsonl in the report folder.
+    """
+    from agent.capture import capture_command
+
+    _interrupt_on_sigterm()
+    try:
+        outcome = capture_command(
+            spec, platform_spec, replace_version=replace_version, run_dir=run_dir
+        )
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    stream_err = outcome.exit_code is not ExitCode.OK
+    click.echo(console.clean(outcome.message), err=stream_err)
+    click.echo(f"report: {outcome.run_dir}", err=stream_err)
     sys.exit(int(outcome.exit_code))
 
 

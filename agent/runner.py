@@ -25,6 +25,7 @@ import structlog
 
 from agent import __version__, errors
 from agent.backups.base import BackupContext, BackupProvider, provider_from_spec
+from agent.capture import PlatformStage, check_before_run, finish_on_platform, prepare_stage
 from agent.catalog import Catalog
 from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
 from agent.executors import create_executor
@@ -80,6 +81,10 @@ class RunRequest:
     log_format: str = "json"
     # `run --resume RUN_DIR`: continue that run; its plan options come from its journal.
     resume: Path | None = None
+    # --platform (power state after shutdown) and --capture (agent/capture.py).
+    platform_spec: str | None = None
+    capture_spec: str | None = None
+    replace_version: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         catalog = load_catalog(request.profiles_dirs, request.playbooks_dirs)
         playbook = catalog.get_playbook(request.playbook)
         provider = _check_backup_request(request, playbook.requires_backup)
+        stage = _platform_stage(request.platform_spec, request.capture_spec, request)
         with _connected(request) as executor:
             facts = _gather(request, executor)
             data["facts"] = facts.as_dict()
@@ -252,11 +258,15 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             recorder.set_plan(plan)
             recorder.journal = Journal.create(folder.path, waiver=request.no_backup_reason)
             recorder.journal.run_started(_header(request, run_id, catalog, plan, facts))
+            if stage is not None:
+                check_before_run(stage, plan, run_id)
             gate = _backup_gate(request, provider, plan, run_id, folder)
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
             if request.target.is_windows and result.exit_code is not ExitCode.OK:
                 result = collect_on_failure(executor, folder.path, result)
+        if stage is not None:
+            result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
@@ -306,6 +316,9 @@ def _header(
             "playbooks_dirs": [str(p.resolve()) for p in request.playbooks_dirs],
             "backup": request.backup_spec,
             "no_backup_reason": request.no_backup_reason,
+            "platform": request.platform_spec,
+            "capture": request.capture_spec,
+            "replace_version": request.replace_version,
         },
         "profile": {
             "id": plan.profile_id,
@@ -339,7 +352,9 @@ def _resume(request: RunRequest, run_dir: Path, console: RunObserver) -> RunOutc
         plan = _rebuild_plan(run_dir, state)
         resume = resume_state(state, plan)
         gate = _resume_gate(request, state, plan, RunFolder(run_dir))
-        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate)
+        asked = state.header["request"]
+        stage = _platform_stage(asked.get("platform"), asked.get("capture"), request, asked)
+        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate, stage)
 
 
 def _rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
@@ -411,6 +426,7 @@ def _continue(
     plan: Plan,
     resume: ResumeState,
     gate: BackupGate,
+    stage: PlatformStage | None = None,
 ) -> RunOutcome:
     """One more session of the run: journal appended, result.json rewritten."""
     run_id = state.run_id
@@ -452,6 +468,8 @@ def _continue(
             result = engine.run()
             if request.target.is_windows and result.exit_code is not ExitCode.OK:
                 result = collect_on_failure(executor, folder.path, result)
+        if stage is not None:
+            result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
@@ -539,6 +557,23 @@ def _cannot_reconnect(
         ExitCode.CONNECTION_FAILED,
         f"cannot connect to resume: {exc}. The run had not reached the point of no return "
         f"(last step finished: {done}): the VM is still usable{keys}",
+    )
+
+
+def _platform_stage(
+    platform: str | None,
+    capture: str | None,
+    request: RunRequest,
+    asked: Mapping[str, Any] | None = None,
+) -> PlatformStage | None:
+    """--platform/--capture as given (or, resuming, as the journal recorded them)."""
+    return prepare_stage(
+        platform,
+        capture,
+        backup_spec=(asked or {}).get("backup") if asked is not None else request.backup_spec,
+        replace_version=bool(
+            (asked or {}).get("replace_version") if asked is not None else request.replace_version
+        ),
     )
 
 

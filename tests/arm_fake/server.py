@@ -41,6 +41,30 @@ _OPERATION_PATH = re.compile(
     re.IGNORECASE,
 )
 _SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_GROUP = (
+    rf"/subscriptions/(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/providers/Microsoft\.Compute"
+)
+_VM_ACTION_PATH = re.compile(
+    rf"{_GROUP}/virtualMachines/(?P<name>{_SEG})/(?P<action>instanceView|deallocate|generalize)",
+    re.IGNORECASE,
+)
+_GALLERY_IMAGE_PATH = re.compile(
+    rf"{_GROUP}/galleries/(?P<gallery>{_SEG})/images/(?P<name>{_SEG})", re.IGNORECASE
+)
+_GALLERY_VERSION_PATH = re.compile(
+    rf"{_GROUP}/galleries/(?P<gallery>{_SEG})/images/(?P<image>{_SEG})/versions/(?P<name>{_SEG})",
+    re.IGNORECASE,
+)
+_DISK_PATH = re.compile(rf"{_GROUP}/disks/(?P<name>{_SEG})", re.IGNORECASE)
+_IMAGE_PATH = re.compile(rf"{_GROUP}/images/(?P<name>{_SEG})", re.IGNORECASE)
+_COMPUTE_OPERATION_PATH = re.compile(
+    rf"/subscriptions/(?P<sub>{_SEG})/providers/Microsoft\.Compute/locations/(?P<loc>{_SEG})"
+    rf"/(?:operations|capsOperations)/(?P<op>{_SEG})",
+    re.IGNORECASE,
+)
+# ARM's gallery image version names: three dot-separated 32-bit integers (Major.Minor.Patch).
+_VERSION_NAME = re.compile(r"\d{1,10}\.\d{1,10}\.\d{1,10}")
+_OFF = ("PowerState/stopped", "PowerState/deallocated")
 
 
 def _now() -> str:
@@ -50,9 +74,12 @@ def _now() -> str:
 class ArmError(Exception):
     """An ARM error response: HTTP status and the ``{"error": {code, message}}`` body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 @dataclass
@@ -79,6 +106,29 @@ class _Operation:
     snapshot_id: str
     started: str
     polls: int = 0
+
+
+@dataclass
+class _Job:
+    """A compute long-running operation: what it does when it ends, and what it is."""
+
+    kind: str  # "deallocate", "version", "image", "delete"
+    started: str
+    finish: Any  # () -> None, applied once when the operation reports Succeeded
+    fail: Any  # () -> None, applied when it reports Failed
+    polls: int = 0
+    ended: str | None = None
+
+
+@dataclass
+class Fault:
+    """An injected answer: ``times`` requests matching METHOD and PATTERN get STATUS."""
+
+    method: str
+    pattern: str
+    status: int
+    times: int = 1
+    retry_after: int | None = None
 
 
 class FakeTokenCredential:
@@ -120,6 +170,22 @@ class FakeArm:
         self.vms: dict[str, dict[str, Any]] = {}
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, _Operation] = {}
+        self.jobs: dict[str, _Job] = {}
+        # VM id (lower case) -> the power states the instance view reports next, one per
+        # read; the last one stays. "PowerState/running" until a test says otherwise.
+        self.power: dict[str, list[str]] = {}
+        # VM id (lower case) -> a function giving its power state, e.g. from a test double
+        # of the guest; it wins over ``power`` until ARM itself changes the state.
+        self.power_sources: dict[str, Any] = {}
+        self.generalized: set[str] = set()  # VM ids (lower case) marked generalized
+        self.gallery_images: dict[str, dict[str, Any]] = {}
+        self.gallery_versions: dict[str, dict[str, Any]] = {}
+        self.images: dict[str, dict[str, Any]] = {}
+        self.faults: list[Fault] = []
+        self.fail_jobs: dict[str, tuple[str, str]] = {}  # job kind -> (code, message)
+        self.denied_actions: set[str] = (
+            set()
+        )  # e.g. "Microsoft.Compute/virtualMachines/deallocate/action"
         self.requests: list[Recorded] = []
         self.endpoint = ""
         self._lock = threading.Lock()
@@ -164,6 +230,10 @@ class FakeArm:
         location: str = "westeurope",
         data_disk_luns: tuple[int, ...] = (0, 1),
         zones: list[str] | None = None,
+        security_type: str | None = None,
+        hyper_v_generation: str = "V2",
+        architecture: str = "x64",
+        os_type: str = "Linux",
     ) -> str:
         """A Linux VM with a managed OS disk and data disks at the given LUNs; its id."""
         os_disk = self.add_disk(
@@ -171,8 +241,10 @@ class FakeArm:
             f"{name}_OsDisk_1_{uuid.uuid4().hex}",
             location=location,
             size_gb=30,
-            os_type="Linux",
+            os_type=os_type,
         )
+        os_disk["properties"]["hyperVGeneration"] = hyper_v_generation
+        os_disk["properties"]["supportedCapabilities"] = {"architecture": architecture}
         data_disks = []
         for lun in data_disk_luns:
             disk = self.add_disk(group, f"{name}-data{lun}", location=location, size_gb=64)
@@ -207,7 +279,7 @@ class FakeArm:
                         "exactVersion": "0.20250101.1",
                     },
                     "osDisk": {
-                        "osType": "Linux",
+                        "osType": os_type,
                         "name": os_disk["name"],
                         "createOption": "FromImage",
                         "caching": "ReadWrite",
@@ -241,8 +313,53 @@ class FakeArm:
         }
         if zones:
             vm["zones"] = zones
+        if security_type:
+            vm["properties"]["securityProfile"] = {
+                "securityType": security_type,
+                "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+            }
         self.vms[vm_id.lower()] = vm
+        self.power[vm_id.lower()] = ["PowerState/running"]
         return vm_id
+
+    def add_gallery_image(
+        self,
+        group: str,
+        gallery: str,
+        name: str,
+        *,
+        location: str = "westeurope",
+        os_type: str = "Linux",
+        os_state: str = "Generalized",
+        hyper_v_generation: str | None = "V2",
+        architecture: str | None = "x64",
+        security_type: str | None = None,
+    ) -> str:
+        """An image definition in a gallery; its id. None leaves a property out (ARM's default)."""
+        self.resource_groups.add(group.lower())
+        image_id = (
+            f"{self._group_id(group)}/providers/Microsoft.Compute/galleries/{gallery}/images/{name}"
+        )
+        properties: dict[str, Any] = {
+            "osType": os_type,
+            "osState": os_state,
+            "identifier": {"publisher": "contoso", "offer": gallery, "sku": name},
+            "provisioningState": "Succeeded",
+        }
+        if hyper_v_generation:
+            properties["hyperVGeneration"] = hyper_v_generation
+        if architecture:
+            properties["architecture"] = architecture
+        if security_type:
+            properties["features"] = [{"name": "SecurityType", "value": security_type}]
+        self.gallery_images[image_id.lower()] = {
+            "name": name,
+            "id": image_id,
+            "type": "Microsoft.Compute/galleries/images",
+            "location": location,
+            "properties": properties,
+        }
+        return image_id
 
     # -- serving ------------------------------------------------------------------------
 
@@ -296,7 +413,7 @@ class FakeArm:
                     )
                 return self._route(method, parts.path, query, parsed, principal)
             except ArmError as exc:
-                extra = {}
+                extra = dict(exc.headers)
                 if exc.status == 401:
                     extra["WWW-Authenticate"] = (
                         'Bearer authorization_uri="https://login.microsoftonline.com/common",'
@@ -325,7 +442,33 @@ class FakeArm:
         body: Any,
         principal: Principal,
     ) -> tuple[int, dict[str, str], Any]:
+        for fault in self.faults:
+            if (
+                fault.times > 0
+                and fault.method == method
+                and re.search(fault.pattern, path, re.IGNORECASE)
+            ):
+                fault.times -= 1
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                code = "TooManyRequests" if fault.status == 429 else "InternalServerError"
+                raise ArmError(fault.status, code, f"Injected {fault.status}.", extra)
         for pattern, handler in (
+            (_VM_ACTION_PATH, {"GET": self._vm_action, "POST": self._vm_action}),
+            (
+                _GALLERY_VERSION_PATH,
+                {
+                    "GET": self._get_version,
+                    "PUT": self._put_version,
+                    "DELETE": self._delete_version,
+                },
+            ),
+            (_GALLERY_IMAGE_PATH, {"GET": self._get_gallery_image}),
+            (
+                _IMAGE_PATH,
+                {"GET": self._get_image, "PUT": self._put_image, "DELETE": self._delete_image},
+            ),
+            (_COMPUTE_OPERATION_PATH, {"GET": self._get_job}),
+            (_DISK_PATH, {"GET": self._get_disk}),
             (_VM_PATH, {"GET": self._get_vm}),
             (_SNAPSHOT_PATH, {"GET": self._get_snapshot, "PUT": self._put_snapshot}),
             (_OPERATION_PATH, {"GET": self._get_operation}),
@@ -503,6 +646,383 @@ class FakeArm:
             },
         )
 
+    # -- VM actions, galleries, images: capture --------------------------------------------
+
+    def _deny(self, action: str, scope: str, principal: Principal) -> None:
+        if action in self.denied_actions:
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{principal.object_id}' with object id '{principal.object_id}' "
+                f"does not have authorization to perform action '{action}' over scope "
+                f"'{scope}' or the scope is invalid. If access was recently granted, please "
+                "refresh your credentials.",
+            )
+
+    def _vm(self, sub: str, group: str, name: str) -> dict[str, Any]:
+        self._check_group(group)
+        vm_id = (
+            f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.Compute/"
+            f"virtualMachines/{name}"
+        )
+        vm = self.vms.get(vm_id.lower())
+        if vm is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/virtualMachines/{name}' under resource "
+                f"group '{group}' was not found.",
+            )
+        return vm
+
+    def power_state(self, vm_id: str) -> str:
+        """The power state the instance view reports now (without consuming it)."""
+        return self.power[vm_id.lower()][0]
+
+    def set_power(self, vm_id: str, *states: str) -> None:
+        """The states the next instance-view reads report, one each; the last one stays."""
+        self.power[vm_id.lower()] = list(states)
+
+    def _vm_action(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        vm = self._vm(match["sub"], match["rg"], match["name"])
+        key = vm["id"].lower()
+        action = match["action"].lower()
+        if key in self.power_sources:
+            self.power[key] = [self.power_sources[key]()]
+        states = self.power[key]
+        if action == "instanceview":
+            # Reading the instance view is covered by the VM's read permission.
+            self._deny("Microsoft.Compute/virtualMachines/read", vm["id"], principal)
+            state = states.pop(0) if len(states) > 1 else states[0]
+            statuses = [
+                {"code": "ProvisioningState/succeeded", "level": "Info"},
+                {"code": state, "level": "Info", "displayStatus": "VM " + state.split("/")[1]},
+            ]
+            if key in self.generalized:
+                statuses.append({"code": "OSState/generalized", "level": "Info"})
+            os_disk = self.disks[
+                vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].lower()
+            ]
+            return (
+                200,
+                {},
+                {
+                    "computerName": vm["name"],
+                    "hyperVGeneration": os_disk["properties"].get("hyperVGeneration", "V1"),
+                    "statuses": statuses,
+                },
+            )
+        if action == "deallocate":
+            self._deny("Microsoft.Compute/virtualMachines/deallocate/action", vm["id"], principal)
+            self.power_sources.pop(key, None)  # ARM owns the state from here
+            self.power[key] = ["PowerState/deallocating"]
+
+            def finish() -> None:
+                self.power[key] = ["PowerState/deallocated"]
+
+            return self._start_job("deallocate", vm["location"], query, finish, lambda: None, None)
+        # generalize: synchronous; ARM refuses it while the VM runs.
+        self._deny("Microsoft.Compute/virtualMachines/generalize/action", vm["id"], principal)
+        if states[0] not in _OFF:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Operation 'generalize' is not allowed on VM '{vm['name']}' since the VM is "
+                f"{states[0].split('/')[1]}.",
+            )
+        self.generalized.add(key)
+        return 200, {}, None
+
+    def _start_job(
+        self,
+        kind: str,
+        location: str,
+        query: dict[str, str],
+        finish: Any,
+        fail: Any,
+        body: Any,
+    ) -> tuple[int, dict[str, str], Any]:
+        op = str(uuid.uuid4())
+        self.jobs[op] = _Job(kind, _now(), finish, fail)
+        status_url = (
+            f"{self.endpoint}/subscriptions/{self.subscription}/providers/Microsoft.Compute/"
+            f"locations/{location}/operations/{op}?api-version={query['api-version']}"
+        )
+        headers = {"Azure-AsyncOperation": status_url, "Location": f"{status_url}&monitor=true"}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return (201 if body is not None else 202), headers, body
+
+    def _get_job(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        job = self.jobs.get(match["op"])
+        if job is None:
+            raise ArmError(404, "OperationNotFound", f"Operation {match['op']} not found.")
+        job.polls += 1
+        status: dict[str, Any] = {"name": match["op"], "startTime": job.started}
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        if job.polls <= self.in_progress_polls:
+            return 200, headers, status | {"status": "InProgress"}
+        if job.kind in self.fail_jobs:
+            code, message = self.fail_jobs[job.kind]
+            if job.ended is None:
+                job.ended = _now()
+                job.fail()
+            return (
+                200,
+                {},
+                status
+                | {
+                    "endTime": job.ended,
+                    "status": "Failed",
+                    "error": {"code": code, "message": message},
+                },
+            )
+        if job.ended is None:
+            job.ended = _now()
+            job.finish()
+        return 200, {}, status | {"endTime": job.ended, "status": "Succeeded"}
+
+    def _get_disk(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        self._check_group(match["rg"])
+        disk = self.disks.get(match.group(0).lower())
+        if disk is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/disks/{match['name']}' under resource "
+                f"group '{match['rg']}' was not found.",
+            )
+        return 200, {}, disk
+
+    def _get_gallery_image(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        self._check_group(match["rg"])
+        image = self.gallery_images.get(match.group(0).lower())
+        if image is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/galleries/{match['gallery']}/images/"
+                f"{match['name']}' under resource group '{match['rg']}' was not found.",
+            )
+        return 200, {}, image
+
+    def _get_version(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        self._check_group(match["rg"])
+        version = self.gallery_versions.get(match.group(0).lower())
+        if version is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/galleries/{match['gallery']}/images/"
+                f"{match['image']}/versions/{match['name']}' under resource group "
+                f"'{match['rg']}' was not found.",
+            )
+        return 200, {}, version
+
+    def _source_vm(self, source_id: Any, location: str | None) -> dict[str, Any]:
+        vm = self.vms.get(str(source_id or "").lower())
+        if vm is None:
+            raise ArmError(404, "NotFound", f"Source virtual machine '{source_id}' not found.")
+        if vm["id"].lower() not in self.generalized:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"The operation cannot be completed because the source virtual machine "
+                f"'{vm['name']}' is not generalized.",
+            )
+        if self.power[vm["id"].lower()][0] not in _OFF:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Source virtual machine '{vm['name']}' must be stopped or deallocated.",
+            )
+        if location is not None and location.lower() != vm["location"].lower():
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The image location '{location}' differs from the source virtual "
+                f"machine's location '{vm['location']}'.",
+            )
+        return vm
+
+    def _put_version(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        version_id = match.group(0)
+        self._deny("Microsoft.Compute/galleries/images/versions/write", version_id, principal)
+        self._check_group(match["rg"])
+        image_id = version_id.rsplit("/versions/", 1)[0]
+        image = self.gallery_images.get(image_id.lower())
+        if image is None:
+            raise ArmError(
+                404, "GalleryImageNotFound", f"Gallery image '{match['image']}' not found."
+            )
+        if not _VERSION_NAME.fullmatch(match["name"]):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The gallery image version name '{match['name']}' is invalid: it must follow "
+                "the Major(int).Minor(int).Patch(int) format.",
+            )
+        if version_id.lower() in self.gallery_versions:
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'galleryImageVersion.properties.storageProfile.source' "
+                "is not allowed.",
+            )
+        if not isinstance(body, dict) or not body.get("location"):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        if str(body["location"]).lower() != image["location"].lower():
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "A gallery image version must be created in its gallery's region "
+                f"'{image['location']}'.",
+            )
+        properties = body.get("properties") or {}
+        source = (properties.get("storageProfile") or {}).get("source") or {}
+        self._source_vm(source.get("virtualMachineId"), None)
+        publishing = dict(properties.get("publishingProfile") or {})
+        regions = publishing.get("targetRegions") or [{"name": body["location"]}]
+        if not any(r["name"].lower() == str(body["location"]).lower() for r in regions):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"The target regions must include the gallery's region '{body['location']}'.",
+            )
+        publishing |= {"targetRegions": regions, "publishedDate": _now()}
+        version = {
+            "name": match["name"],
+            "id": version_id,
+            "type": "Microsoft.Compute/galleries/images/versions",
+            "location": body["location"],
+            "tags": dict(body.get("tags") or {}),
+            "properties": {
+                "publishingProfile": publishing,
+                "storageProfile": {"source": source},
+                "provisioningState": "Creating",
+            },
+        }
+        self.gallery_versions[version_id.lower()] = version
+
+        def finish() -> None:
+            version["properties"]["provisioningState"] = "Succeeded"
+
+        def fail() -> None:
+            version["properties"]["provisioningState"] = "Failed"
+
+        return self._start_job("version", body["location"], query, finish, fail, version)
+
+    def _delete_version(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        key = match.group(0).lower()
+        self._deny("Microsoft.Compute/galleries/images/versions/delete", match.group(0), principal)
+        version = self.gallery_versions.get(key)
+        if version is None:
+            return 204, {}, None
+        version["properties"]["provisioningState"] = "Deleting"
+        return self._start_job(
+            "delete",
+            version["location"],
+            query,
+            lambda: self.gallery_versions.pop(key, None),
+            lambda: None,
+            None,
+        )
+
+    def _get_image(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        self._check_group(match["rg"])
+        image = self.images.get(match.group(0).lower())
+        if image is None:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.Compute/images/{match['name']}' under resource "
+                f"group '{match['rg']}' was not found.",
+            )
+        return 200, {}, image
+
+    def _put_image(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        image_id = match.group(0)
+        self._deny("Microsoft.Compute/images/write", image_id, principal)
+        self._check_group(match["rg"])
+        if image_id.lower() in self.images:
+            raise ArmError(
+                409,
+                "PropertyChangeNotAllowed",
+                "Changing property 'sourceVirtualMachine' is not allowed.",
+            )
+        if not isinstance(body, dict) or not body.get("location"):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        properties = body.get("properties") or {}
+        source = properties.get("sourceVirtualMachine") or {}
+        vm = self._source_vm(source.get("id"), str(body["location"]))
+        if (vm["properties"].get("securityProfile") or {}).get("securityType"):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "Managed images are not supported for virtual machines with security type "
+                f"'{vm['properties']['securityProfile']['securityType']}'.",
+            )
+        image = {
+            "name": match["name"],
+            "id": image_id,
+            "type": "Microsoft.Compute/images",
+            "location": body["location"],
+            "tags": dict(body.get("tags") or {}),
+            "properties": {
+                "sourceVirtualMachine": {"id": vm["id"]},
+                "hyperVGeneration": properties.get("hyperVGeneration", "V1"),
+                "provisioningState": "Creating",
+            },
+        }
+        self.images[image_id.lower()] = image
+
+        def finish() -> None:
+            image["properties"]["provisioningState"] = "Succeeded"
+
+        def fail() -> None:
+            image["properties"]["provisioningState"] = "Failed"
+
+        return self._start_job("image", image["location"], query, finish, fail, image)
+
+    def _delete_image(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        key = match.group(0).lower()
+        self._deny("Microsoft.Compute/images/delete", match.group(0), principal)
+        image = self.images.get(key)
+        if image is None:
+            return 204, {}, None
+        return self._start_job(
+            "delete",
+            image["location"],
+            query,
+            lambda: self.images.pop(key, None),
+            lambda: None,
+            None,
+        )
+
 
 def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -525,7 +1045,7 @@ def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_PUT = _serve
+        do_GET = do_PUT = do_POST = do_DELETE = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
