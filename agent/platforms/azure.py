@@ -199,6 +199,12 @@ class AzurePlatform:
         shape = self._shape()
         if target.kind == "gallery":
             location = self._check_definition(target, shape)
+            names = [r.name.lower() for r in target.regions]
+            if names and location.replace(" ", "").lower() not in names:
+                raise CaptureMismatch(
+                    f"--capture {target.spec}: regions: must include the gallery's region "
+                    f"{location}; nothing was changed"
+                )
         else:
             location = shape.location
             if shape.security_type != "Standard":
@@ -407,14 +413,8 @@ class AzurePlatform:
                 },
             }
         regions = list(target.regions) or []
-        names = [r.name.lower() for r in regions]
         publishing: dict[str, Any] = {"excludeFromLatest": target.exclude_from_latest}
         if regions:
-            if location.replace(" ", "").lower() not in names:
-                raise CaptureMismatch(
-                    f"--capture {target.spec}: regions: must include the gallery's region "
-                    f"{location}; nothing was changed"
-                )
             publishing["targetRegions"] = [
                 {"name": r.name}
                 | ({"regionalReplicaCount": r.replicas} if r.replicas else {})
