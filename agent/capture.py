@@ -24,10 +24,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qsl
 
-from agent.errors import ImagePrepError, UsageError
+from agent.errors import Disconnected, ImagePrepError, UsageError
 from agent.outcome import ExitCode, exit_code_for_error
 
 if TYPE_CHECKING:
@@ -399,3 +399,50 @@ def capture_command(
         recorder.journal.close()
         recorder.save()
     return CaptureOutcome(run_id, code, message, folder.path, data)
+
+
+# -- resuming a run whose steps all finished -----------------------------------------------------
+
+
+def nothing_left(plan: Plan, completed: Mapping[str, object]) -> bool:
+    """Every step that will run finished in an earlier session: only the platform is left."""
+    return all(s.key in completed for s in plan.steps if s.will_run)
+
+
+class PoweredOffTarget:
+    """The target of a resumed run whose every step finished: it is off; nothing runs on it.
+
+    A resume that only has the platform's part left (confirm, capture) must not connect:
+    the VM was shut down, and a generalized VM must not be started to be looked at.
+    """
+
+    @property
+    def description(self) -> str:
+        return "powered off (every step finished in an earlier session)"
+
+    def _refuse(self) -> NoReturn:
+        raise Disconnected("the target is powered off: every step finished in an earlier session")
+
+    def run(self, command: str, **kwargs: Any) -> Any:
+        self._refuse()
+
+    def put(self, local: Path, remote: str, *, mode: int = 0o600) -> None:
+        self._refuse()
+
+    def get(self, remote: str, local: Path) -> None:
+        self._refuse()
+
+    def is_connected(self) -> bool:
+        return False
+
+    def wait_disconnected(self, timeout: float) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> PoweredOffTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -25,7 +25,14 @@ import structlog
 
 from agent import __version__, errors
 from agent.backups.base import BackupContext, BackupProvider, provider_from_spec
-from agent.capture import PlatformStage, check_before_run, finish_on_platform, prepare_stage
+from agent.capture import (
+    PlatformStage,
+    PoweredOffTarget,
+    check_before_run,
+    finish_on_platform,
+    nothing_left,
+    prepare_stage,
+)
 from agent.catalog import Catalog
 from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
 from agent.executors import create_executor
@@ -454,6 +461,11 @@ def _continue(
             session=journal.session,
             **{k: session[k] for k in ("resumed_after", "in_doubt")},
         )
+        if stage is not None and nothing_left(plan, resume.completed):
+            # Every step finished (the VM is off): only confirming and capturing are left.
+            engine = Engine(plan, PoweredOffTarget(), gate, recorder, resume=resume)
+            result = finish_on_platform(stage, engine.run(), recorder, run_id=run_id, plan=plan)
+            return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
         with _connected(request) as executor:
             facts = _gather(request, executor)
             session["facts"] = facts.as_dict()

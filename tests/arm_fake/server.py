@@ -116,6 +116,7 @@ class _Job:
     started: str
     finish: Any  # () -> None, applied once when the operation reports Succeeded
     fail: Any  # () -> None, applied when it reports Failed
+    resource: str | None = None  # the resource it makes (lower case), moved on by GETs too
     polls: int = 0
     ended: str | None = None
 
@@ -182,6 +183,7 @@ class FakeArm:
         self.gallery_versions: dict[str, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        self.slow_jobs: dict[str, int] = {}  # job kind -> InProgress answers (not the default)
         self.fail_jobs: dict[str, tuple[str, str]] = {}  # job kind -> (code, message)
         self.denied_actions: set[str] = (
             set()
@@ -745,7 +747,8 @@ class FakeArm:
         body: Any,
     ) -> tuple[int, dict[str, str], Any]:
         op = str(uuid.uuid4())
-        self.jobs[op] = _Job(kind, _now(), finish, fail)
+        resource = str(body["id"]).lower() if isinstance(body, dict) and "id" in body else None
+        self.jobs[op] = _Job(kind, _now(), finish, fail, resource)
         status_url = (
             f"{self.endpoint}/subscriptions/{self.subscription}/providers/Microsoft.Compute/"
             f"locations/{location}/operations/{op}?api-version={query['api-version']}"
@@ -761,30 +764,39 @@ class FakeArm:
         job = self.jobs.get(match["op"])
         if job is None:
             raise ArmError(404, "OperationNotFound", f"Operation {match['op']} not found.")
-        job.polls += 1
         status: dict[str, Any] = {"name": match["op"], "startTime": job.started}
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-        if job.polls <= self.in_progress_polls:
+        state = self._advance(job)
+        if state == "InProgress":
+            headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
             return 200, headers, status | {"status": "InProgress"}
-        if job.kind in self.fail_jobs:
+        status |= {"endTime": job.ended, "status": state}
+        if state == "Failed":
             code, message = self.fail_jobs[job.kind]
-            if job.ended is None:
-                job.ended = _now()
-                job.fail()
-            return (
-                200,
-                {},
-                status
-                | {
-                    "endTime": job.ended,
-                    "status": "Failed",
-                    "error": {"code": code, "message": message},
-                },
-            )
-        if job.ended is None:
-            job.ended = _now()
-            job.finish()
-        return 200, {}, status | {"endTime": job.ended, "status": "Succeeded"}
+            status["error"] = {"code": code, "message": message}
+        return 200, {}, status
+
+    def _advance(self, job: _Job) -> str:
+        """One look at an operation (its status, or its resource): InProgress, then the end.
+
+        ARM moves an operation on whether or not anyone asks; the fake moves it on each
+        time a client looks, ``in_progress_polls`` looks before it ends.
+        """
+        if job.ended is not None:
+            return "Failed" if job.kind in self.fail_jobs else "Succeeded"
+        job.polls += 1
+        if job.polls <= self.slow_jobs.get(job.kind, self.in_progress_polls):
+            return "InProgress"
+        job.ended = _now()
+        if job.kind in self.fail_jobs:
+            job.fail()
+            return "Failed"
+        job.finish()
+        return "Succeeded"
+
+    def _advance_resource(self, resource_id: str) -> None:
+        for job in self.jobs.values():
+            if job.resource == resource_id.lower():
+                self._advance(job)
 
     def _get_disk(
         self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
@@ -818,6 +830,7 @@ class FakeArm:
         self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
     ) -> tuple[int, dict[str, str], Any]:
         self._check_group(match["rg"])
+        self._advance_resource(match.group(0))
         version = self.gallery_versions.get(match.group(0).lower())
         if version is None:
             raise ArmError(
@@ -948,6 +961,7 @@ class FakeArm:
         self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
     ) -> tuple[int, dict[str, str], Any]:
         self._check_group(match["rg"])
+        self._advance_resource(match.group(0))
         image = self.images.get(match.group(0).lower())
         if image is None:
             raise ArmError(

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from agent.cli import main
 from agent.outcome import ExitCode
 from agent.platforms import azure as azure_platform
 from tests.arm_fake import FakeArm, FakeTokenCredential
@@ -49,6 +51,8 @@ def arm(
         "PowerState/running" if machine.powered_on else "PowerState/stopped"
     )
     fake.add_gallery_image("golden-rg", "gold", "winsrv", os_type="Windows")
+    options = {"operation_timeout": 3600.0}
+    fake.client_options = options  # type: ignore[attr-defined]
     with fake.serving(tls):
 
         def from_arg(arg: str) -> azure_platform.AzurePlatform:
@@ -58,6 +62,7 @@ def arm(
                 endpoint=fake.endpoint,
                 connection_verify=str(tls.ca_cert),
                 polling_interval=0.01,
+                operation_timeout=options["operation_timeout"],
             )
 
         monkeypatch.setattr(azure_platform, "from_arg", from_arg)
@@ -247,3 +252,42 @@ def test_capture_spec_for_another_vm_is_refused(
     assert f"meant for VM {other}" in run.result.output
     assert machine.sysprep_runs == []
     assert arm.requests == []
+
+
+def test_resume_after_a_capture_cut_short_adopts_the_version(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    arm: FakeArm,
+) -> None:
+    """A version still Creating when the run gave up: --resume adopts it, never a second PUT."""
+    arm.slow_jobs["version"] = 10**6  # ARM keeps the version Creating while the run watches
+    arm.client_options["operation_timeout"] = 0.5  # type: ignore[attr-defined]
+    run = imageprep_run(
+        server, tls, tmp_path, "--platform", f"azure:{VM_ID}", "--capture", f"gallery:{VERSION}"
+    )
+    assert run.result.exit_code == ExitCode.PLATFORM_FAILED, run.result.output
+    assert "did not finish within 0.5 s" in str(run.report["message"])
+    assert [s["step"] for s in run.report["capture"]["steps"]][-1] == "creating"  # type: ignore[index]
+    arm.slow_jobs["version"] = 0  # ARM finishes it
+    resumed = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--resume",
+            str(run.run_dir),
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--log-format",
+            "json",
+        ],
+    )
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    report = json.loads((run.run_dir / "result.json").read_text())
+    assert report["capture"]["adopted"] is True
+    assert report["capture"]["provisioning_state"] == "Succeeded"
+    assert len(arm.requests_to("PUT", "/versions/")) == 1
+    assert len(machine.sysprep_runs) == 1  # the VM was not contacted again
