@@ -9,6 +9,7 @@ power state follows the double's, for the power state and makes the image.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,74 @@ def test_resume_after_a_capture_cut_short_adopts_the_version(
     assert report["capture"]["provisioning_state"] == "Succeeded"
     assert len(arm.requests_to("PUT", "/versions/")) == 1
     assert len(machine.sysprep_runs) == 1  # the VM was not contacted again
+
+
+@pytest.fixture
+def libvirt_domain(machine: WindowsMachine) -> Iterator[str]:
+    """A domain on libvirt's test driver that shuts off when the double powers off."""
+    import threading
+
+    import libvirt
+
+    conn = libvirt.open("test:///default")
+    name = f"golden-{uuid.uuid4().hex[:8]}"
+    dom = conn.defineXML(
+        f"<domain type='test'><name>{name}</name><memory>131072</memory>"
+        "<os><type>hvm</type></os></domain>"
+    )
+    dom.create()
+    stop = threading.Event()
+
+    def follow_the_double() -> None:
+        while not stop.wait(0.01):
+            if not machine.powered_on and dom.isActive():
+                dom.destroy()
+
+    watcher = threading.Thread(target=follow_the_double, daemon=True)
+    watcher.start()
+    yield name
+    stop.set()
+    watcher.join()
+    if dom.isActive():
+        dom.destroy()
+    for snapshot in dom.listAllSnapshots():
+        snapshot.delete()
+    dom.undefine()
+    conn.close()
+
+
+def test_libvirt_backup_implies_the_platform(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path, libvirt_domain: str
+) -> None:
+    """--backup libvirt:DOM: the same domain is asked after shutdown; "shut off" recorded."""
+    run = imageprep_run(
+        server, tls, tmp_path, backup=f"libvirt:{libvirt_domain}?uri=test:///default"
+    )
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    report = run.report
+    assert report["power_state"] == "shut off"
+    assert report["platform"]["spec"] == (  # type: ignore[index]
+        f"libvirt:{libvirt_domain}?uri=test%3A%2F%2F%2Fdefault"
+    )
+
+
+def test_libvirt_capture_is_refused_before_anything_changes(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    libvirt_domain: str,
+) -> None:
+    """--capture with a libvirt platform: exit 2 pointing at imageprep vhd; VM untouched."""
+    run = imageprep_run(
+        server,
+        tls,
+        tmp_path,
+        "--platform",
+        f"libvirt:{libvirt_domain}?uri=test:///default",
+        "--capture",
+        f"image:{GROUP}/images/x",
+    )
+    assert run.result.exit_code == ExitCode.USAGE, run.result.output
+    assert "imageprep vhd" in str(run.report["message"])
+    assert machine.sysprep_runs == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -220,3 +222,15 @@ def test_bad_platform_is_a_usage_error(spec: str, message: str) -> None:
     """A wrong --platform fails before anything is contacted, saying what was expected."""
     with pytest.raises(UsageError, match=message):
         platform_from_spec(spec)
+
+
+def test_no_sdk_is_imported_until_a_platform_is_used() -> None:
+    """Loading the CLI, the runner and the capture flow imports neither azure nor libvirt."""
+    code = (
+        "import sys, agent.cli, agent.runner, agent.capture, agent.platforms; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'azure', 'libvirt'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
