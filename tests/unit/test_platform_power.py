@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -234,3 +235,10 @@ def test_no_sdk_is_imported_until_a_platform_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_every_exit_code_is_in_the_readme_table() -> None:
+    """Each ExitCode value has its row in README's exit code table (12 included)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ")}
+    assert {str(int(code)) for code in ExitCode} <= rows
