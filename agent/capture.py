@@ -250,8 +250,13 @@ def finish_on_platform(
     *,
     run_id: str,
     plan: Plan,
+    offline: bool = False,
 ) -> EngineResult:
-    """After a successful run: confirm the power-off, then capture; the new verdict."""
+    """After a successful run: confirm the power-off, then capture; the new verdict.
+
+    ``offline``: a resumed run whose steps had all finished; the engine saw no shutdown
+    in this session, so the power-off is confirmed whenever the plan shuts the VM down.
+    """
     from agent.platforms import confirm_powered_off
 
     if result.exit_code is not ExitCode.OK:
@@ -259,7 +264,8 @@ def finish_on_platform(
     data = recorder.data
     data["platform"] = {"spec": stage.spec, "vm_id": stage.platform.vm_id}
     try:
-        if result.powered_off:
+        shut_down = any(s.expect_disconnect and s.will_run for s in plan.steps)
+        if result.powered_off or (offline and shut_down):
             check = confirm_powered_off(stage.platform)
             data["power_state"] = check.state.words
             data["platform"]["power_check"] = check.to_dict()

@@ -464,7 +464,9 @@ def _continue(
         if stage is not None and nothing_left(plan, resume.completed):
             # Every step finished (the VM is off): only confirming and capturing are left.
             engine = Engine(plan, PoweredOffTarget(), gate, recorder, resume=resume)
-            result = finish_on_platform(stage, engine.run(), recorder, run_id=run_id, plan=plan)
+            result = finish_on_platform(
+                stage, engine.run(), recorder, run_id=run_id, plan=plan, offline=True
+            )
             return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
         with _connected(request) as executor:
             facts = _gather(request, executor)

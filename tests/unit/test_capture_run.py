@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from agent.cli import main
 from agent.outcome import ExitCode
@@ -363,3 +363,54 @@ def test_libvirt_capture_is_refused_before_anything_changes(
     assert run.result.exit_code == ExitCode.USAGE, run.result.output
     assert "imageprep vhd" in str(run.report["message"])
     assert machine.sysprep_runs == []
+
+
+def _resume(run: Run, tls: TlsFiles, *extra: str) -> Result:
+    return CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--resume",
+            str(run.run_dir),
+            "--password-env",
+            "WINPASS",
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--log-format",
+            "json",
+            *extra,
+        ],
+    )
+
+
+def test_resume_after_an_unconfirmed_power_off_asks_again(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    arm: FakeArm,
+) -> None:
+    """Still stopping at the deadline (exit 12); --resume asks ARM again, without connecting."""
+    arm.power_sources.clear()
+    arm.set_power(VM_ID, "PowerState/stopping")
+    platform = f"azure:{VM_ID}?power-off-timeout=0.3"
+    run = imageprep_run(server, tls, tmp_path, "--platform", platform)
+    assert run.result.exit_code == ExitCode.PLATFORM_FAILED, run.result.output
+    arm.set_power(VM_ID, "PowerState/stopped")
+    resumed = _resume(run, tls)
+    assert resumed.exit_code == ExitCode.OK, resumed.output
+    report = json.loads((run.run_dir / "result.json").read_text())
+    assert report["power_state"] == "PowerState/stopped"
+    assert len(_events(run, "power_state_confirmed")) == 1
+    assert len(_events(run, "platform_failed")) == 1
+    assert len(machine.sysprep_runs) == 1
+
+
+def test_resume_refuses_a_new_capture_spec(
+    server: WinRmTestServer, tls: TlsFiles, tmp_path: Path, arm: FakeArm
+) -> None:
+    """--capture with --resume is exit 2: the journal holds the run's own."""
+    run = imageprep_run(server, tls, tmp_path, "--platform", f"azure:{VM_ID}")
+    resumed = _resume(run, tls, "--capture", f"gallery:{VERSION}")
+    assert resumed.exit_code == ExitCode.USAGE
+    assert "--capture cannot be given with it" in resumed.output
