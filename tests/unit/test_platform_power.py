@@ -242,3 +242,11 @@ def test_every_exit_code_is_in_the_readme_table() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ")}
     assert {str(int(code)) for code in ExitCode} <= rows
+
+
+def test_missing_azure_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without azure-mgmt-compute, --platform azure: says which pip extra to install."""
+    monkeypatch.setitem(sys.modules, "azure.mgmt.compute", None)
+    monkeypatch.delitem(sys.modules, "agent.platforms.azure")
+    with pytest.raises(UsageError, match=r"pip install 'imageprep-agent\[azure\]'"):
+        platform_from_spec(f"azure:{VM_ID}")
