@@ -780,6 +780,59 @@ def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path 
 
 
 @main.command(context_settings=CONTEXT)
+@click.argument("vhd", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--to", "to", required=True, metavar="azure-disk:DISK_ID", help="The disk to create.")
+@click.option("--location", required=True, metavar="REGION", help="The disk's region.")
+@click.option("--sku", default="Standard_LRS", show_default=True)
+@click.option("--zone", default=None, metavar="1|2|3")
+@click.option(
+    "--os-type", type=click.Choice(["Linux", "Windows"]), default="Linux", show_default=True
+)
+@click.option(
+    "--hyper-v-generation", type=click.Choice(["V1", "V2"]), default="V2", show_default=True
+)
+@click.option(
+    "--architecture", type=click.Choice(["x64", "Arm64"]), default="x64", show_default=True
+)
+@click.option(
+    "--security-type",
+    type=click.Choice(["Standard", "TrustedLaunch"]),
+    default="Standard",
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Upload without a passed boot-test record.")
+def upload(**kw: Any) -> None:
+    """Upload VHD (fixed, whole MiB, from `imageprep vhd`) as a new Azure managed disk.
+
+    Creates the disk for upload, writes its non-zero 4 MiB ranges through a write SAS,
+    and revokes the access whatever happened.
+    """
+    from agent.upload import NotUploadable, parse_disk_target, upload_vhd
+
+    _interrupt_on_sigterm()
+    try:
+        target = parse_disk_target(
+            kw["to"], location=kw["location"], sku=kw["sku"], zone=kw["zone"]
+        )
+        summary = upload_vhd(
+            kw["vhd"],
+            target,
+            force=kw["force"],
+            os_type=kw["os_type"],
+            hyper_v_generation=kw["hyper_v_generation"],
+            architecture=kw["architecture"],
+            security_type=kw["security_type"],
+        )
+    except NotUploadable as exc:
+        click.echo(console.clean(f"imageprep: refused: {exc}"), err=True)
+        sys.exit(int(ExitCode.PREFLIGHT_FAILED))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    click.echo(console.clean(json.dumps(summary, sort_keys=True)))
+
+
+@main.command(context_settings=CONTEXT)
 @click.argument("disk", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--force", is_flag=True, help="Convert even though DISK has not passed boot-test.")

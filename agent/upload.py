@@ -15,10 +15,14 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.boottest import pass_record_path
 from agent.disks.image import MIB, sha256_of
 from agent.errors import DiskError, UsageError
+
+if TYPE_CHECKING:
+    from agent.platforms.azure_disk import AzureDiskUploader
 
 _FOOTER = 512
 _FIXED = 2
@@ -155,3 +159,36 @@ def data_ranges(path: Path, size: int, *, chunk: int = RANGE) -> list[tuple[int,
             offset += len(data)
     ranges.append((data_end, _FOOTER))
     return ranges
+
+
+def upload_vhd(
+    path: Path,
+    target: DiskTarget,
+    *,
+    force: bool,
+    os_type: str,
+    hyper_v_generation: str,
+    architecture: str,
+    security_type: str,
+    uploader: AzureDiskUploader | None = None,
+) -> dict[str, object]:
+    """Check the VHD, then create the disk and upload its non-zero ranges; the summary.
+
+    Raises NotUploadable (exit 3), DiskError/UsageError (2) or PlatformError (12).
+    """
+    from agent.platforms.azure_disk import AzureDiskUploader, DiskShape
+
+    source = check_vhd(path, force=force)
+    ranges = data_ranges(path, source.size)
+    shape = DiskShape(os_type, hyper_v_generation, architecture, security_type)
+    record = (uploader or AzureDiskUploader()).upload(target, path, source.size, ranges, shape)
+    return {
+        "disk_id": record.disk_id,
+        "size": record.size,
+        "bytes_sent": record.bytes_sent,
+        "ranges_sent": record.ranges_sent,
+        "skipped_zero_bytes": record.size - record.bytes_sent,
+        "disk_state": record.disk_state,
+        "boot_test": source.boot_test,
+        "seconds": round(record.seconds, 3),
+    }

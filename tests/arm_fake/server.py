@@ -56,6 +56,12 @@ _GALLERY_VERSION_PATH = re.compile(
     re.IGNORECASE,
 )
 _DISK_PATH = re.compile(rf"{_GROUP}/disks/(?P<name>{_SEG})", re.IGNORECASE)
+_DISK_ACTION_PATH = re.compile(
+    rf"{_GROUP}/disks/(?P<name>{_SEG})/(?P<action>beginGetAccess|endGetAccess)", re.IGNORECASE
+)
+_BLOB_PATH = re.compile(r"/blobs/(?P<disk>[0-9a-f-]+)/abcd")
+MIB = 1 << 20
+MIN_UPLOAD = 20 * MIB + 512  # Azure: uploadSizeBytes at least 20 MiB + the VHD footer
 _IMAGE_PATH = re.compile(rf"{_GROUP}/images/(?P<name>{_SEG})", re.IGNORECASE)
 _COMPUTE_OPERATION_PATH = re.compile(
     rf"/subscriptions/(?P<sub>{_SEG})/providers/Microsoft\.Compute/locations/(?P<loc>{_SEG})"
@@ -117,6 +123,7 @@ class _Job:
     finish: Any  # () -> None, applied once when the operation reports Succeeded
     fail: Any  # () -> None, applied when it reports Failed
     resource: str | None = None  # the resource it makes (lower case), moved on by GETs too
+    output: Any = None  # what its Location answers once it succeeded (grant access: the SAS)
     polls: int = 0
     ended: str | None = None
 
@@ -183,6 +190,9 @@ class FakeArm:
         self.gallery_versions: dict[str, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        self.sigs: dict[str, str] = {}  # disk id (lower) -> the signature of its write SAS
+        self.pages: dict[str, dict[int, bytes]] = {}  # disk id (lower) -> offset -> data
+        self.page_requests: list[tuple[str, int, int]] = []  # (disk id, offset, length)
         self.slow_jobs: dict[str, int] = {}  # job kind -> InProgress answers (not the default)
         self.fail_jobs: dict[str, tuple[str, str]] = {}  # job kind -> (code, message)
         self.denied_actions: set[str] = (
@@ -400,6 +410,10 @@ class FakeArm:
         """One request -> (status, headers, JSON body or None)."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
+        blob = _BLOB_PATH.fullmatch(parts.path)
+        if blob is not None:  # the storage side: SAS in the query, binary bodies
+            with self._lock:
+                return self._put_page(method, blob["disk"], query, headers, body)
         authorization = headers.get("authorization")
         parsed = json.loads(body) if body else None
         with self._lock:
@@ -470,7 +484,8 @@ class FakeArm:
                 {"GET": self._get_image, "PUT": self._put_image, "DELETE": self._delete_image},
             ),
             (_COMPUTE_OPERATION_PATH, {"GET": self._get_job}),
-            (_DISK_PATH, {"GET": self._get_disk}),
+            (_DISK_PATH, {"GET": self._get_disk, "PUT": self._put_disk}),
+            (_DISK_ACTION_PATH, {"POST": self._disk_access}),
             (_VM_PATH, {"GET": self._get_vm}),
             (_SNAPSHOT_PATH, {"GET": self._get_snapshot, "PUT": self._put_snapshot}),
             (_OPERATION_PATH, {"GET": self._get_operation}),
@@ -769,6 +784,8 @@ class FakeArm:
         if state == "InProgress":
             headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
             return 200, headers, status | {"status": "InProgress"}
+        if "monitor" in query and state == "Succeeded" and job.output is not None:
+            return 200, {}, job.output  # the Location: the operation's result
         status |= {"endTime": job.ended, "status": state}
         if state == "Failed":
             code, message = self.fail_jobs[job.kind]
@@ -1037,6 +1054,179 @@ class FakeArm:
             None,
         )
 
+    # -- direct upload: disks created for upload, write access, Put Page --------------------
+
+    def _put_disk(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        disk_id = match.group(0)
+        self._deny("Microsoft.Compute/disks/write", disk_id, principal)
+        self._check_group(match["rg"])
+        if disk_id.lower() in self.disks:
+            raise ArmError(409, "Conflict", f"Disk '{match['name']}' already exists.")
+        if not isinstance(body, dict) or not body.get("location"):
+            raise ArmError(
+                400, "LocationRequired", "The location property is required for this definition."
+            )
+        properties = body.get("properties") or {}
+        creation = properties.get("creationData") or {}
+        size = creation.get("uploadSizeBytes")
+        if creation.get("createOption") != "Upload" or not isinstance(size, int):
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "This fake makes upload disks only: creationData.createOption 'Upload' with "
+                "uploadSizeBytes.",
+            )
+        if size < MIN_UPLOAD or (size - 512) % MIB:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                f"uploadSizeBytes {size} must be at least {MIN_UPLOAD} and 512 bytes more "
+                "than a whole number of MiB.",
+            )
+        disk = {
+            "name": match["name"],
+            "id": disk_id,
+            "type": "Microsoft.Compute/disks",
+            "location": body["location"],
+            "sku": {"name": (body.get("sku") or {}).get("name", "Standard_LRS")},
+            "properties": {
+                "creationData": {"createOption": "Upload", "uploadSizeBytes": size},
+                "diskSizeGB": -(-(size - 512) // (1 << 30)),
+                "diskSizeBytes": size - 512,
+                "uniqueId": str(uuid.uuid4()),
+                "provisioningState": "Updating",
+                "diskState": "ReadyToUpload",
+                "timeCreated": _now(),
+            }
+            | {
+                k: properties[k]
+                for k in ("osType", "hyperVGeneration", "supportedCapabilities", "securityProfile")
+                if k in properties
+            },
+        }
+        if body.get("zones"):
+            disk["zones"] = body["zones"]
+        self.disks[disk_id.lower()] = disk
+        self.resource_groups.add(match["rg"].lower())
+
+        def finish() -> None:
+            disk["properties"]["provisioningState"] = "Succeeded"
+
+        # Disks answer a PUT with 202 Accepted and the disk (Microsoft.Compute/disks REST).
+        _, headers, payload = self._start_job(
+            "disk", disk["location"], query, finish, lambda: None, disk
+        )
+        return 202, headers, payload
+
+    def _disk_access(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        disk_id = match.group(0).rsplit("/", 1)[0]
+        disk = self.disks.get(disk_id.lower())
+        if disk is None:
+            raise ArmError(404, "ResourceNotFound", f"Disk '{match['name']}' not found.")
+        props = disk["properties"]
+        if match["action"].lower() == "endgetaccess":
+            self._deny("Microsoft.Compute/disks/endGetAccess/action", disk_id, principal)
+
+            def revoke() -> None:
+                self.sigs.pop(disk_id.lower(), None)
+                if props["diskState"] in ("ActiveUpload", "ReadyToUpload"):
+                    props["diskState"] = "Unattached"  # an upload disk is done once revoked
+
+            return self._start_job("revoke", disk["location"], query, revoke, lambda: None, None)
+        self._deny("Microsoft.Compute/disks/beginGetAccess/action", disk_id, principal)
+        if not isinstance(body, dict) or body.get("access") != "Write":
+            raise ArmError(400, "InvalidParameter", "This fake grants Write access only.")
+        if props["diskState"] != "ReadyToUpload":
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Disk '{disk['name']}' is in state '{props['diskState']}'; write access is "
+                "granted only to a disk in state 'ReadyToUpload'.",
+            )
+        sig = uuid.uuid4().hex
+        self.sigs[disk_id.lower()] = sig
+        props["diskState"] = "ActiveUpload"
+        sas = (
+            f"{self.endpoint}/blobs/{props['uniqueId']}/abcd?sv=2018-03-28&sr=b"
+            f"&si={uuid.uuid4()}&sig={sig}"
+        )
+        status, headers, _ = self._start_job(
+            "grant", disk["location"], query, lambda: None, lambda: None, None
+        )
+        job = self.jobs[next(reversed(self.jobs))]
+        job.output = {"accessSAS": sas}
+        return status, headers, None
+
+    def _put_page(
+        self,
+        method: str,
+        unique_id: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], Any]:
+        disk = next(
+            (d for d in self.disks.values() if d["properties"].get("uniqueId") == unique_id), None
+        )
+        props = disk["properties"] if disk else {}
+        for fault in self.faults:
+            if fault.times > 0 and fault.method == method and "/blobs/" in fault.pattern:
+                fault.times -= 1
+                return fault.status, {}, _storage_error("InjectedFault", "Injected failure.")
+        sig = self.sigs.get(disk["id"].lower()) if disk else None
+        if disk is None or sig is None or query.get("sig") != sig:
+            return (
+                403,
+                {},
+                _storage_error(
+                    "AuthenticationFailed",
+                    "Server failed to authenticate the request. Make sure the value of "
+                    "Authorization header is formed correctly including the signature.",
+                ),
+            )
+        if method != "PUT" or query.get("comp") != "page":
+            return 400, {}, _storage_error("InvalidQueryParameterValue", "Only Put Page here.")
+        if headers.get("x-ms-page-write") != "update":
+            return 400, {}, _storage_error("InvalidHeaderValue", "x-ms-page-write: update only.")
+        found = re.fullmatch(r"bytes=(\d+)-(\d+)", headers.get("x-ms-range") or "")
+        if found is None:
+            return 400, {}, _storage_error("MissingRequiredHeader", "x-ms-range is required.")
+        start, end = int(found[1]), int(found[2])
+        length = end - start + 1
+        size = props["creationData"]["uploadSizeBytes"]
+        if start % 512 or length % 512 or length > 4 * MIB or end >= size or len(body) != length:
+            return (
+                416,
+                {},
+                _storage_error(
+                    "InvalidPageRange", f"The page range bytes={start}-{end} is invalid."
+                ),
+            )
+        self.pages.setdefault(disk["id"].lower(), {})[start] = bytes(body)
+        self.page_requests.append((disk["id"].lower(), start, length))
+        return (
+            201,
+            {
+                "ETag": f'"0x{uuid.uuid4().hex[:16].upper()}"',
+                "Last-Modified": "Wed, 02 Dec 2026 10:00:00 GMT",
+                "x-ms-blob-sequence-number": "0",
+                "x-ms-request-server-encrypted": "true",
+                "x-ms-version": "2025-01-05",
+            },
+            None,
+        )
+
+
+def _storage_error(code: str, message: str) -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error>"
+    ).encode()
+
 
 def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -1048,13 +1238,19 @@ def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = arm.handle(self.command, self.path, headers, body)
-            data = b"" if payload is None else json.dumps(payload).encode()
+            xml = isinstance(payload, bytes)
+            data = payload if xml else (b"" if payload is None else json.dumps(payload).encode())
             self.send_response(status)
             self.send_header("x-ms-request-id", str(uuid.uuid4()))
             for key, value in extra.items():
                 self.send_header(key, value)
             if data:
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                kind = "application/xml" if xml else "application/json; charset=utf-8"
+                self.send_header("Content-Type", kind)
+                if xml:
+                    self.send_header(
+                        "x-ms-error-code", data.split(b"<Code>")[1].split(b"<")[0].decode()
+                    )
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
