@@ -190,6 +190,10 @@ class FakeArm:
         self.gallery_versions: dict[str, dict[str, Any]] = {}
         self.images: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
+        self.keep_pages = True  # False: record offsets and lengths only (a bench's GiBs)
+        self.page_delay = 0.0  # seconds each Put Page takes, so that concurrency shows
+        self.pages_in_flight = 0
+        self.max_pages_in_flight = 0
         self.sigs: dict[str, str] = {}  # disk id (lower) -> the signature of its write SAS
         self.pages: dict[str, dict[int, bytes]] = {}  # disk id (lower) -> offset -> data
         self.page_requests: list[tuple[str, int, int]] = []  # (disk id, offset, length)
@@ -413,7 +417,15 @@ class FakeArm:
         blob = _BLOB_PATH.fullmatch(parts.path)
         if blob is not None:  # the storage side: SAS in the query, binary bodies
             with self._lock:
-                return self._put_page(method, blob["disk"], query, headers, body)
+                self.pages_in_flight += 1
+                self.max_pages_in_flight = max(self.max_pages_in_flight, self.pages_in_flight)
+            try:
+                time.sleep(self.page_delay)  # a storage round trip, outside the lock
+                with self._lock:
+                    return self._put_page(method, blob["disk"], query, headers, body)
+            finally:
+                with self._lock:
+                    self.pages_in_flight -= 1
         authorization = headers.get("authorization")
         parsed = json.loads(body) if body else None
         with self._lock:
@@ -1206,7 +1218,9 @@ class FakeArm:
                     "InvalidPageRange", f"The page range bytes={start}-{end} is invalid."
                 ),
             )
-        self.pages.setdefault(disk["id"].lower(), {})[start] = bytes(body)
+        self.pages.setdefault(disk["id"].lower(), {})[start] = (
+            bytes(body) if self.keep_pages else b""
+        )
         self.page_requests.append((disk["id"].lower(), start, length))
         return (
             201,
