@@ -807,9 +807,10 @@ def upload(**kw: Any) -> None:
     Creates the disk for upload, writes its non-zero 4 MiB ranges through a write SAS,
     and revokes the access whatever happened.
     """
-    from agent.upload import NotUploadable, parse_disk_target, upload_vhd
+    from agent.upload import NotUploadable, ProgressLine, parse_disk_target, upload_vhd
 
     _interrupt_on_sigterm()
+    progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False))
     try:
         target = parse_disk_target(
             kw["to"], location=kw["location"], sku=kw["sku"], zone=kw["zone"]
@@ -822,7 +823,15 @@ def upload(**kw: Any) -> None:
             hyper_v_generation=kw["hyper_v_generation"],
             architecture=kw["architecture"],
             security_type=kw["security_type"],
+            on_progress=progress if _stderr_is_tty() else (lambda sent, total: None),
         )
+    except KeyboardInterrupt:
+        click.echo(
+            f"imageprep: interrupted: write access was revoked; disk {kw['to']} is left "
+            "partly written: delete it and upload again",
+            err=True,
+        )
+        sys.exit(int(ExitCode.INTERRUPTED))
     except NotUploadable as exc:
         click.echo(console.clean(f"imageprep: refused: {exc}"), err=True)
         sys.exit(int(ExitCode.PREFLIGHT_FAILED))

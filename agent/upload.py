@@ -13,6 +13,8 @@ import json
 import os
 import re
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -171,6 +173,7 @@ def upload_vhd(
     architecture: str,
     security_type: str,
     uploader: AzureDiskUploader | None = None,
+    on_progress: Callable[[int, int], None] = lambda sent, total: None,
 ) -> dict[str, object]:
     """Check the VHD, then create the disk and upload its non-zero ranges; the summary.
 
@@ -181,7 +184,10 @@ def upload_vhd(
     source = check_vhd(path, force=force)
     ranges = data_ranges(path, source.size)
     shape = DiskShape(os_type, hyper_v_generation, architecture, security_type)
-    record = (uploader or AzureDiskUploader()).upload(target, path, source.size, ranges, shape)
+    total = sum(length for _, length in ranges)
+    record = (uploader or AzureDiskUploader()).upload(
+        target, path, source.size, ranges, shape, lambda sent: on_progress(sent, total)
+    )
     return {
         "disk_id": record.disk_id,
         "size": record.size,
@@ -192,3 +198,33 @@ def upload_vhd(
         "boot_test": source.boot_test,
         "seconds": round(record.seconds, 3),
     }
+
+
+class ProgressLine:
+    """``sent/total MiB, rate MiB/s, ETA s`` for a terminal, at most every ``interval`` s."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        clock: Callable[[], float] | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        self._write = write
+        self._clock = clock or time.monotonic
+        self._started = self._clock()
+        self._shown = float("-inf")
+        self._interval = interval
+
+    def __call__(self, sent: int, total: int) -> None:
+        now = self._clock()
+        if sent < total and now - self._shown < self._interval:
+            return
+        self._shown = now
+        elapsed = max(now - self._started, 1e-9)
+        rate = sent / elapsed
+        eta = (total - sent) / rate if rate > 0 else float("inf")
+        self._write(
+            f"\rupload: {sent / MIB:,.1f}/{total / MIB:,.1f} MiB, {rate / MIB:,.1f} MiB/s, "
+            f"ETA {eta:,.0f} s" + ("\n" if sent >= total else "")
+        )

@@ -163,20 +163,22 @@ class AzureDiskUploader:
                 sent += length
                 on_progress(sent)
 
-        with ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="put-page") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="put-page")
+        try:
             futures = [pool.submit(put, offset, length) for offset, length in ranges]
             wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f.exception() for f in futures if f.done() and f.exception()), None)
-            if failed is not None:
-                for future in futures:
-                    future.cancel()  # the ones not started; the running ones end first
-                if isinstance(failed, AzureError):
-                    raise PlatformError(
-                        f"azure-disk: writing pages failed ({_status(failed)}): "
-                        f"{_first(failed)}; access was revoked and disk {disk_id} is left "
-                        "partly written: delete it (az disk delete --ids DISK_ID) and upload again"
-                    ) from None  # the SAS may be in the exception's text
-                raise failed
+        finally:
+            # A failure or Ctrl-C: no new Put Page starts; the ones running end first.
+            pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(failed, AzureError):
+            raise PlatformError(
+                f"azure-disk: writing pages failed ({_status(failed)}): "
+                f"{_first(failed)}; access was revoked and disk {disk_id} is left "
+                "partly written: delete it (az disk delete --ids DISK_ID) and upload again"
+            ) from None  # the SAS may be in the exception's text
+        if failed is not None:
+            raise failed
         return sent
 
     def _arm(self, doing: str, action: str, call: Callable[[], Any]) -> Any:

@@ -18,7 +18,7 @@ from agent.outcome import ExitCode
 from agent.platforms import azure_disk
 from agent.platforms.azure_disk import AzureDiskUploader
 from agent.secrets import REGISTRY
-from agent.upload import parse_disk_target, upload_vhd
+from agent.upload import ProgressLine, parse_disk_target, upload_vhd
 from agent.vhd import VhdResult, write_vhd_record
 from tests.arm_fake import FakeArm, FakeTokenCredential
 from tests.arm_fake.server import Fault
@@ -233,3 +233,41 @@ def test_cli_uploads_and_prints_the_summary(
     summary = json.loads(result.output)
     assert summary["disk_id"] == DISK_ID
     assert summary["bytes_sent"] == 8 * MIB + 512
+
+
+def test_ctrl_c_during_the_pages_still_revokes(arm: FakeArm, tls: TlsFiles, vhd: Path) -> None:
+    """A KeyboardInterrupt while pages are written: access revoked, the interrupt goes on."""
+
+    def interrupt(sent: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    target = parse_disk_target(
+        f"azure-disk:{DISK_ID}", location="westeurope", sku="Standard_LRS", zone=None
+    )
+    with pytest.raises(KeyboardInterrupt):
+        upload_vhd(
+            vhd,
+            target,
+            force=False,
+            uploader=_uploader(arm, tls),
+            os_type="Linux",
+            hyper_v_generation="V2",
+            architecture="x64",
+            security_type="Standard",
+            on_progress=interrupt,
+        )
+    assert arm.requests_to("POST", "/endGetAccess$")
+    assert arm.sigs == {}
+
+
+def test_progress_line_shows_bytes_rate_and_eta() -> None:
+    """Half of 8 MiB in 2 s: 4.0/8.0 MiB, 2.0 MiB/s, ETA 2 s; the last line ends it."""
+    lines: list[str] = []
+    ticks = iter([0.0, 2.0, 4.0])
+    progress = ProgressLine(lines.append, clock=lambda: next(ticks))
+    progress(4 * MIB, 8 * MIB)
+    progress(8 * MIB, 8 * MIB)
+    assert lines == [
+        "\rupload: 4.0/8.0 MiB, 2.0 MiB/s, ETA 2 s",
+        "\rupload: 8.0/8.0 MiB, 2.0 MiB/s, ETA 0 s\n",
+    ]
