@@ -130,6 +130,12 @@ class AzureDiskUploader:
         )
         props = disk.properties
         state = str(getattr(props.disk_state, "value", props.disk_state)) if props else ""
+        disk_bytes = props.disk_size_bytes if props else None
+        if disk_bytes is not None and disk_bytes != size - 512:
+            raise PlatformError(
+                f"azure-disk: disk {name} holds {disk_bytes} bytes after the upload, "
+                f"not {size - 512} (the VHD without its footer)"
+            )
         if state != "Unattached":
             raise PlatformError(
                 f"azure-disk: disk {name} is {state} after the upload, not Unattached"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent import console
 from agent.cli import main
 from agent.disks.image import MIB, disk_info
 from agent.errors import PlatformError
@@ -158,6 +159,8 @@ def test_the_sas_is_registered_as_a_secret(arm: FakeArm, tls: TlsFiles, vhd: Pat
     sas = [v for v in REGISTRY.values() if "/blobs/" in v]
     assert sas
     assert not any(s in json.dumps(summary) for s in sas)
+    sig = sas[-1].rsplit("sig=", 1)[1]
+    assert sig not in console.clean(f"a line with {sas[-1]}")
 
 
 def test_a_disk_smaller_than_azure_takes_is_refused_before_anything(
