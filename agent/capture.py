@@ -33,7 +33,7 @@ from agent.outcome import ExitCode, exit_code_for_error
 if TYPE_CHECKING:
     from agent.engine import EngineResult
     from agent.plan import Plan
-    from agent.platforms.base import Platform
+    from agent.platforms.base import CaptureRecord, Platform
     from agent.recorder import Recorder
 
 TAG_RUN_ID = "imageprep-run-id"
@@ -309,7 +309,7 @@ def capture_and_record(
     *,
     run_id: str | None,
     tags: Mapping[str, str],
-) -> Any:
+) -> CaptureRecord:
     """Capture, with each step journaled and result.json's ``capture`` kept current."""
     entry: dict[str, Any] = {"spec": target.spec, "image_id": target.resource_id, "steps": []}
     recorder.data["capture"] = entry
