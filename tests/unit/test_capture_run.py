@@ -414,3 +414,40 @@ def test_resume_refuses_a_new_capture_spec(
     resumed = _resume(run, tls, "--capture", f"gallery:{VERSION}")
     assert resumed.exit_code == ExitCode.USAGE
     assert "--capture cannot be given with it" in resumed.output
+
+
+def test_azure_snapshot_backup_implies_the_platform_for_capture(
+    server: WinRmTestServer,
+    tls: TlsFiles,
+    tmp_path: Path,
+    arm: FakeArm,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--backup azure-snapshot:VM and --capture, no --platform: snapshot, confirm, version."""
+    from agent.backups import azure_snapshot
+
+    monkeypatch.setattr(
+        azure_snapshot,
+        "from_arg",
+        lambda arg: azure_snapshot.AzureSnapshotProvider(
+            azure_snapshot.parse_arg(arg),
+            credential=FakeTokenCredential(),
+            endpoint=arm.endpoint,
+            connection_verify=str(tls.ca_cert),
+            polling_interval=0.01,
+        ),
+    )
+    run = imageprep_run(
+        server,
+        tls,
+        tmp_path,
+        "--capture",
+        f"gallery:{VERSION}",
+        backup=f"azure-snapshot:{VM_ID}",
+    )
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    report = run.report
+    assert report["backup"]["provider"] == "azure-snapshot"  # type: ignore[index]
+    assert report["power_state"] == "PowerState/stopped"
+    assert report["capture"]["image_id"] == VERSION  # type: ignore[index]
+    assert len(arm.snapshots) == 1
