@@ -470,7 +470,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Run": (
         "backup", "no_backup", "reason", "run_dir", "resume", "boot_test", "boot_test_disk",
-        "boot_test_timeout",
+        "boot_test_timeout", "platform", "platform_spec", "capture", "replace_version",
     ),
     "Output": ("log_format", "verbose", "quiet", "junit", "output_format"),
 }  # fmt: skip
@@ -625,6 +625,9 @@ def _run_playbook(
             selection=_selection(kw),
             log_format=log_format,
             resume=resume,
+            platform_spec=kw.get("platform"),
+            capture_spec=kw.get("capture"),
+            replace_version=bool(kw.get("replace_version")),
         )
     except errors.ImagePrepError as exc:
         _fail(exc)
@@ -682,6 +685,9 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
             ("--tags", "tags", ()),
             ("--profiles-dir", "profiles_dirs", ()),
             ("--playbooks-dir", "playbooks_dirs", ()),
+            ("--platform", "platform", None),
+            ("--capture", "capture", None),
+            ("--replace-version", "replace_version", False),
         )
         if kw.get(key, default) not in (default, None, (), False)
     ]
@@ -718,6 +724,19 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
     help="Continue the run in RUN_DIR after an interruption or failure: same plan, same "
     "backup, from where it stopped (--target may be left out).",
 )
+@click.option(
+    "--platform",
+    metavar="SCHEME:ARG",
+    help="Where the VM runs, asked for its power state after shutdown: azure:VM_ID or "
+    "libvirt:DOMAIN[?uri=URI] [default: the VM --backup azure-snapshot:/libvirt: names].",
+)
+@click.option(
+    "--capture",
+    metavar="SPEC",
+    help="After a verified generalization, make an image: gallery:…/versions/X.Y.Z or "
+    "image:…/images/NAME (Azure; see README, Capture).",
+)
+@click.option("--replace-version", is_flag=True, help="Replace an existing gallery image version.")
 @boot_test_run_options
 @plan_options
 @click.option(
@@ -1009,6 +1028,106 @@ def boot_test(**kw: Any) -> None:
         return
     print_boot_test_summary(outcome, log_format)
     sys.exit(int(outcome.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("spec")
+@click.option(
+    "--platform",
+    "platform_spec",
+    required=True,
+    metavar="azure:VM_ID",
+    help="The generalized, stopped VM to capture.",
+)
+@click.option("--replace-version", is_flag=True, help="Replace an existing gallery image version.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Report folder [./imageprep-runs/<UTC time>-<run id>].",
+)
+def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path | None) -> None:
+    """Capture a VM that is already generalized and stopped into SPEC (see README, Capture).
+
+    SPEC: gallery:/subscriptions/…/galleries/G/images/DEF/versions/X.Y.Z[?regions=…] or
+    image:/subscriptions/…/images/NAME. Deallocates the VM, marks it generalized, makes
+    the image; the ids go to result.json and journal.jsonl in the report folder.
+    """
+    from agent.capture import capture_command
+
+    _interrupt_on_sigterm()
+    try:
+        outcome = capture_command(
+            spec, platform_spec, replace_version=replace_version, run_dir=run_dir
+        )
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    stream_err = outcome.exit_code is not ExitCode.OK
+    click.echo(console.clean(outcome.message), err=stream_err)
+    click.echo(f"report: {outcome.run_dir}", err=stream_err)
+    sys.exit(int(outcome.exit_code))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("vhd", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--to", "to", required=True, metavar="azure-disk:DISK_ID", help="The disk to create.")
+@click.option("--location", required=True, metavar="REGION", help="The disk's region.")
+@click.option("--sku", default="Standard_LRS", show_default=True)
+@click.option("--zone", default=None, metavar="1|2|3")
+@click.option(
+    "--os-type", type=click.Choice(["Linux", "Windows"]), default="Linux", show_default=True
+)
+@click.option(
+    "--hyper-v-generation", type=click.Choice(["V1", "V2"]), default="V2", show_default=True
+)
+@click.option(
+    "--architecture", type=click.Choice(["x64", "Arm64"]), default="x64", show_default=True
+)
+@click.option(
+    "--security-type",
+    type=click.Choice(["Standard", "TrustedLaunch"]),
+    default="Standard",
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Upload without a passed boot-test record.")
+def upload(**kw: Any) -> None:
+    """Upload VHD (fixed, whole MiB, from `imageprep vhd`) as a new Azure managed disk.
+
+    Creates the disk for upload, writes its non-zero 4 MiB ranges through a write SAS,
+    and revokes the access whatever happened.
+    """
+    from agent.upload import NotUploadable, ProgressLine, parse_disk_target, upload_vhd
+
+    _interrupt_on_sigterm()
+    progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False))
+    try:
+        target = parse_disk_target(
+            kw["to"], location=kw["location"], sku=kw["sku"], zone=kw["zone"]
+        )
+        summary = upload_vhd(
+            kw["vhd"],
+            target,
+            force=kw["force"],
+            os_type=kw["os_type"],
+            hyper_v_generation=kw["hyper_v_generation"],
+            architecture=kw["architecture"],
+            security_type=kw["security_type"],
+            on_progress=progress if sys.stderr.isatty() else (lambda sent, total: None),
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"imageprep: interrupted: write access was revoked; disk {kw['to']} is left "
+            "partly written: delete it and upload again",
+            err=True,
+        )
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except NotUploadable as exc:
+        click.echo(console.clean(f"imageprep: refused: {exc}"), err=True)
+        sys.exit(int(ExitCode.PREFLIGHT_FAILED))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    click.echo(console.clean(json.dumps(summary, sort_keys=True)))
 
 
 @main.command(context_settings=CONTEXT)

@@ -13,7 +13,8 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     ├── ValidationError             a YAML file, a plan or a value is wrong (exit 2)
     │   ├── SchemaError             one file failed the schema; carries file:line:col
     │   ├── CatalogError            unknown profile/playbook, no profile matches
-    │   └── InventoryError          an inventory is invalid or --limit selects nothing
+    │   ├── InventoryError          an inventory is invalid or --limit selects nothing
+    │   └── CaptureMismatch         the image target does not fit the VM, or exists already
     ├── TransportError              talking to the target failed (exit 4)
     │   ├── ConnectError            host unreachable, refused, DNS, SSH banner
     │   ├── AuthenticationError     login refused
@@ -29,6 +30,8 @@ Transport libraries (paramiko, socket, pywinrm, requests) never leak past
     │   └── ToolFailed              a host tool (qemu-img, debugfs, ...) failed on it
     ├── HostToolMissing             qemu, qemu-img, debugfs, ... not installed (exit 10)
     ├── TargetBusy                  another run holds the target's lock (exit 11)
+    ├── PlatformError               the platform (Azure, libvirt) failed or refused (exit 12)
+    ├── PoweredOnAgain              the platform says the VM runs after shutdown (exit 6)
     └── ResumeUnsafe                a destructive step's outcome is unknown (exit 6)
 
 Ctrl-C and SIGTERM are not in this tree: both arrive as KeyboardInterrupt (the CLI's
@@ -164,6 +167,28 @@ class HostToolMissing(ImagePrepError):
 
 class TargetBusy(ImagePrepError):
     """Another imageprep run on this controller holds the lock on this target."""
+
+
+class CaptureMismatch(ValidationError):
+    """The image target does not fit the VM (names the field), or it exists already.
+
+    Raised before anything on the VM or in the cloud changes.
+    """
+
+
+class PlatformError(ImagePrepError):
+    """The platform (ARM, libvirt) could not be asked, refused, or an operation failed.
+
+    The message says what was being done and, for a 403, the action that was refused.
+    """
+
+
+class PoweredOnAgain(ImagePrepError):
+    """After the shutdown the platform reports the VM running (again).
+
+    A generalized VM that boots runs its specialize pass: it is no longer an image
+    source. Restore it from the backup.
+    """
 
 
 class ResumeUnsafe(ImagePrepError):

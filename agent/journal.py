@@ -82,6 +82,15 @@ EVENTS = (
     "step_interrupted",
     "step_note",
     "run_finished",
+    # The platform stage after the steps (agent/capture.py): recorded, not replayed; a
+    # resumed capture asks the platform what exists instead.
+    "power_state_confirmed",
+    "capture_requested",
+    "capture_started",
+    "capture_step",
+    "capture_finished",
+    "capture_command_finished",
+    "platform_failed",
 )
 _STEP_EVENTS = ("step_started", "step_finished", "step_interrupted", "step_note")
 # A destructive step that ended like this may or may not have done its work.

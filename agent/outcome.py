@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     BOOT_FAILED = 9  # boot-test: the disk did not come up (SSH) within the time-out
     HOST_TOOL_MISSING = 10  # a host tool (qemu, qemu-img, debugfs, ...) is not installed
     TARGET_BUSY = 11  # another run holds this target's lock; the target was not contacted
+    PLATFORM_FAILED = 12  # the platform (Azure, libvirt) failed: power state or capture
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; see result.json for where it stopped
 
 
@@ -38,6 +39,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.BOOT_FAILED: "boot-test: the disk did not come up in time",
     ExitCode.HOST_TOOL_MISSING: "a host tool (qemu, qemu-img, debugfs, ...) is missing",
     ExitCode.TARGET_BUSY: "another run holds this target's lock",
+    ExitCode.PLATFORM_FAILED: "the platform (Azure, libvirt) failed or refused: power state "
+    "or capture",
     ExitCode.INTERRUPTED: "Ctrl-C or SIGTERM: result.json says where it stopped",
 }
 
@@ -48,7 +51,9 @@ def exit_code_for_error(exc: BaseException) -> ExitCode:
         return ExitCode.HOST_TOOL_MISSING
     if isinstance(exc, errors.TargetBusy):
         return ExitCode.TARGET_BUSY
-    if isinstance(exc, errors.ResumeUnsafe):
+    if isinstance(exc, errors.PlatformError):
+        return ExitCode.PLATFORM_FAILED
+    if isinstance(exc, errors.ResumeUnsafe | errors.PoweredOnAgain):
         return ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN
     if isinstance(
         exc, errors.UsageError | errors.ValidationError | errors.RunDirError | errors.DiskError

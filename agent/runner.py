@@ -25,6 +25,14 @@ import structlog
 
 from agent import __version__, errors
 from agent.backups.base import BackupContext, BackupProvider, provider_from_spec
+from agent.capture import (
+    PlatformStage,
+    PoweredOffTarget,
+    check_before_run,
+    finish_on_platform,
+    nothing_left,
+    prepare_stage,
+)
 from agent.catalog import Catalog
 from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
 from agent.executors import create_executor
@@ -85,6 +93,10 @@ class RunRequest:
     log_format: str = "json"
     # `run --resume RUN_DIR`: continue that run; its plan options come from its journal.
     resume: Path | None = None
+    # --platform (power state after shutdown) and --capture (agent/capture.py).
+    platform_spec: str | None = None
+    capture_spec: str | None = None
+    replace_version: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         catalog = load_catalog(request.profiles_dirs, request.playbooks_dirs)
         playbook = catalog.get_playbook(request.playbook)
         provider = _check_backup_request(request, playbook.requires_backup)
+        stage = _platform_stage(request.platform_spec, request.capture_spec, request)
         with _connected(request) as executor:
             facts = _gather(request, executor)
             data["facts"] = facts.as_dict()
@@ -216,13 +229,21 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             recorder.set_plan(plan)
             recorder.journal = Journal.create(folder.path, waiver=request.no_backup_reason)
             recorder.journal.run_started(_header(request, run_id, catalog, plan, facts))
+            if stage is not None:
+                check_before_run(stage, plan, run_id)
             gate = _backup_gate(request, provider, plan, run_id, folder)
             if request.target.is_windows and plan.has_destructive_steps:
                 save_old_panther(executor, folder.path)  # cleanup deletes the folder
             engine = Engine(plan, executor, gate, recorder)
             result = engine.run()
             if request.target.is_windows:
-                result = _after_windows_run(executor, folder.path, plan, result)
+                # With --platform, the platform says whether the VM is off; else the
+                # listener is watched for a reboot.
+                result = _after_windows_run(
+                    executor, folder.path, plan, result, watch_listener=stage is None
+                )
+        if stage is not None:
+            result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
@@ -248,12 +269,12 @@ def _internal_error(recorder: Recorder, folder: RunFolder, run_id: str, exc: Exc
 
 
 def _after_windows_run(
-    executor: Executor, run_dir: Path, plan: Plan, result: EngineResult
+    executor: Executor, run_dir: Path, plan: Plan, result: EngineResult, *, watch_listener: bool
 ) -> EngineResult:
     """Panther logs of a failure; a power-off that turned out to be a reboot (exit 6)."""
     if result.exit_code is not ExitCode.OK:
         result = collect_on_failure(executor, run_dir, result)
-    if isinstance(executor, ListenerProbe):
+    if watch_listener and isinstance(executor, ListenerProbe):
         watch = float(plan.vars.get("power_off_watch_seconds", DEFAULT_WATCH_SECONDS))
         result = confirm_power_off(result, executor, watch_seconds=watch)
     return result
@@ -295,6 +316,9 @@ def _header(
             "playbooks_dirs": [str(p.resolve()) for p in request.playbooks_dirs],
             "backup": request.backup_spec,
             "no_backup_reason": request.no_backup_reason,
+            "platform": request.platform_spec,
+            "capture": request.capture_spec,
+            "replace_version": request.replace_version,
         },
         "profile": {
             "id": plan.profile_id,
@@ -328,7 +352,9 @@ def _resume(request: RunRequest, run_dir: Path, console: RunObserver) -> RunOutc
         plan = _rebuild_plan(run_dir, state)
         resume = resume_state(state, plan)
         gate = _resume_gate(request, state, plan, RunFolder(run_dir))
-        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate)
+        asked = state.header["request"]
+        stage = _platform_stage(asked.get("platform"), asked.get("capture"), request, asked)
+        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate, stage)
 
 
 def _rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
@@ -401,6 +427,7 @@ def _continue(
     plan: Plan,
     resume: ResumeState,
     gate: BackupGate,
+    stage: PlatformStage | None = None,
 ) -> RunOutcome:
     """One more session of the run: journal appended, result.json rewritten."""
     run_id = state.run_id
@@ -428,6 +455,13 @@ def _continue(
             session=journal.session,
             **{k: session[k] for k in ("resumed_after", "in_doubt")},
         )
+        if stage is not None and nothing_left(plan, resume.completed):
+            # Every step finished (the VM is off): only confirming and capturing are left.
+            engine = Engine(plan, PoweredOffTarget(), gate, recorder, resume=resume)
+            result = finish_on_platform(
+                stage, engine.run(), recorder, run_id=run_id, plan=plan, offline=True
+            )
+            return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
         with _connected(request) as executor:
             facts = _gather(request, executor)
             session["facts"] = facts.as_dict()
@@ -441,7 +475,13 @@ def _continue(
             engine = Engine(plan, executor, gate, recorder, resume=resume)
             result = engine.run()
             if request.target.is_windows:
-                result = _after_windows_run(executor, folder.path, plan, result)
+                # With --platform, the platform says whether the VM is off; else the
+                # listener is watched for a reboot.
+                result = _after_windows_run(
+                    executor, folder.path, plan, result, watch_listener=stage is None
+                )
+        if stage is not None:
+            result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
@@ -534,6 +574,23 @@ def _cannot_reconnect(
         ExitCode.CONNECTION_FAILED,
         f"cannot connect to resume: {exc}. The run had not reached the point of no return "
         f"(last step finished: {done}): the VM is still usable{keys}",
+    )
+
+
+def _platform_stage(
+    platform: str | None,
+    capture: str | None,
+    request: RunRequest,
+    asked: Mapping[str, Any] | None = None,
+) -> PlatformStage | None:
+    """--platform/--capture as given (or, resuming, as the journal recorded them)."""
+    return prepare_stage(
+        platform,
+        capture,
+        backup_spec=(asked or {}).get("backup") if asked is not None else request.backup_spec,
+        replace_version=bool(
+            (asked or {}).get("replace_version") if asked is not None else request.replace_version
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.boottest import pass_record_path
-from agent.disks.image import MIB, DiskInfo, disk_info, file_identity, make_overlay
+from agent.disks.image import MIB, DiskInfo, disk_info, file_identity, make_overlay, sha256_of
 from agent.disks.tools import require, run_tool
 from agent.errors import DiskError, UsageError
 
@@ -110,7 +110,31 @@ def convert_to_vhd(disk: Path, out: Path, *, force: bool = False,
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return VhdResult(out, size, info, size - info.virtual_size, boot_test)
+    result = VhdResult(out, size, info, size - info.virtual_size, boot_test)
+    write_vhd_record(result)
+    return result
+
+
+def write_vhd_record(result: VhdResult) -> Path:
+    """OUT.vhd.boot-test.json: the source's boot-test verdict and OUT's own size and sha256.
+
+    `imageprep upload` checks it, so that what goes to Azure is the file that was made
+    from a disk that booted, unchanged since.
+    """
+    record = pass_record_path(result.path)
+    data = {
+        "vhd": {
+            "path": str(result.path),
+            "size": result.path.stat().st_size,
+            "sha256": sha256_of(result.path),
+            "virtual_size": result.virtual_size,
+        },
+        "source": {"disk": str(result.source.path), "boot_test": result.boot_test},
+    }
+    tmp = record.with_name(f".{record.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, record)
+    return record
 
 
 def _same_file(a: Path, b: Path) -> bool:

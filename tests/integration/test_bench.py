@@ -46,3 +46,9 @@ def test_generalize_bench_runs(target_image: object) -> None:
     output = _bench("bench.generalize", "--quick", timeout=900)
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
+
+
+def test_upload_bench_runs() -> None:
+    """bench.upload sends exactly the non-zero ranges and the footer, several at once."""
+    out = _bench("bench.upload", "--size-mib", "64", timeout=300)
+    assert "equal to the non-zero ranges + footer: True" in out
