@@ -232,10 +232,24 @@ def rhel_boot(kver: str) -> Callable[[Path], None]:
 
 
 def ifcfg_for_test_link(root: Path) -> None:
-    """waagent 2.7's RHEL deprovision rewrites ifcfg-<primary NIC> and crashes without it;
-    the target's primary NIC is the test link tgt0 (RHEL installs have an ifcfg file or
-    keyfile for theirs)."""
-    write(root, "/etc/sysconfig/network-scripts/ifcfg-tgt0", "DEVICE=tgt0\nONBOOT=no\n")
+    """A RHEL 8 install keeps its primary NIC's profile as ifcfg-<NIC>; here the primary
+    NIC is the test link tgt0. RHEL 9 rows have keyfiles only (its default), so waagent's
+    set_dhcp_hostname finds no ifcfg file there (issue 10, item 1)."""
+    write(
+        root,
+        "/etc/sysconfig/network-scripts/ifcfg-tgt0",
+        "DEVICE=tgt0\nONBOOT=no\nNM_CONTROLLED=yes\n",
+    )
+
+
+def oracle_release(version: str) -> Callable[[Path], None]:
+    """Oracle Linux ships /etc/oracle-release; waagent takes the RHEL code path only when
+    it exists (azurelinuxagent/common/version.py, get_distro)."""
+
+    def setup(root: Path) -> None:
+        write(root, "/etc/oracle-release", f"Oracle Linux Server release {version}\n")
+
+    return setup
 
 
 def rhsm_registered(root: Path) -> None:
@@ -362,7 +376,6 @@ def _rhel(
         rpm_installed("cloud-init 23.4-7.el9", "gdisk 1.0.7-5.el9"),
         rhel_boot(kver),
         swap_in_fstab,
-        ifcfg_for_test_link,
         *extra,
     )
 
@@ -436,7 +449,13 @@ CLAIMS = (
         "rhel-8",
         "rhel",
         False,
-        _rhel(_EL8K, ifcfg_pinned, rhsm_registered, tools=("subscription-manager",)),
+        _rhel(
+            _EL8K,
+            ifcfg_pinned,
+            ifcfg_for_test_link,
+            rhsm_registered,
+            tools=("subscription-manager",),
+        ),
     ),
     Claim(
         "rhel-9.4",
@@ -460,7 +479,7 @@ CLAIMS = (
         "oracle-linux-8",
         "rhel",
         False,
-        _rhel(_EL8K, ifcfg_pinned, uln_registered),
+        _rhel(_EL8K, ifcfg_pinned, ifcfg_for_test_link, oracle_release("8.9"), uln_registered),
     ),
     Claim(
         "ol-9.3",
@@ -468,7 +487,7 @@ CLAIMS = (
         "oracle-linux-9",
         "rhel",
         False,
-        _rhel(_UEK, nm_keyfile_pinned, uln_registered),
+        _rhel(_UEK, nm_keyfile_pinned, oracle_release("9.3"), uln_registered),
     ),
     Claim(
         "sles-15.5",

@@ -168,6 +168,7 @@ def test_generalize(
         log = _since(calls(root), before)
         tools = _tools(log)
         if claim.family == "rhel":
+            _assert_waagent_completed_on_rhel(claim, target)
             assert ["dnf", "clean", "all"] in log
             assert ["selinuxenabled"] in log
             relabel = [c for c in log if c[0] == "restorecon"]
@@ -192,6 +193,27 @@ def test_generalize(
             assert link.is_symlink()
         if claim.family in ("debian", "ubuntu"):
             assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+
+
+def _assert_waagent_completed_on_rhel(claim: Claim, target: NspawnTarget) -> None:
+    """waagent ran every action: root locked, its state gone, no ifcfg leftovers (item 1)."""
+    g = target.guest_path
+    root_line = next(
+        line for line in g("/etc/shadow").read_text().splitlines() if line.startswith("root:")
+    )
+    assert root_line.split(":")[1] == "*LOCK*", root_line
+    # fileutil.rm_dirs empties waagent's lib dir and keeps the directory
+    assert not list(g("/var/lib/waagent").iterdir())
+    scripts = g("/etc/sysconfig/network-scripts")
+    for ifcfg in scripts.glob("ifcfg-*"):
+        text = ifcfg.read_text()
+        assert "DHCP_HOSTNAME" not in text, (ifcfg, text)
+        assert "imageprep: placeholder" not in text, (ifcfg, text)
+    if claim.profile.endswith("-9"):
+        # keyfiles only: the placeholder waagent needed is gone again
+        assert not (scripts / "ifcfg-tgt0").exists()
+    else:
+        assert "DEVICE=tgt0" in (scripts / "ifcfg-tgt0").read_text()
 
 
 def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:
