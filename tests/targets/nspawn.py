@@ -217,6 +217,7 @@ class NspawnTarget:
         self._container = NspawnProcess(
             self.root, machine=self.name, console_log=self.console_log,
             network=[f"--network-namespace-path={self._link.netns_path}"],
+            env=dict(self.image.spec.nspawn_env),
         )
         launched = time.monotonic()
         self._container.start()
