@@ -47,6 +47,10 @@ class Claim:
     kernel_image: bool  # boot from the image with Debian's cloud kernel and initramfs-tools
     setup: tuple[Callable[[Path], None], ...] = field(default=())
     real: bool = False  # Debian on its own packages (no claim)
+    # The Debian base the row boots: bookworm (cloud-init 22.4, systemd 252, waagent 2.7)
+    # or trixie (cloud-init 25.1, systemd 257, waagent 2.12), as near as Debian gets to
+    # what the claimed release ships.
+    suite: str = "bookworm"
 
     def prepare(self, root: Path) -> None:
         if not self.real:
@@ -413,11 +417,13 @@ CLAIMS = (
     ),
     Claim(
         "debian-13",
-        _os("debian", "13", name="Debian GNU/Linux"),
+        {},
         "debian",
         "debian",
         True,
-        _DEBIAN_COMMON,
+        (*_DEBIAN_COMMON, initramfs_without_hv),
+        real=True,
+        suite="trixie",
     ),
     Claim(
         "ubuntu-20.04",
@@ -442,6 +448,7 @@ CLAIMS = (
         "ubuntu",
         True,
         _UBUNTU,
+        suite="trixie",
     ),
     Claim(
         "rhel-8.10",
@@ -464,6 +471,7 @@ CLAIMS = (
         "rhel",
         False,
         _rhel(_EL9K, nm_keyfile_pinned, rhsm_registered, tools=("subscription-manager",)),
+        suite="trixie",
     ),
     Claim(
         "centos-stream-9",
@@ -472,6 +480,7 @@ CLAIMS = (
         "rhel",
         False,
         _rhel(_EL9K, nm_keyfile_pinned),
+        suite="trixie",
     ),
     Claim(
         "ol-8.9",
@@ -488,6 +497,7 @@ CLAIMS = (
         "rhel",
         False,
         _rhel(_UEK, nm_keyfile_pinned, oracle_release("9.3"), uln_registered),
+        suite="trixie",
     ),
     Claim(
         "sles-15.5",

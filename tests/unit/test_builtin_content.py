@@ -150,6 +150,7 @@ def test_debian_generalize_selection_on_debian_12(catalog: Catalog) -> None:
         "waagent-deprovision",
         "user-gone",
         "sudoers-drop-user",
+        "ssh-host-keys",
         "dbus-machine-id-link",
         "machine-id-truncate",
     ]
