@@ -151,6 +151,9 @@ def test_debian_generalize_selection_on_debian_12(catalog: Catalog) -> None:
         "user-gone",
         "sudoers-drop-user",
         "ssh-host-keys",
+        "log-writers-stop",
+        "logs-rotated",
+        "logs-truncate",
         "dbus-machine-id-link",
         "machine-id-truncate",
     ]
