@@ -389,3 +389,27 @@ def test_matrix_covers_every_linux_profile() -> None:
     catalog = Catalog.load()
     linux = {p.id for p in catalog.profiles() if not p.abstract and p.platform == "linux"}
     assert linux == {c.profile for c in CLAIMS}
+
+
+def test_waagent_failure_with_exit_code_0_fails_the_step(
+    target_image: TargetImage, tmp_path: Path
+) -> None:
+    """waagent 2.12 (Debian 13) logs "Failed to run" and exits 0 when an action raises
+    (here: no ifcfg file, the placeholder step skipped): the step fails all the same."""
+    claim = next(c for c in CLAIMS if c.name == "rhel-9.4")
+    assert claim.suite == "trixie"
+    with NspawnTarget(_image(claim, target_image), prepare=claim.prepare) as target:
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            "--skip",
+            "waagent-ifcfg-placeholder",
+            run_dir=tmp_path / "run",
+        )
+        step = result.step("deprovision/waagent-deprovision")
+        assert step["status"] == "failed", step
+        assert "waagent reported a failure (exit code 0)" in step["message"], step
+        assert "Failed to run 'deprovision+user'" in step["message"], step
+        assert result.exit_code == 6
