@@ -256,6 +256,17 @@ def oracle_release(version: str) -> Callable[[Path], None]:
     return setup
 
 
+def kernel_cmdline_file(root: Path) -> None:
+    """RHEL 9 keeps the default kernel arguments in /etc/kernel/cmdline; kernel-install
+    copies them into the boot entry of every kernel installed later."""
+    write(
+        root,
+        "/etc/kernel/cmdline",
+        "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M "
+        "resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet console=tty0\n",
+    )
+
+
 def rhsm_registered(root: Path) -> None:
     write(root, f"{STATE}/rhsm-registered", "")
     for name in ("cert.pem", "key.pem"):
@@ -470,7 +481,13 @@ CLAIMS = (
         "rhel-9",
         "rhel",
         False,
-        _rhel(_EL9K, nm_keyfile_pinned, rhsm_registered, tools=("subscription-manager",)),
+        _rhel(
+            _EL9K,
+            nm_keyfile_pinned,
+            kernel_cmdline_file,
+            rhsm_registered,
+            tools=("subscription-manager",),
+        ),
         suite="trixie",
     ),
     Claim(
@@ -479,7 +496,7 @@ CLAIMS = (
         "rhel-9",
         "rhel",
         False,
-        _rhel(_EL9K, nm_keyfile_pinned),
+        _rhel(_EL9K, nm_keyfile_pinned, kernel_cmdline_file),
         suite="trixie",
     ),
     Claim(
@@ -496,7 +513,7 @@ CLAIMS = (
         "oracle-linux-9",
         "rhel",
         False,
-        _rhel(_UEK, nm_keyfile_pinned, oracle_release("9.3"), uln_registered),
+        _rhel(_UEK, nm_keyfile_pinned, kernel_cmdline_file, oracle_release("9.3"), uln_registered),
         suite="trixie",
     ),
     Claim(

@@ -307,8 +307,14 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
             assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
         assert "blscfg" in g("/boot/grub2/grub.cfg").read_text()
         nm_conf = g("/etc/NetworkManager/conf.d/99-azure-unmanaged-devices.conf")
-        assert "unmanaged-devices=driver:mlx4_core;driver:mlx5_core" in nm_conf.read_text()
+        assert (
+            "unmanaged-devices=driver:mlx4_core;driver:mlx5_core;driver:mana" in nm_conf.read_text()
+        )
         if claim.profile.endswith("-9"):
+            words = g("/etc/kernel/cmdline").read_text().split()
+            assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), words
+            assert not {"rhgb", "quiet", "console=tty0"} & set(words), words
+            assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
             keyfile = g("/etc/NetworkManager/system-connections/eth0.nmconnection")
             _owned_by_root(keyfile, 0o600)
             assert "interface-name=eth0" in keyfile.read_text()
@@ -365,6 +371,7 @@ def _assert_ready_calls(claim: Claim, log: list[list[str]]) -> None:
         assert mkconfig == [["grub2-mkconfig", "-o", "/boot/grub2/grub.cfg"]], mkconfig
         updates = [c for c in log if c[0] == "grubby" and c[1].startswith("--update-kernel=")]
         assert len(updates) == 1, updates
+        assert updates[0][1] == "--update-kernel=ALL", updates
         assert updates[0][2] == "--remove-args=rhgb quiet console=tty0", updates
         assert updates[0][3] == "--args=" + " ".join((*CONSOLE, "net.ifnames=0")), updates
         assert tools.index("dracut") < tools.index("grub2-mkconfig") < tools.index("restorecon")
