@@ -314,6 +314,48 @@ RHEL_TOOLS = (
 )
 
 
+# Strict recording stand-ins for registration clients Debian lacks
+# (registration_standins/): each accepts only the subcommands and options the real
+# client documents (rhc(1), insights-client(8), pro(1)) and rejects anything else, as
+# the real ones do; the calls go to the shared calls log.
+REGISTRATION_STANDINS = Path(__file__).with_name("registration_standins")
+
+
+def _registration_standin(root: Path, tool: str) -> None:
+    text = (REGISTRATION_STANDINS / tool).read_text()
+    write(root, f"/usr/local/sbin/{tool}", text, 0o755)
+
+
+def insights_registered(root: Path) -> None:
+    """A RHEL host registered with insights-client (strict stand-in)."""
+    _registration_standin(root, "insights-client")
+    write(root, "/etc/insights-client/.registered", "")
+
+
+def rhc_connected(root: Path) -> None:
+    """A RHEL host connected with rhc (RHSM and Insights at once), strict stand-ins."""
+    insights_registered(root)
+    _registration_standin(root, "rhc")
+    write(root, f"{STATE}/rhc-connected", "")
+
+
+def lvm_devices_file(root: Path) -> None:
+    """RHEL 9's LVM devices file naming the build VM's disk."""
+    write(
+        root,
+        "/etc/lvm/devices/system.devices",
+        "# LVM uses devices listed in this file.\nVERSION=1.1.3\n"
+        "IDTYPE=sys_wwid IDNAME=naa.6000c29d4f1a2b3c4d5e6f7a8b9c0d1e DEVNAME=/dev/sda2 "
+        "PVID=x PART=2\n",
+    )
+
+
+def pro_attached(root: Path) -> None:
+    """An Ubuntu host attached to Ubuntu Pro, with a strict stand-in for `pro`."""
+    _registration_standin(root, "pro")
+    write(root, "/var/lib/ubuntu-advantage/private/machine-token.json", "{}\n", 0o600)
+
+
 # ----------------------------------------------------------------------- SUSE family
 
 
@@ -458,7 +500,7 @@ CLAIMS = (
         "ubuntu",
         "ubuntu",
         True,
-        _UBUNTU,
+        (*_UBUNTU, pro_attached),
         suite="trixie",
     ),
     Claim(
@@ -471,6 +513,7 @@ CLAIMS = (
             _EL8K,
             ifcfg_pinned,
             ifcfg_for_test_link,
+            insights_registered,
             rhsm_registered,
             tools=("subscription-manager",),
         ),
@@ -485,6 +528,8 @@ CLAIMS = (
             _EL9K,
             nm_keyfile_pinned,
             kernel_cmdline_file,
+            lvm_devices_file,
+            rhc_connected,
             rhsm_registered,
             tools=("subscription-manager",),
         ),

@@ -170,8 +170,18 @@ def test_generalize(claim: Claim, target_image: TargetImage, tmp_path: Path) -> 
             assert "/etc" in relabel[-1]
             assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
             assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
-            if claim.name.startswith("rhel"):
+            if claim.name == "rhel-9.4":
+                # rhc disconnect unregisters from RHSM and Insights at once
+                assert ["rhc", "disconnect"] in log
+                assert ["subscription-manager", "unregister"] not in log
+                assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
+                devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
+                assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
+            if claim.name == "rhel-8.10":
+                assert ["insights-client", "--unregister"] in log
                 assert ["subscription-manager", "unregister"] in log
+            if claim.name.startswith("rhel"):
+                assert not target.guest_path("/etc/insights-client/.registered").exists()
                 assert ["subscription-manager", "clean"] in log
                 assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
         if claim.family == "suse":
@@ -186,6 +196,11 @@ def test_generalize(claim: Claim, target_image: TargetImage, tmp_path: Path) -> 
             assert link.is_symlink()
         if claim.family in ("debian", "ubuntu"):
             assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+        if claim.name == "ubuntu-24.04":
+            assert ["pro", "detach", "--assume-yes"] in log
+            assert not target.guest_path(
+                "/var/lib/ubuntu-advantage/private/machine-token.json"
+            ).exists()
 
 
 def _assert_waagent_completed_on_rhel(claim: Claim, target: NspawnTarget) -> None:
