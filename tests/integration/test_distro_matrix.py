@@ -1,12 +1,18 @@
 """Every Linux profile runs `check`, `azure-ready` and `generalize` on a booted target.
 
-Debian 12 runs on its own packages (the cloud kernel and real initramfs-tools included:
-the hyperv-initramfs step rebuilds a real initramfs inside the target). Every other row
-is a Debian target whose /etc/os-release claims that distribution, with recording
-stand-ins for the tools Debian lacks (tests/integration/standins/); real bash,
-coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest. Per row: `check` and
-then `azure-ready` on one target, `generalize` on a fresh one; the recorded commands and
-the resulting files are read from outside (guest_path).
+Debian 12 and Debian 13 run on their own packages (the cloud kernel and real
+initramfs-tools included: the hyperv-initramfs step rebuilds a real initramfs inside the
+target). Every other row is a Debian target whose /etc/os-release claims that
+distribution, with recording stand-ins for the tools Debian lacks
+(tests/integration/standins/, registration_standins/); real bash, coreutils, sshd, sudo,
+systemd, waagent and cloud-init do the rest. Each row boots the Debian base nearest to
+what the claimed release ships (Claim.suite): bookworm (cloud-init 22.4, waagent 2.7.3)
+for Debian 11/12, Ubuntu 20.04/22.04, RHEL/Oracle 8 and SLES/Leap; trixie (cloud-init
+25.1 with the renamed units and the stricter schema, waagent 2.12, systemd 257) for
+Debian 13, Ubuntu 24.04 and RHEL/CentOS Stream/Oracle 9, so both cloud-init generations
+run without doubling the matrix. Per row: `check` and then `azure-ready` on one target,
+`generalize` on a fresh one; the recorded commands and the resulting files are read
+from outside (guest_path).
 """
 
 from __future__ import annotations
