@@ -43,17 +43,22 @@ def main() -> None:
             with NspawnTarget(image) as target:
                 assert target.ready_after is not None
                 boots.append(target.ready_after)
-        print(json.dumps({
-            "image": name,
-            "entry": image.entry.name,
-            "build_s": manifest.get("timings"),
-            "boot_to_ssh_running_s": {
-                "median": round(statistics.median(boots), 2),
-                "min": round(min(boots), 2),
-                "max": round(max(boots), 2),
-            },
-            "versions": manifest.get("versions"),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "image": name,
+                    "entry": image.entry.name,
+                    "build_s": manifest.get("timings"),
+                    "boot_to_ssh_running_s": {
+                        "median": round(statistics.median(boots), 2),
+                        "min": round(min(boots), 2),
+                        "max": round(max(boots), 2),
+                    },
+                    "versions": manifest.get("versions"),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
