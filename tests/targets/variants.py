@@ -25,9 +25,14 @@ from tests.targets.rootfs import PACKAGES, ImageSpec
 TRIXIE = "trixie"
 SERVER_PACKAGES = (
     *(p for p in PACKAGES if p != "waagent"),
-    "rsyslog", "auditd", "network-manager",
+    "rsyslog",
+    "auditd",
+    "network-manager",
     # waagent's dependencies (Debian 12: Depends of package waagent 2.7.3.0-4.1)
-    "python3-distro", "python3-pkg-resources", "ca-certificates", "openssl",
+    "python3-distro",
+    "python3-pkg-resources",
+    "ca-certificates",
+    "openssl",
 )
 _SERVER_HOOKS = (
     'chroot "$1" sh -ec "cd /tmp && apt-get download -q waagent'
