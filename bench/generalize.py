@@ -9,13 +9,12 @@ target) without imageprep:
 * one-script: one SSH connection, `sudo bash -s` with every step on stdin: the physical
   limit for this work (performance.md);
 * ssh-per-step: a new SSH connection and a sudo per step, the way a naive tool (or
-  Ansible without pipelining) pays for each step (up to the removal of the SSH host
-  keys, after which sshd takes no new connection and the rest share one);
+  Ansible without pipelining) pays for each step (up to waagent's deprovisioning, which
+  deletes the login user; the rest share one connection);
 * ansible-core (defaults, and with pipelining): one `shell` task with `become` per step,
-  the same batching as ssh-per-step (after the host keys and the login user are gone no
-  new login or sudo works, so the rest is one task). ansible-core is pip-installed into a
-  venv of its own beside this script on first use (bench/.venv-ansible), never into the
-  project's.
+  the same batching as ssh-per-step (once the login user is gone no new login or sudo
+  works, so the rest is one task). ansible-core is pip-installed into a venv of its own
+  beside this script on first use (bench/.venv-ansible), never into the project's.
 
     --quick   one run per way: what the test suite runs so that this script cannot rot
 
@@ -45,7 +44,7 @@ IMAGEPREP = str(Path(sys.executable).with_name("imageprep"))
 ANSIBLE_VENV = Path(__file__).resolve().parent / ".venv-ansible"
 ANSIBLE_CORE = "ansible-core>=2.17"
 POWER_OFF_TIMEOUT = 120.0
-LAST_LOGIN_BEFORE = "cleanup/ssh-host-keys"
+LAST_LOGIN_BEFORE = "deprovision/waagent-deprovision"
 
 
 @dataclass(frozen=True)
@@ -147,9 +146,9 @@ def run_one_script(image: TargetImage) -> Sample:
 def run_ssh_per_step(image: TargetImage) -> Sample:
     with NspawnTarget(image) as target:
         commands = _planned_commands(target)
-        # Once the host keys are gone sshd accepts no new connection (and after waagent
-        # the login user is gone too: the "handshake failed" Packer users meet), so from
-        # that step on everything has to share one connection.
+        # Once waagent ran the login user is gone (the "handshake failed" Packer users
+        # meet) and then the host keys go too, so from that step on everything has to
+        # share one connection.
         first = next(i for i, c in enumerate(commands) if c.key == LAST_LOGIN_BEFORE)
         batches = [_as_one_script([c]) for c in commands[:first]]
         batches.append(_as_one_script(commands[first:]))

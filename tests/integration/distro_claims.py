@@ -47,6 +47,10 @@ class Claim:
     kernel_image: bool  # boot from the image with Debian's cloud kernel and initramfs-tools
     setup: tuple[Callable[[Path], None], ...] = field(default=())
     real: bool = False  # Debian on its own packages (no claim)
+    # The Debian base the row boots: bookworm (cloud-init 22.4, systemd 252, waagent 2.7)
+    # or trixie (cloud-init 25.1, systemd 257, waagent 2.12), as near as Debian gets to
+    # what the claimed release ships.
+    suite: str = "bookworm"
 
     def prepare(self, root: Path) -> None:
         if not self.real:
@@ -239,10 +243,35 @@ def rhel_boot(kver: str) -> Callable[[Path], None]:
 
 
 def ifcfg_for_test_link(root: Path) -> None:
-    """waagent 2.7's RHEL deprovision rewrites ifcfg-<primary NIC> and crashes without it;
-    the target's primary NIC is the test link tgt0 (RHEL installs have an ifcfg file or
-    keyfile for theirs)."""
-    write(root, "/etc/sysconfig/network-scripts/ifcfg-tgt0", "DEVICE=tgt0\nONBOOT=no\n")
+    """A RHEL 8 install keeps its primary NIC's profile as ifcfg-<NIC>; here the primary
+    NIC is the test link tgt0. RHEL 9 rows have keyfiles only (its default), so waagent's
+    set_dhcp_hostname finds no ifcfg file there (issue 10, item 1)."""
+    write(
+        root,
+        "/etc/sysconfig/network-scripts/ifcfg-tgt0",
+        "DEVICE=tgt0\nONBOOT=no\nNM_CONTROLLED=yes\n",
+    )
+
+
+def oracle_release(version: str) -> Callable[[Path], None]:
+    """Oracle Linux ships /etc/oracle-release; waagent takes the RHEL code path only when
+    it exists (azurelinuxagent/common/version.py, get_distro)."""
+
+    def setup(root: Path) -> None:
+        write(root, "/etc/oracle-release", f"Oracle Linux Server release {version}\n")
+
+    return setup
+
+
+def kernel_cmdline_file(root: Path) -> None:
+    """RHEL 9 keeps the default kernel arguments in /etc/kernel/cmdline; kernel-install
+    copies them into the boot entry of every kernel installed later."""
+    write(
+        root,
+        "/etc/kernel/cmdline",
+        "root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M "
+        "resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet console=tty0\n",
+    )
 
 
 def rhsm_registered(root: Path) -> None:
@@ -290,6 +319,48 @@ RHEL_TOOLS = (
     "restorecon",
     "selinuxenabled",
 )
+
+
+# Strict recording stand-ins for registration clients Debian lacks
+# (registration_standins/): each accepts only the subcommands and options the real
+# client documents (rhc(1), insights-client(8), pro(1)) and rejects anything else, as
+# the real ones do; the calls go to the shared calls log.
+REGISTRATION_STANDINS = Path(__file__).with_name("registration_standins")
+
+
+def _registration_standin(root: Path, tool: str) -> None:
+    text = (REGISTRATION_STANDINS / tool).read_text()
+    write(root, f"/usr/local/sbin/{tool}", text, 0o755)
+
+
+def insights_registered(root: Path) -> None:
+    """A RHEL host registered with insights-client (strict stand-in)."""
+    _registration_standin(root, "insights-client")
+    write(root, "/etc/insights-client/.registered", "")
+
+
+def rhc_connected(root: Path) -> None:
+    """A RHEL host connected with rhc (RHSM and Insights at once), strict stand-ins."""
+    insights_registered(root)
+    _registration_standin(root, "rhc")
+    write(root, f"{STATE}/rhc-connected", "")
+
+
+def lvm_devices_file(root: Path) -> None:
+    """RHEL 9's LVM devices file naming the build VM's disk."""
+    write(
+        root,
+        "/etc/lvm/devices/system.devices",
+        "# LVM uses devices listed in this file.\nVERSION=1.1.3\n"
+        "IDTYPE=sys_wwid IDNAME=naa.6000c29d4f1a2b3c4d5e6f7a8b9c0d1e DEVNAME=/dev/sda2 "
+        "PVID=x PART=2\n",
+    )
+
+
+def pro_attached(root: Path) -> None:
+    """An Ubuntu host attached to Ubuntu Pro, with a strict stand-in for `pro`."""
+    _registration_standin(root, "pro")
+    write(root, "/var/lib/ubuntu-advantage/private/machine-token.json", "{}\n", 0o600)
 
 
 # ----------------------------------------------------------------------- SUSE family
@@ -417,7 +488,6 @@ def _rhel(
         rpm_installed("cloud-init 23.4-7.el9", "gdisk 1.0.7-5.el9"),
         rhel_boot(kver),
         swap_in_fstab,
-        ifcfg_for_test_link,
         *extra,
     )
 
@@ -455,11 +525,13 @@ CLAIMS = (
     ),
     Claim(
         "debian-13",
-        _os("debian", "13", name="Debian GNU/Linux"),
+        {},
         "debian",
         "debian",
         True,
-        _DEBIAN_COMMON,
+        (*_DEBIAN_COMMON, initramfs_without_hv),
+        real=True,
+        suite="trixie",
     ),
     Claim(
         "ubuntu-20.04",
@@ -483,7 +555,8 @@ CLAIMS = (
         "ubuntu",
         "ubuntu",
         True,
-        _UBUNTU,
+        (*_UBUNTU, pro_attached),
+        suite="trixie",
     ),
     Claim(
         "rhel-8.10",
@@ -491,7 +564,14 @@ CLAIMS = (
         "rhel-8",
         "rhel",
         False,
-        _rhel(_EL8K, ifcfg_pinned, rhsm_registered, tools=("subscription-manager",)),
+        _rhel(
+            _EL8K,
+            ifcfg_pinned,
+            ifcfg_for_test_link,
+            insights_registered,
+            rhsm_registered,
+            tools=("subscription-manager",),
+        ),
     ),
     Claim(
         "rhel-9.4",
@@ -499,7 +579,16 @@ CLAIMS = (
         "rhel-9",
         "rhel",
         False,
-        _rhel(_EL9K, nm_keyfile_pinned, rhsm_registered, tools=("subscription-manager",)),
+        _rhel(
+            _EL9K,
+            nm_keyfile_pinned,
+            kernel_cmdline_file,
+            lvm_devices_file,
+            rhc_connected,
+            rhsm_registered,
+            tools=("subscription-manager",),
+        ),
+        suite="trixie",
     ),
     Claim(
         "centos-stream-9",
@@ -507,7 +596,8 @@ CLAIMS = (
         "rhel-9",
         "rhel",
         False,
-        _rhel(_EL9K, nm_keyfile_pinned),
+        _rhel(_EL9K, nm_keyfile_pinned, kernel_cmdline_file),
+        suite="trixie",
     ),
     Claim(
         "ol-8.9",
@@ -515,7 +605,7 @@ CLAIMS = (
         "oracle-linux-8",
         "rhel",
         False,
-        _rhel(_EL8K, ifcfg_pinned, uln_registered),
+        _rhel(_EL8K, ifcfg_pinned, ifcfg_for_test_link, oracle_release("8.9"), uln_registered),
     ),
     Claim(
         "ol-9.3",
@@ -523,7 +613,8 @@ CLAIMS = (
         "oracle-linux-9",
         "rhel",
         False,
-        _rhel(_UEK, nm_keyfile_pinned, uln_registered),
+        _rhel(_UEK, nm_keyfile_pinned, kernel_cmdline_file, oracle_release("9.3"), uln_registered),
+        suite="trixie",
     ),
     Claim(
         "sles-15.5",  # BYOS, registered with SUSEConnect

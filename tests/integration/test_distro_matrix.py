@@ -1,12 +1,18 @@
 """Every Linux profile runs `check`, `azure-ready` and `generalize` on a booted target.
 
-Debian 12 runs on its own packages (the cloud kernel and real initramfs-tools included:
-the hyperv-initramfs step rebuilds a real initramfs inside the target). Every other row
-is a Debian target whose /etc/os-release claims that distribution, with recording
-stand-ins for the tools Debian lacks (tests/integration/standins/); real bash,
-coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest. Per row: `check` and
-then `azure-ready` on one target, `generalize` on a fresh one; the recorded commands and
-the resulting files are read from outside (guest_path).
+Debian 12 and Debian 13 run on their own packages (the cloud kernel and real
+initramfs-tools included: the hyperv-initramfs step rebuilds a real initramfs inside the
+target). Every other row is a Debian target whose /etc/os-release claims that
+distribution, with recording stand-ins for the tools Debian lacks
+(tests/integration/standins/, registration_standins/); real bash, coreutils, sshd, sudo,
+systemd, waagent and cloud-init do the rest. Each row boots the Debian base nearest to
+what the claimed release ships (Claim.suite): bookworm (cloud-init 22.4, waagent 2.7.3)
+for Debian 11/12, Ubuntu 20.04/22.04, RHEL/Oracle 8 and SLES/Leap; trixie (cloud-init
+25.1 with the renamed units and the stricter schema, waagent 2.12, systemd 257) for
+Debian 13, Ubuntu 24.04 and RHEL/CentOS Stream/Oracle 9, so both cloud-init generations
+run without doubling the matrix. Per row: `check` and then `azure-ready` on one target,
+`generalize` on a fresh one; the recorded commands and the resulting files are read
+from outside (guest_path).
 """
 
 from __future__ import annotations
@@ -38,16 +44,13 @@ KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons")
 IDEMPOTENCE = {"debian-12", "ubuntu-22.04", "rhel-9.4", "rhel-8.10", "sles-15.5"}
 
 
-@pytest.fixture(scope="module")
-def kernel_image(target_image: TargetImage) -> TargetImage:
-    """The target image plus Debian's cloud kernel (built once and cached, about 50 s)."""
-    return ensure_image(
-        ImageSpec(suite=target_image.spec.suite, packages=PACKAGES + KERNEL_PACKAGES)
-    )
-
-
-def _image(claim: Claim, target_image: TargetImage, kernel_image: TargetImage) -> TargetImage:
-    return kernel_image if claim.kernel_image else target_image
+def _image(claim: Claim, target_image: TargetImage) -> TargetImage:
+    """The row's base (bookworm or trixie), with Debian's cloud kernel if it needs one;
+    each is built once and cached (target_image only checks that targets can run)."""
+    extra = KERNEL_PACKAGES if claim.kernel_image else ()
+    if claim.suite == target_image.spec.suite and not extra:
+        return target_image
+    return ensure_image(ImageSpec(suite=claim.suite, packages=PACKAGES + extra))
 
 
 def _ok(result: CliResult, what: str) -> None:
@@ -94,11 +97,9 @@ _WATCHED = [
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
-def test_check_then_azure_ready(
-    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
-) -> None:
+def test_check_then_azure_ready(claim: Claim, target_image: TargetImage, tmp_path: Path) -> None:
     """check passes, azure-ready makes the claimed distro fit for Azure and verifies it."""
-    image = _image(claim, target_image, kernel_image)
+    image = _image(claim, target_image)
     with NspawnTarget(image, prepare=claim.prepare) as target:
         check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
         _ok(check, "check")
@@ -147,11 +148,9 @@ def test_check_then_azure_ready(
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
-def test_generalize(
-    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
-) -> None:
+def test_generalize(claim: Claim, target_image: TargetImage, tmp_path: Path) -> None:
     """generalize deprovisions the claimed distro and removes its registration data."""
-    image = _image(claim, target_image, kernel_image)
+    image = _image(claim, target_image)
     with NspawnTarget(image, prepare=claim.prepare) as target:
         before = len(calls(target.root))
         result = imageprep(
@@ -174,6 +173,7 @@ def test_generalize(
         log = _since(calls(root), before)
         tools = _tools(log)
         if claim.family == "rhel":
+            _assert_waagent_completed_on_rhel(claim, target)
             assert ["dnf", "clean", "all"] in log
             assert ["selinuxenabled"] in log
             relabel = [c for c in log if c[0] == "restorecon"]
@@ -182,8 +182,18 @@ def test_generalize(
             assert "/etc" in relabel[-1]
             assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
             assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
-            if claim.name.startswith("rhel"):
+            if claim.name == "rhel-9.4":
+                # rhc disconnect unregisters from RHSM and Insights at once
+                assert ["rhc", "disconnect"] in log
+                assert ["subscription-manager", "unregister"] not in log
+                assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
+                devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
+                assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
+            if claim.name == "rhel-8.10":
+                assert ["insights-client", "--unregister"] in log
                 assert ["subscription-manager", "unregister"] in log
+            if claim.name.startswith("rhel"):
+                assert not target.guest_path("/etc/insights-client/.registered").exists()
                 assert ["subscription-manager", "clean"] in log
                 assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
         if claim.family == "suse":
@@ -206,6 +216,32 @@ def test_generalize(
             assert link.is_symlink()
         if claim.family in ("debian", "ubuntu"):
             assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+        if claim.name == "ubuntu-24.04":
+            assert ["pro", "detach", "--assume-yes"] in log
+            assert not target.guest_path(
+                "/var/lib/ubuntu-advantage/private/machine-token.json"
+            ).exists()
+
+
+def _assert_waagent_completed_on_rhel(claim: Claim, target: NspawnTarget) -> None:
+    """waagent ran every action: root locked, its state gone, no ifcfg leftovers (item 1)."""
+    g = target.guest_path
+    root_line = next(
+        line for line in g("/etc/shadow").read_text().splitlines() if line.startswith("root:")
+    )
+    assert root_line.split(":")[1] == "*LOCK*", root_line
+    # fileutil.rm_dirs empties waagent's lib dir and keeps the directory
+    assert not list(g("/var/lib/waagent").iterdir())
+    scripts = g("/etc/sysconfig/network-scripts")
+    for ifcfg in scripts.glob("ifcfg-*"):
+        text = ifcfg.read_text()
+        assert "DHCP_HOSTNAME" not in text, (ifcfg, text)
+        assert "imageprep: placeholder" not in text, (ifcfg, text)
+    if claim.profile.endswith("-9"):
+        # keyfiles only: the placeholder waagent needed is gone again
+        assert not (scripts / "ifcfg-tgt0").exists()
+    else:
+        assert "DEVICE=tgt0" in (scripts / "ifcfg-tgt0").read_text()
 
 
 def test_sles_without_public_cloud_module_is_refused(
@@ -332,8 +368,14 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
             assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
         assert "blscfg" in g("/boot/grub2/grub.cfg").read_text()
         nm_conf = g("/etc/NetworkManager/conf.d/99-azure-unmanaged-devices.conf")
-        assert "unmanaged-devices=driver:mlx4_core;driver:mlx5_core" in nm_conf.read_text()
+        assert (
+            "unmanaged-devices=driver:mlx4_core;driver:mlx5_core;driver:mana" in nm_conf.read_text()
+        )
         if claim.profile.endswith("-9"):
+            words = g("/etc/kernel/cmdline").read_text().split()
+            assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), words
+            assert not {"rhgb", "quiet", "console=tty0"} & set(words), words
+            assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
             keyfile = g("/etc/NetworkManager/system-connections/eth0.nmconnection")
             _owned_by_root(keyfile, 0o600)
             assert "interface-name=eth0" in keyfile.read_text()
@@ -390,6 +432,7 @@ def _assert_ready_calls(claim: Claim, log: list[list[str]]) -> None:
         assert mkconfig == [["grub2-mkconfig", "-o", "/boot/grub2/grub.cfg"]], mkconfig
         updates = [c for c in log if c[0] == "grubby" and c[1].startswith("--update-kernel=")]
         assert len(updates) == 1, updates
+        assert updates[0][1] == "--update-kernel=ALL", updates
         assert updates[0][2] == "--remove-args=rhgb quiet console=tty0", updates
         assert updates[0][3] == "--args=" + " ".join((*CONSOLE, "net.ifnames=0")), updates
         assert tools.index("dracut") < tools.index("grub2-mkconfig") < tools.index("restorecon")
@@ -414,3 +457,27 @@ def test_matrix_covers_every_linux_profile() -> None:
     catalog = Catalog.load()
     linux = {p.id for p in catalog.profiles() if not p.abstract and p.platform == "linux"}
     assert linux == {c.profile for c in CLAIMS}
+
+
+def test_waagent_failure_with_exit_code_0_fails_the_step(
+    target_image: TargetImage, tmp_path: Path
+) -> None:
+    """waagent 2.12 (Debian 13) logs "Failed to run" and exits 0 when an action raises
+    (here: no ifcfg file, the placeholder step skipped): the step fails all the same."""
+    claim = next(c for c in CLAIMS if c.name == "rhel-9.4")
+    assert claim.suite == "trixie"
+    with NspawnTarget(_image(claim, target_image), prepare=claim.prepare) as target:
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            "--skip",
+            "waagent-ifcfg-placeholder",
+            run_dir=tmp_path / "run",
+        )
+        step = result.step("deprovision/waagent-deprovision")
+        assert step["status"] == "failed", step
+        assert "waagent reported a failure (exit code 0)" in step["message"], step
+        assert "Failed to run 'deprovision+user'" in step["message"], step
+        assert result.exit_code == 6

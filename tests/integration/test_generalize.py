@@ -1,4 +1,4 @@
-"""`imageprep run` generalizes a real Debian target; the result is checked from outside."""
+"""`imageprep run` generalizes real Debian 12 and 13 targets; the result is checked from outside."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from agent.schemas import json_schema
 from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.conftest import TargetFactory
 from tests.targets.nspawn import NspawnTarget
-from tests.targets.rootfs import TargetImage
+from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
+from tests.targets.variants import TRIXIE
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +24,18 @@ pytestmark = pytest.mark.integration
 Generalized = tuple[NspawnTarget, CliResult, dict[str, str]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["bookworm", TRIXIE])
 def generalized(
-    target_image: TargetImage, tmp_path_factory: pytest.TempPathFactory
+    target_image: TargetImage,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Generalized]:
-    """One full generalize run, shared by the assertions below (a target boots once)."""
+    """One full generalize run per Debian base (12 and 13), shared by the assertions below."""
+    image = target_image
+    if request.param != target_image.spec.suite:
+        image = ensure_image(ImageSpec(suite=request.param))
     work = tmp_path_factory.mktemp("generalize")
-    with NspawnTarget(target_image) as target:
+    with NspawnTarget(image) as target:
         before = {"machine_id": target.guest_path("/etc/machine-id").read_text()}
         result = imageprep(
             "run",

@@ -8,12 +8,13 @@ target is checked from outside against a run that was never interrupted: same fi
 state, and waagent's deprovisioning executed exactly once (counted on the target by a
 shim that logs each call and then execs the real waagent).
 
-Resuming after cleanup needs a login that still works: these targets log in as the
-``builder`` account (not the user waagent deletes) and their sshd also loads the host
+Resuming after deprovisioning needs a login that still works: these targets log in as
+the ``builder`` account (not the user waagent deletes) and their sshd also loads the host
 keys from a copy outside /etc/ssh/ssh_host_*, as OpenSSH >= 9.8 keeps serving the keys
-it loaded at start. With Debian 12's sshd and the deleted login user, a resume after the
-cleanup cannot log in at all; the last tests show that it says so (exit 4 before the
-point of no return, exit 6 after it).
+it loaded at start. With Debian 12's sshd and the deleted login user, a resume after
+deprovisioning cannot log in at all; a test shows that it says so (exit 6 and the restore
+command). The host keys go at the end of deprovision, so a run killed before the point of
+no return resumes over a new connection (tested as the login user, without key copies).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ CALLS_DIR = "/var/lib/imageprep-test"
 SLOW_FLAG = f"{CALLS_DIR}/slow"  # present: the shims sleep 3 s, so a kill lands inside
 PASSWORD_ENV = "IMAGEPREP_TEST_BUILDER_PASSWORD"  # noqa: S105  the variable's name
 FAILED_AFTER_POINT_OF_NO_RETURN = 6
-CONNECTION_FAILED = 4
 INTERRUPTED = 130
 TARGET_BUSY = 11
 
@@ -196,7 +196,7 @@ BOUNDARIES = [
     pytest.param("run_started", id="before-backup"),
     pytest.param("backup_recorded", id="after-backup"),
     pytest.param("step_finished:preflight/free-space", id="mid-preflight"),
-    pytest.param("step_finished:cleanup/logs-truncate", id="mid-cleanup"),
+    pytest.param("step_finished:cleanup/shell-histories", id="mid-cleanup"),
     pytest.param("step_finished:deprovision/waagent-deprovision", id="after-deprovision"),
     pytest.param("step_finished:verify/user-absent", id="mid-verify"),
     pytest.param("step_started:shutdown/power-off", id="before-power-off"),
@@ -355,12 +355,14 @@ def test_resume_after_deprovision_without_a_surviving_login_says_restore(
     assert journal_events(tmp_path)[-1]["exit_code"] == FAILED_AFTER_POINT_OF_NO_RETURN
 
 
-def test_resume_after_host_keys_are_gone_says_the_vm_is_still_usable(
+def test_killed_at_the_end_of_cleanup_resumes_over_a_new_connection(
     target_factory: TargetFactory, tmp_path: Path
 ) -> None:
-    """Before the point of no return, an unreachable sshd is exit 4 with the reason."""
+    """Killed after cleanup, before the point of no return, a resume over a new connection
+    (Debian 12 sshd, no host key copies) finishes the run: the keys go last (issue 10, 5)."""
     target = target_factory(prepare=counting_shims)
-    _azureuser_run(target, tmp_path, "step_finished:cleanup/ssh-host-keys")
+    _azureuser_run(target, tmp_path, "step_finished:deprovision/ovf-env-names-user")
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*"))
     resumed = resume(
         target,
         tmp_path,
@@ -369,11 +371,10 @@ def test_resume_after_host_keys_are_gone_says_the_vm_is_still_usable(
         "--known-hosts",
         str(target.known_hosts_path),
     )
-    assert resumed.returncode == CONNECTION_FAILED
-    report = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert "the VM is still usable" in report["message"]
-    assert "OpenSSH 9.8" in report["message"]
-    assert calls(target, "waagent", "deprovision") == 0
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert target.wait_stopped(60)
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*")) == []
+    assert calls(target, "waagent", "deprovision") == 1
 
 
 # -- Ctrl-C / SIGTERM and the lock, on a real run ------------------------------------------

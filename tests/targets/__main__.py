@@ -147,7 +147,11 @@ def _outdated(entry: Path) -> bool:
     """
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
-        spec = ImageSpec(suite=manifest["suite"], packages=tuple(manifest["packages"]))
+        spec = ImageSpec(
+            suite=manifest["suite"], packages=tuple(manifest["packages"]),
+            hooks=tuple(manifest.get("hooks", ())),
+            nspawn_env=tuple(sorted(manifest.get("nspawn_env", {}).items())),
+        )
         recorded = manifest["key"]
     except (OSError, ValueError, KeyError, TypeError):
         print(f"keeping {entry}: not a root filesystem image with a manifest", file=sys.stderr)

@@ -39,11 +39,15 @@ class ContainerError(RuntimeError):
 class NspawnProcess:
     """A booted container over `root`, with its console written to `console_log`."""
 
-    def __init__(self, root: Path, machine: str, console_log: Path, network: Sequence[str]) -> None:
+    def __init__(
+        self, root: Path, machine: str, console_log: Path, network: Sequence[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         self.machine = machine
         self.console_log = console_log
         self._network = list(network)
+        self._env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._cgroup: PrivateCgroup | None = None
         self._leader: tuple[int, str] | None = None
@@ -73,10 +77,9 @@ class NspawnProcess:
         with self.console_log.open("wb") as console, _removed_on_error(self._cgroup):
             self._process = subprocess.Popen(
                 ["sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", *self.argv()],
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **_NSPAWN_ENV, "IMAGEPREP_CGROUP_PROCS": cgroup_procs},
+                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                env={**os.environ, **_NSPAWN_ENV, **self._env,
+                     "IMAGEPREP_CGROUP_PROCS": cgroup_procs},
                 # Own session: a Ctrl-C in the caller's terminal must reach our teardown,
                 # not nspawn directly.
                 start_new_session=True,

@@ -19,13 +19,11 @@ _BOOT_TIMEOUT_SECONDS = 300.0
 _POWEROFF_TIMEOUT_SECONDS = 60.0
 
 
-def boot_once(root: Path, console_log: Path) -> None:
+def boot_once(root: Path, console_log: Path, env: dict[str, str] | None = None) -> None:
     """Boot `root` without network, check it came up clean, then power it off from inside."""
     container = NspawnProcess(
-        root,
-        machine=f"imageprep-firstboot-{os.getpid()}",
-        console_log=console_log,
-        network=["--private-network"],
+        root, machine=f"imageprep-firstboot-{os.getpid()}", console_log=console_log,
+        network=["--private-network"], env=env,
     )
     container.start()
     try:

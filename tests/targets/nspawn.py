@@ -218,6 +218,7 @@ class NspawnTarget:
             machine=self.name,
             console_log=self.console_log,
             network=[f"--network-namespace-path={self._link.netns_path}"],
+            env=dict(self.image.spec.nspawn_env),
         )
         launched = time.monotonic()
         self._container.start()

@@ -92,15 +92,25 @@ class MissingHostTool(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """What to build: a Debian suite and the packages on top of mmdebstrap's apt variant."""
+    """What to build: a Debian suite and the packages on top of mmdebstrap's apt variant.
+
+    `hooks` are extra mmdebstrap --customize-hook commands (shell, `$1` is the root),
+    run before the first boot; `nspawn_env` is what every boot of the image needs in
+    systemd-nspawn's environment (e.g. SYSTEMD_SECCOMP=0 for auditd).
+    """
 
     suite: str = DEFAULT_SUITE
     packages: tuple[str, ...] = PACKAGES
+    hooks: tuple[str, ...] = ()
+    nspawn_env: tuple[tuple[str, str], ...] = ()
 
     def cache_key(self) -> str:
         """16 hex digits naming this spec, the overlay files and the builder's sources."""
         digest = hashlib.sha256()
-        digest.update(json.dumps([self.suite, sorted(self.packages)]).encode())
+        identity: list[object] = [self.suite, sorted(self.packages)]
+        if self.hooks or self.nspawn_env:  # base images keep the key they had
+            identity += [list(self.hooks), sorted(self.nspawn_env)]
+        digest.update(json.dumps(identity).encode())
         for path in sorted(OVERLAY_DIR.rglob("*")):
             if path.is_file():
                 digest.update(path.relative_to(OVERLAY_DIR).as_posix().encode() + b"\0")
@@ -241,7 +251,7 @@ def _build_into(spec: ImageSpec, work: Path, log: Log) -> dict[str, float]:
         credentials.client_public_key.read_text(),
         credentials.builder_password_file.read_text().strip(),
     )
-    firstboot.boot_once(rootfs, work / "firstboot-console.log")
+    firstboot.boot_once(rootfs, work / "firstboot-console.log", env=dict(spec.nspawn_env))
     provision.add_lived_in_state(rootfs)
     _export_host_keys(rootfs, credentials)
     timings["provision_s"] = time.monotonic() - started
@@ -260,6 +270,7 @@ def _mmdebstrap_argv(spec: ImageSpec, rootfs: Path, work: Path) -> list[str | Pa
         "--format=directory",
         "--variant=apt",
         f"--include={','.join(spec.packages)}",
+        *(f"--customize-hook={hook}" for hook in spec.hooks),
         spec.suite,
         rootfs,
         _sources_for(spec.suite, work),
@@ -394,6 +405,8 @@ def _write_manifest(spec: ImageSpec, work: Path, timings: dict[str, float]) -> N
     manifest = {
         "suite": spec.suite,
         "packages": list(spec.packages),
+        "hooks": list(spec.hooks),
+        "nspawn_env": dict(spec.nspawn_env),
         "key": spec.cache_key(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": dict(line.split(" ", 1) for line in versions.splitlines()),

@@ -1,0 +1,65 @@
+"""Benchmark: build and boot time of each test image (tests/targets).
+
+    sudo .venv/bin/python -m bench.target_images [--boots N]
+
+For every image the suite uses (Debian 12 and 13, each with and without the cloud kernel,
+and the Debian 12 server variant) it prints the build timings recorded in the image's
+manifest (mmdebstrap, first boot and provisioning, packing; an image already in the cache
+is not rebuilt) and the time from launching systemd-nspawn to SSH answering and the
+system being `running`, over N fresh targets. Numbers are this machine's and depend on
+what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from tests.targets.nspawn import NspawnTarget
+from tests.targets.rootfs import PACKAGES, ImageSpec, ensure_image
+from tests.targets.variants import TRIXIE, server_spec, trixie_spec
+
+KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons")
+IMAGES = {
+    "bookworm": ImageSpec(),
+    "bookworm+kernel": ImageSpec(packages=(*PACKAGES, *KERNEL)),
+    TRIXIE: trixie_spec(),
+    f"{TRIXIE}+kernel": trixie_spec(*KERNEL),
+    "bookworm-server": server_spec(),
+}
+
+
+def main() -> None:
+    """Print one JSON line per image."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--boots", type=int, default=3)
+    args = parser.parse_args()
+    for name, spec in IMAGES.items():
+        image = ensure_image(spec)
+        manifest = json.loads(image.manifest.read_text())
+        boots = []
+        for _ in range(args.boots):
+            with NspawnTarget(image) as target:
+                assert target.ready_after is not None
+                boots.append(target.ready_after)
+        print(
+            json.dumps(
+                {
+                    "image": name,
+                    "entry": image.entry.name,
+                    "build_s": manifest.get("timings"),
+                    "boot_to_ssh_running_s": {
+                        "median": round(statistics.median(boots), 2),
+                        "min": round(min(boots), 2),
+                        "max": round(max(boots), 2),
+                    },
+                    "versions": manifest.get("versions"),
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
