@@ -183,7 +183,11 @@ def _ansible_tasks(commands: list[PlannedCommand]) -> list[dict[str, object]]:
     return [
         {
             "name": name,
-            "ansible.builtin.shell": {"cmd": script, "executable": "/bin/bash"},
+            # Ansible renders task arguments as Jinja: `${#x}` in a script opens a comment.
+            "ansible.builtin.shell": {
+                "cmd": "{% raw %}" + script + "{% endraw %}",
+                "executable": "/bin/bash",
+            },
             "become": True,
             # Like the other baselines, a failing step does not stop the run.
             "ignore_errors": True,
