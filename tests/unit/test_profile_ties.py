@@ -30,7 +30,7 @@ phases:
       run: rm -rf {{ vars.app_dir }}/cache
     - name: journal-files
       drop: true
-    - name: logs-truncate
+    - name: cloud-init-clean
       override: true
       timeout: 120
 """
