@@ -2,8 +2,10 @@
 
 Debian 12 runs on its own packages (the cloud kernel and real initramfs-tools included:
 the hyperv-initramfs step rebuilds a real initramfs inside the target). Every other row
-is a Debian target whose /etc/os-release claims that distribution, with recording
-stand-ins for the tools Debian lacks (tests/integration/standins/); real bash,
+is a Debian target whose /etc/os-release claims that distribution. The RHEL and SUSE rows
+boot the rpm variant, where Debian's real rpm, dnf, zypper, dracut/lsinitrd and
+restorecon do the work (a local repository of tiny stand-in rpms); only tools Debian
+lacks are stand-ins (tests/integration/standins/, strict about options). Real bash,
 coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest. Per row: `check` and
 then `azure-ready` on one target, `generalize` on a fresh one; the recorded commands and
 the resulting files are read from outside (guest_path).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,8 @@ from tests.integration.distro_claims import (
     Claim,
     calls,
 )
+from tests.targets import rpm_variant
+from tests.targets.commands import run
 from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, TargetImage, ensure_image
@@ -46,8 +51,34 @@ def kernel_image(target_image: TargetImage) -> TargetImage:
     )
 
 
-def _image(claim: Claim, target_image: TargetImage, kernel_image: TargetImage) -> TargetImage:
-    return kernel_image if claim.kernel_image else target_image
+@pytest.fixture(scope="module")
+def rpm_image(target_image: TargetImage) -> TargetImage:
+    """The rpm variant: cloud kernel, dracut, rpm, dnf, zypper and a local repository."""
+    return ensure_image(
+        ImageSpec(
+            suite=target_image.spec.suite,
+            packages=PACKAGES + rpm_variant.PACKAGES,
+            variant=rpm_variant.NAME,
+        )
+    )
+
+
+@pytest.fixture
+def images(request: pytest.FixtureRequest) -> Callable[[Claim], TargetImage]:
+    """The image a row boots from, each built (or loaded) only when a row needs it."""
+
+    def pick(claim: Claim) -> TargetImage:
+        name = (
+            "rpm_image"
+            if claim.rpm_image
+            else "kernel_image"
+            if claim.kernel_image
+            else "target_image"
+        )
+        image: TargetImage = request.getfixturevalue(name)
+        return image
+
+    return pick
 
 
 def _ok(result: CliResult, what: str) -> None:
@@ -95,10 +126,10 @@ _WATCHED = [
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
 def test_check_then_azure_ready(
-    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+    claim: Claim, images: Callable[[Claim], TargetImage], tmp_path: Path
 ) -> None:
     """check passes, azure-ready makes the claimed distro fit for Azure and verifies it."""
-    image = _image(claim, target_image, kernel_image)
+    image = images(claim)
     with NspawnTarget(image, prepare=claim.prepare) as target:
         check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
         _ok(check, "check")
@@ -147,11 +178,9 @@ def test_check_then_azure_ready(
 
 
 @pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
-def test_generalize(
-    claim: Claim, target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
-) -> None:
+def test_generalize(claim: Claim, images: Callable[[Claim], TargetImage], tmp_path: Path) -> None:
     """generalize deprovisions the claimed distro and removes its registration data."""
-    image = _image(claim, target_image, kernel_image)
+    image = images(claim)
     with NspawnTarget(image, prepare=claim.prepare) as target:
         before = len(calls(target.root))
         result = imageprep(
@@ -209,11 +238,11 @@ def test_generalize(
 
 
 def test_sles_without_public_cloud_module_is_refused(
-    target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+    images: Callable[[Claim], TargetImage], tmp_path: Path
 ) -> None:
     """azure-ready stops before installing anything when SLES lacks the Public Cloud Module."""
     claim = SLES_WITHOUT_PUBLIC_CLOUD_MODULE
-    with NspawnTarget(_image(claim, target_image, kernel_image), prepare=claim.prepare) as target:
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
         before = len(calls(target.root))
         ready = imageprep(
             "run",
@@ -305,12 +334,13 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
             g("/etc/dracut.conf.d/azure.conf").read_text()
             == 'add_drivers+=" hv_vmbus hv_netvsc hv_storvsc "\n'
         )
-        images = list(g("/boot").glob("initramfs-*.img")) + list(g("/boot").glob("initrd-*"))
-        assert images
-        for image in images:
-            listing = image.read_text()
+        # Real dracut images, listed by the real lsinitrd inside the target.
+        initrds = sorted(p.name for p in g("/boot").glob("initrd.img-*"))
+        assert initrds
+        for name in initrds:
+            listing = run(target.ssh_command("sudo", "/usr/bin/lsinitrd", f"/boot/{name}"))
             assert all(f"/{m}.ko" in listing for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc")), (
-                image
+                listing[:2000]
             )
         default = g("/etc/default/grub").read_text()
         cmdline = re.search(r'^GRUB_CMDLINE_LINUX="(.*)"$', default, re.MULTILINE)

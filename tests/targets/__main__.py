@@ -139,7 +139,11 @@ def _outdated(entry: Path) -> bool:
     """
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
-        spec = ImageSpec(suite=manifest["suite"], packages=tuple(manifest["packages"]))
+        spec = ImageSpec(
+            suite=manifest["suite"],
+            packages=tuple(manifest["packages"]),
+            variant=manifest.get("variant", ""),
+        )
         recorded = manifest["key"]
     except (OSError, ValueError, KeyError, TypeError):
         print(f"keeping {entry}: not a root filesystem image with a manifest", file=sys.stderr)

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.targets import firstboot, provision
+from tests.targets import firstboot, provision, rpm_variant
 from tests.targets.commands import CommandFailed, run, run_logged
 from tests.targets.guestpath import guest_path
 from tests.targets.mounts import StillMounted, remove_tree
@@ -60,6 +60,8 @@ _BUILD_TOOLS = ("mmdebstrap", "systemd-nspawn", "nsenter", "ssh-keygen", "zstd",
 _TAR_FLAGS = ("--numeric-owner", "--xattrs", "--xattrs-include=*")
 
 Log = Callable[[str], None]
+# Image variants by name: modules with apply(rootfs, log) and their own PACKAGES.
+VARIANTS = {rpm_variant.NAME: rpm_variant}
 
 
 class MissingHostTool(RuntimeError):
@@ -72,11 +74,17 @@ class ImageSpec:
 
     suite: str = DEFAULT_SUITE
     packages: tuple[str, ...] = PACKAGES
+    # "" or a name in VARIANTS: a step run in the tree after mmdebstrap (rpm_variant.py).
+    variant: str = ""
 
     def cache_key(self) -> str:
         """16 hex digits naming this spec, the overlay files and the builder's sources."""
         digest = hashlib.sha256()
         digest.update(json.dumps([self.suite, sorted(self.packages)]).encode())
+        if self.variant:
+            # Only then, so the plain images keep their keys.
+            digest.update(self.variant.encode() + b"\0")
+            digest.update(Path(VARIANTS[self.variant].__file__ or "").read_bytes() + b"\0")
         for path in sorted(OVERLAY_DIR.rglob("*")):
             if path.is_file():
                 digest.update(path.relative_to(OVERLAY_DIR).as_posix().encode() + b"\0")
@@ -209,6 +217,10 @@ def _build_into(spec: ImageSpec, work: Path, log: Log) -> dict[str, float]:
     log(f"building {spec.suite} root filesystem with mmdebstrap (about 30 s)")
     run_logged(_mmdebstrap_argv(spec, rootfs, work), work / "mmdebstrap.log")
     timings["mmdebstrap_s"] = time.monotonic() - started
+    if spec.variant:
+        started = time.monotonic()
+        VARIANTS[spec.variant].apply(rootfs, log)
+        timings[f"{spec.variant}_variant_s"] = time.monotonic() - started
 
     started = time.monotonic()
     provision.prepare_first_boot(
@@ -334,6 +346,7 @@ def _write_manifest(spec: ImageSpec, work: Path, timings: dict[str, float]) -> N
     ])
     manifest = {
         "suite": spec.suite,
+        "variant": spec.variant,
         "packages": list(spec.packages),
         "key": spec.cache_key(),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
