@@ -565,3 +565,29 @@ SLES_WITHOUT_PUBLIC_CLOUD_MODULE = Claim(
     False,
     _suse(sles_products, scc_registered("SLES"), tools=("SUSEConnect",)),
 )
+
+# BYOS, registered with SUSEConnect, but with SUSE's cloud client installed (as SUSE's
+# BYOS cloud images have it): SUSEConnect refuses -d there, registercloudguest cleans.
+SLES_BYOS_WITH_CLOUD_CLIENT = Claim(
+    "sles-15.5-byos-cloud-client",
+    _os("sles", "15.5", "suse", "SLES"),
+    "sles-15",
+    "suse",
+    False,
+    _suse(
+        sles_products,
+        scc_registered("SLES", "sle-module-public-cloud"),
+        flavor("BYOS"),
+        tools=("SUSEConnect", "registercloudguest", "instance-flavor-check"),
+    ),
+)
+
+# instance-flavor-check says pay-as-you-go, but nothing can deregister it.
+SLES_PAYG_WITHOUT_CLOUD_CLIENT = Claim(
+    "sles-15.5-payg-no-cloud-client",
+    _os("sles", "15.5", "suse", "SLES"),
+    "sles-15",
+    "suse",
+    False,
+    _suse(sles_products, payg_registered, flavor("PAYG"), tools=("instance-flavor-check",)),
+)

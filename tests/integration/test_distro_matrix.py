@@ -24,6 +24,8 @@ from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.distro_claims import (
     CLAIMS,
     CONSOLE,
+    SLES_BYOS_WITH_CLOUD_CLIENT,
+    SLES_PAYG_WITHOUT_CLOUD_CLIENT,
     SLES_WITHOUT_PUBLIC_CLOUD_MODULE,
     Claim,
     calls,
@@ -261,6 +263,41 @@ def test_sles_without_public_cloud_module_is_refused(
         log = _since(calls(target.root), before)
         assert ["SUSEConnect", "--status"] in log
         assert "zypper" not in _tools(log)
+
+
+def test_sles_byos_with_cloud_client_deregisters_with_it(
+    images: Callable[[Claim], TargetImage], tmp_path: Path
+) -> None:
+    """A BYOS image with registercloudguest installed is cleaned by it, not by SUSEConnect -d."""
+    claim = SLES_BYOS_WITH_CLOUD_CLIENT
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
+        before = len(calls(target.root))
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "run",
+        )
+        target.wait_stopped(60)
+        _ok(result, "generalize")
+        log = _since(calls(target.root), before)
+        assert ["registercloudguest", "--clean"] in log
+        assert not [c for c in log if c[0] == "SUSEConnect"], log
+        assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
+
+
+def test_sles_payg_without_cloud_client_is_refused_in_preflight(
+    images: Callable[[Claim], TargetImage], tmp_path: Path
+) -> None:
+    """check refuses a pay-as-you-go image that has no registercloudguest to deregister it."""
+    claim = SLES_PAYG_WITHOUT_CLOUD_CLIENT
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
+        check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
+        assert check.exit_code == 3, check.stderr[-2000:]
+        step = check.step("preflight/registration-flavor-known")
+        assert step["status"] == "failed"
+        assert "registercloudguest" in step["stderr_tail"]
 
 
 def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:
