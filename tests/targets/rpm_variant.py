@@ -119,8 +119,10 @@ def apply(rootfs: Path, log: Log) -> None:
     installed = [
         f"{REPO}/{p.name}-{p.version}-{p.release}.noarch.rpm" for p in STAND_INS if p.installed
     ]
-    # Debian's rpm refuses to install packages unless told it is wanted (--force-debian).
-    _chroot(rootfs, "rpm", "--install", "--nodeps", "--force-debian", *installed)
+    # Debian 12's rpm refuses to install packages unless told it is wanted
+    # (--force-debian); Debian 13's no longer has that patch, nor the option.
+    force = ["--force-debian"] if "--force-debian" in _chroot(rootfs, "rpm", "--help") else []
+    _chroot(rootfs, "rpm", "--install", "--nodeps", *force, *installed)
     _write(rootfs, "/etc/yum.repos.d/imageprep-rpms.repo", _DNF_REPO)
     _write(rootfs, "/etc/zypp/repos.d/imageprep-rpms.repo", _ZYPP_REPO)
     _write(rootfs, "/usr/lib/dracut/dracut.conf.d/01-dist.conf", _DRACUT_DIST)
