@@ -19,7 +19,7 @@ from tests.targets import rpm_variant
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, ensure_image
 
-_KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons")
+_KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")
 
 
 def main() -> None:

@@ -92,7 +92,12 @@ def write_os_release(root: Path, fields: dict[str, str]) -> None:
 # Stand-ins that live where the real tool does, because something looks for that path
 # (SUSEConnect refuses -d when /usr/sbin/registercloudguest exists). The rest go to
 # /usr/local/sbin, first in sudo's secure_path.
-_STANDIN_DIRS = {"registercloudguest": "/usr/sbin", "instance-flavor-check": "/usr/bin"}
+_STANDIN_DIRS = {
+    "registercloudguest": "/usr/sbin",
+    "instance-flavor-check": "/usr/bin",
+    # grub-mkconfig calls ${sbindir}/grub-probe by its path.
+    "grub-probe": "/usr/sbin",
+}
 
 
 def install_standins(*tools: str) -> Callable[[Path], None]:
@@ -386,9 +391,17 @@ def _os(id_: str, version: str, like: str = "", name: str = "") -> dict[str, str
     return fields
 
 
-_DEBIAN_COMMON = (install_standins("update-grub"), debian_grub, swap_in_fstab)
+# Debian's real update-grub and grub-mkconfig (grub2-common in the kernel image), with a
+# stand-in for the grub-probe they call, which cannot resolve a container's overlay root.
+_DEBIAN_COMMON = (
+    install_standins("grub-probe"),
+    install_recorders("update-grub"),
+    debian_grub,
+    swap_in_fstab,
+)
 _UBUNTU = (
-    install_standins("update-grub", "apt-get"),
+    install_standins("grub-probe", "apt-get"),
+    install_recorders("update-grub"),
     debian_grub,
     swap_in_fstab,
     ubuntu_installer_leftovers,

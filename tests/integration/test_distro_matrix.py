@@ -40,7 +40,8 @@ pytestmark = pytest.mark.integration
 
 # Debian's cloud kernel (with initramfs-tools) and the Hyper-V daemons the Debian profile
 # installs: azure-ready then changes nothing that needs the network.
-KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons")
+# grub2-common: Debian's real update-grub and grub-mkconfig (grub-probe is a stand-in).
+KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")
 # Rows that also run azure-ready a second time to show it changes nothing then.
 IDEMPOTENCE = {"debian-12", "ubuntu-22.04", "rhel-9.4", "rhel-8.10", "sles-15.5"}
 
@@ -353,7 +354,9 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
         dropin = g("/etc/default/grub.d/99-imageprep-azure.cfg")
         _owned_by_root(dropin, 0o644)
         grub_cfg = g("/boot/grub/grub.cfg").read_text()
-        entries = [line for line in grub_cfg.splitlines() if line.strip().startswith("linux ")]
+        # Written by Debian's real grub-mkconfig, from its /etc/grub.d scripts.
+        assert "### BEGIN /etc/grub.d/10_linux ###" in grub_cfg
+        entries = [line for line in grub_cfg.splitlines() if line.split()[:1] == ["linux"]]
         assert entries, grub_cfg
         for line in entries:
             words = line.split()

@@ -37,7 +37,8 @@ REFUSED = [
     ("subscription-manager deregister", 1, "no such command: deregister"),
     ("grubby --update-kernel=ALL --frob", 1, "bad argument --frob: unknown option"),
     ("grub2-mkconfig --update", 1, "Unrecognized option `--update'"),
-    ("update-grub --force", 1, "Unrecognized option `--force'"),
+    ("grub-probe --frob /", 64, "unrecognized option '--frob'"),
+    ("grub-probe --target=uuid /", 1, "unknown target `uuid'"),
     ("mkinitrd --regenerate-all", 1, "unknown option --regenerate-all"),
     ("selinuxenabled --verbose", 2, "takes no arguments"),
 ]
@@ -47,6 +48,7 @@ UNMODELLED = [
     "registercloudguest --force-new",
     "grubby --set-default=/boot/vmlinuz-x",
     "grub2-mkconfig --version",
+    "grub-probe -0 --target=fs /",
     "mkinitrd -A",
     "subscription-manager register",
 ]
@@ -57,6 +59,7 @@ WORKS = [
     ("instance-flavor-check", 12, "BYOS"),
     ("registercloudguest --clean", 0, ""),
     ("grub2-mkconfig -o /tmp/grub.cfg", 0, "done"),
+    ("grub-probe --target=device /", 0, "/dev/vda1"),
     ("selinuxenabled", 0, ""),
 ]
 
