@@ -3,11 +3,11 @@
     sudo .venv/bin/python -m bench.target_images [--boots N]
 
 For every image the suite uses (Debian 12 and 13, each with and without the cloud kernel,
-and the Debian 12 server variant) it prints the build timings recorded in the image's
-manifest (mmdebstrap, first boot and provisioning, packing; an image already in the cache
-is not rebuilt) and the time from launching systemd-nspawn to SSH answering and the
-system being `running`, over N fresh targets. Numbers are this machine's and depend on
-what else runs on it.
+the Debian 12 server variant, and the rpm variant on both) it prints the build timings
+recorded in the image's manifest (mmdebstrap, first boot and provisioning, packing; an
+image already in the cache is not rebuilt) and the time from launching systemd-nspawn to
+SSH answering and the system being `running`, over N fresh targets. Numbers are this
+machine's and depend on what else runs on it.
 """
 
 from __future__ import annotations
@@ -16,17 +16,24 @@ import argparse
 import json
 import statistics
 
+from tests.targets import rpm_variant
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, ensure_image
 from tests.targets.variants import TRIXIE, server_spec, trixie_spec
 
-KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons")
+KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")  # as the matrix
 IMAGES = {
     "bookworm": ImageSpec(),
     "bookworm+kernel": ImageSpec(packages=(*PACKAGES, *KERNEL)),
     TRIXIE: trixie_spec(),
     f"{TRIXIE}+kernel": trixie_spec(*KERNEL),
     "bookworm-server": server_spec(),
+    "bookworm-rpm": ImageSpec(
+        packages=(*PACKAGES, *rpm_variant.PACKAGES), variant=rpm_variant.NAME
+    ),
+    f"{TRIXIE}-rpm": ImageSpec(
+        suite=TRIXIE, packages=(*PACKAGES, *rpm_variant.PACKAGES), variant=rpm_variant.NAME
+    ),
 }
 
 

@@ -1,11 +1,14 @@
-"""Make a Debian target claim another distribution, with recording stand-ins for its tools.
+"""Make a Debian target claim another distribution, with its tools: real where Debian has them.
 
 A `Claim` is one row of the distro matrix: the os-release a target reports, the profile
 that must match it, and a `prepare` hook (run on the guest's root before boot) that puts
-in what that distribution would have and Debian lacks: stand-ins for its tools
-(tests/integration/standins/, installed in /usr/local/sbin, first in sudo's secure_path),
-a kernel tree and boot files for them to work on, package and registration state.
-Everything is written through guest_path(), so nothing lands on the host.
+in what that distribution would have. RHEL and SUSE rows boot the rpm image variant
+(tests/targets/rpm_variant.py), where Debian's real rpm, dnf, zypper, dracut, lsinitrd
+and restorecon run (wrapped by standins/record-exec so the test sees each call); tools
+Debian lacks get strict stand-ins (tests/integration/standins/, in /usr/local/sbin, first
+in sudo's secure_path, unless the real tool's own path matters). Also: boot files for
+the image's real kernel, package and registration state. Everything is written through
+guest_path(), so nothing lands on the host.
 """
 
 from __future__ import annotations
@@ -21,16 +24,6 @@ from tests.targets.guestpath import guest_path
 STANDINS = Path(__file__).with_name("standins")
 CALLS_LOG = "/var/lib/imageprep-standins/calls.log"
 STATE = "/var/lib/imageprep-standins"
-HV_DRIVERS = ("hv_vmbus", "hv_netvsc", "hv_storvsc")
-# Module paths inside a kernel tree, as the distributions ship them.
-_MODULE_PATHS = {
-    "hv_vmbus": "kernel/drivers/hv/hv_vmbus.ko.xz",
-    "hv_netvsc": "kernel/drivers/net/hyperv/hv_netvsc.ko.xz",
-    "hv_storvsc": "kernel/drivers/scsi/hv_storvsc.ko.xz",
-    "virtio_blk": "kernel/drivers/block/virtio_blk.ko.xz",
-    "virtio_net": "kernel/drivers/net/virtio_net.ko.xz",
-    "virtio_scsi": "kernel/drivers/scsi/virtio_scsi.ko.xz",
-}
 CONSOLE = ("console=tty1", "console=ttyS0,115200n8", "earlyprintk=ttyS0,115200", "rootdelay=300")
 
 Prepare = Callable[[Path], None]
@@ -51,6 +44,12 @@ class Claim:
     # or trixie (cloud-init 25.1, systemd 257, waagent 2.12), as near as Debian gets to
     # what the claimed release ships.
     suite: str = "bookworm"
+
+    @property
+    def rpm_image(self) -> bool:
+        """Boots from the rpm variant (tests/targets/rpm_variant.py): Debian's real rpm,
+        dnf, zypper and dracut with the cloud kernel instead of stand-ins for them."""
+        return self.family in ("rhel", "suse")
 
     def prepare(self, root: Path) -> None:
         if not self.real:
@@ -97,7 +96,12 @@ def write_os_release(root: Path, fields: dict[str, str]) -> None:
 # Stand-ins that live where the real tool does, because something looks for that path
 # (SUSEConnect refuses -d when /usr/sbin/registercloudguest exists). The rest go to
 # /usr/local/sbin, first in sudo's secure_path.
-_STANDIN_DIRS = {"registercloudguest": "/usr/sbin", "instance-flavor-check": "/usr/bin"}
+_STANDIN_DIRS = {
+    "registercloudguest": "/usr/sbin",
+    "instance-flavor-check": "/usr/bin",
+    # grub-mkconfig calls ${sbindir}/grub-probe by its path.
+    "grub-probe": "/usr/sbin",
+}
 
 
 def install_standins(*tools: str) -> Callable[[Path], None]:
@@ -109,6 +113,29 @@ def install_standins(*tools: str) -> Callable[[Path], None]:
         guest_path(root, STATE).mkdir(parents=True, exist_ok=True)
 
     return setup
+
+
+def install_recorders(*tools: str) -> Callable[[Path], None]:
+    """Record every call of these real programs (standins/record-exec), then run them."""
+
+    def setup(root: Path) -> None:
+        write(root, "/usr/local/lib/imageprep-standins/lib.sh", (STANDINS / "lib.sh").read_text())
+        for tool in tools:
+            write(root, f"/usr/local/sbin/{tool}", (STANDINS / "record-exec").read_text(), 0o755)
+        guest_path(root, STATE).mkdir(parents=True, exist_ok=True)
+
+    return setup
+
+
+def installed_kernel(root: Path) -> str:
+    """The version of the image's one real kernel (Debian's cloud kernel)."""
+    versions = [
+        d.name
+        for d in guest_path(root, "/lib/modules").iterdir()
+        if guest_path(root, f"/boot/vmlinuz-{d.name}").exists()
+    ]
+    assert len(versions) == 1, versions
+    return versions[0]
 
 
 def calls(root: Path) -> list[list[str]]:
@@ -132,28 +159,6 @@ def agent_unit_named_waagent(root: Path) -> None:
     """RHEL's and SUSE's agent package ships waagent.service (Debian's: walinuxagent)."""
     unit = guest_path(root, "/lib/systemd/system/walinuxagent.service").read_text()
     write(root, "/usr/lib/systemd/system/waagent.service", unit)
-
-
-def rpm_installed(*packages: str) -> Callable[[Path], None]:
-    def setup(root: Path) -> None:
-        write(root, f"{STATE}/rpm-installed", "".join(f"{p}\n" for p in packages))
-
-    return setup
-
-
-def fake_kernel(root: Path, kver: str, image: str) -> None:
-    """A kernel tree with Hyper-V modules and an initramfs (stand-in format) without them."""
-    for rel in _MODULE_PATHS.values():
-        write(root, f"/lib/modules/{kver}/{rel}", b"")
-    write(root, f"/lib/modules/{kver}/modules.builtin", "kernel/fs/ext4/ext4.ko\n")
-    write(root, f"/boot/vmlinuz-{kver}", b"stand-in kernel\n")
-    write(
-        root,
-        image,
-        f"# imageprep stand-in initramfs for {kver} (not bootable)\n"
-        f"usr/lib/modules/{kver}/{_MODULE_PATHS['virtio_blk']}\n",
-        0o600,
-    )
 
 
 # --------------------------------------------------------------------------- Debian
@@ -216,30 +221,29 @@ def ubuntu_installer_leftovers(root: Path) -> None:
 # ----------------------------------------------------------------------- RHEL family
 
 
-def rhel_boot(kver: str) -> Callable[[Path], None]:
-    def setup(root: Path) -> None:
-        fake_kernel(root, kver, f"/boot/initramfs-{kver}.img")
-        write(
-            root,
-            f"/boot/loader/entries/0123456789abcdef-{kver}.conf",
-            f"title Red Hat Enterprise Linux ({kver})\nversion {kver}\n"
-            f"linux /vmlinuz-{kver}\ninitrd /initramfs-{kver}.img $tuned_initrd\n"
-            "options root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M "
-            "resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet console=tty0\n",
-        )
-        write(
-            root,
-            "/etc/default/grub",
-            "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\n"
-            "GRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\n"
-            'GRUB_TERMINAL_OUTPUT="console"\n'
-            'GRUB_CMDLINE_LINUX="crashkernel=1G-4G:192M,4G-64G:256M resume=/dev/mapper/rhel-swap '
-            'rd.lvm.lv=rhel/root rhgb quiet"\nGRUB_DISABLE_RECOVERY="true"\n'
-            "GRUB_ENABLE_BLSCFG=true\n",
-        )
-        write(root, "/boot/grub2/grub.cfg", "# grub.cfg of the installer\n")
-
-    return setup
+def rhel_boot(root: Path) -> None:
+    """A BLS entry for the image's kernel and RHEL's /etc/default/grub. The initramfs is
+    the one Debian's dracut names /boot/initrd.img-KVER (RHEL's: initramfs-KVER.img)."""
+    kver = installed_kernel(root)
+    write(
+        root,
+        f"/boot/loader/entries/0123456789abcdef-{kver}.conf",
+        f"title Red Hat Enterprise Linux ({kver})\nversion {kver}\n"
+        f"linux /vmlinuz-{kver}\ninitrd /initrd.img-{kver} $tuned_initrd\n"
+        "options root=/dev/mapper/rhel-root ro crashkernel=1G-4G:192M,4G-64G:256M "
+        "resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rhgb quiet console=tty0\n",
+    )
+    write(
+        root,
+        "/etc/default/grub",
+        "GRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=\"$(sed 's, release .*$,,g' /etc/system-release)\"\n"
+        "GRUB_DEFAULT=saved\nGRUB_DISABLE_SUBMENU=true\n"
+        'GRUB_TERMINAL_OUTPUT="console"\n'
+        'GRUB_CMDLINE_LINUX="crashkernel=1G-4G:192M,4G-64G:256M resume=/dev/mapper/rhel-swap '
+        'rd.lvm.lv=rhel/root rhgb quiet"\nGRUB_DISABLE_RECOVERY="true"\n'
+        "GRUB_ENABLE_BLSCFG=true\n",
+    )
+    write(root, "/boot/grub2/grub.cfg", "# grub.cfg of the installer\n")
 
 
 def ifcfg_for_test_link(root: Path) -> None:
@@ -308,17 +312,9 @@ def ifcfg_pinned(root: Path) -> None:
     )
 
 
-RHEL_TOOLS = (
-    "rpm",
-    "dnf",
-    "yum",
-    "dracut",
-    "lsinitrd",
-    "grubby",
-    "grub2-mkconfig",
-    "restorecon",
-    "selinuxenabled",
-)
+# What Debian lacks (stand-ins) and what the rpm variant has for real (recorded).
+RHEL_TOOLS = ("grubby", "grub2-mkconfig", "selinuxenabled")
+RHEL_REAL = ("rpm", "dnf", "dracut", "lsinitrd", "restorecon")
 
 
 # Strict recording stand-ins for registration clients Debian lacks
@@ -366,9 +362,8 @@ def pro_attached(root: Path) -> None:
 # ----------------------------------------------------------------------- SUSE family
 
 
-def suse_boot(kver: str) -> Callable[[Path], None]:
+def suse_boot() -> Callable[[Path], None]:
     def setup(root: Path) -> None:
-        fake_kernel(root, kver, f"/boot/initrd-{kver}")
         write(
             root,
             "/etc/default/grub",
@@ -452,7 +447,8 @@ def payg_registered(root: Path) -> None:
     write(root, "/var/cache/cloudregister/currentSMTInfo.obj", b"stand-in")
 
 
-SUSE_TOOLS = ("rpm", "zypper", "dracut", "mkinitrd", "lsinitrd", "grub2-mkconfig")
+SUSE_TOOLS = ("mkinitrd", "grub2-mkconfig")
+SUSE_REAL = ("rpm", "zypper", "dracut", "lsinitrd")
 
 
 # ----------------------------------------------------------------------------- matrix
@@ -466,9 +462,17 @@ def _os(id_: str, version: str, like: str = "", name: str = "") -> dict[str, str
     return fields
 
 
-_DEBIAN_COMMON = (install_standins("update-grub"), debian_grub, swap_in_fstab)
+# Debian's real update-grub and grub-mkconfig (grub2-common in the kernel image), with a
+# stand-in for the grub-probe they call, which cannot resolve a container's overlay root.
+_DEBIAN_COMMON = (
+    install_standins("grub-probe"),
+    install_recorders("update-grub"),
+    debian_grub,
+    swap_in_fstab,
+)
 _UBUNTU = (
-    install_standins("update-grub", "apt-get"),
+    install_standins("grub-probe", "apt-get"),
+    install_recorders("update-grub"),
     debian_grub,
     swap_in_fstab,
     ubuntu_installer_leftovers,
@@ -476,17 +480,20 @@ _UBUNTU = (
 _EL9K = "5.14.0-427.13.1.el9_4.x86_64"
 _EL8K = "4.18.0-553.el8_10.x86_64"
 _UEK = "5.15.0-200.131.27.el9uek.x86_64"
-_SUSEK = "5.14.21-150500.55.39-default"
 
 
 def _rhel(
     kver: str, *extra: Callable[[Path], None], tools: tuple[str, ...] = ()
 ) -> tuple[Callable[[Path], None], ...]:
+    # kver: the claimed distribution's kernel, for the record; the target boots files
+    # of Debian's cloud kernel (dracut needs real modules).
+    del kver
     return (
         install_standins(*RHEL_TOOLS, *tools),
+        install_recorders(*RHEL_REAL),
         agent_unit_named_waagent,
-        rpm_installed("cloud-init 23.4-7.el9", "gdisk 1.0.7-5.el9"),
-        rhel_boot(kver),
+        rhel_boot,
+        initramfs_without_hv,
         swap_in_fstab,
         *extra,
     )
@@ -497,9 +504,10 @@ def _suse(
 ) -> tuple[Callable[[Path], None], ...]:
     return (
         install_standins(*SUSE_TOOLS, *tools),
+        install_recorders(*SUSE_REAL),
         agent_unit_named_waagent,
-        rpm_installed("cloud-init 23.3-150100.8.85.1"),
-        suse_boot(_SUSEK),
+        suse_boot(),
+        initramfs_without_hv,
         swap_in_fstab,
         *extra,
     )
@@ -660,4 +668,30 @@ SLES_WITHOUT_PUBLIC_CLOUD_MODULE = Claim(
     "suse",
     False,
     _suse(sles_products, scc_registered("SLES"), tools=("SUSEConnect",)),
+)
+
+# BYOS, registered with SUSEConnect, but with SUSE's cloud client installed (as SUSE's
+# BYOS cloud images have it): SUSEConnect refuses -d there, registercloudguest cleans.
+SLES_BYOS_WITH_CLOUD_CLIENT = Claim(
+    "sles-15.5-byos-cloud-client",
+    _os("sles", "15.5", "suse", "SLES"),
+    "sles-15",
+    "suse",
+    False,
+    _suse(
+        sles_products,
+        scc_registered("SLES", "sle-module-public-cloud"),
+        flavor("BYOS"),
+        tools=("SUSEConnect", "registercloudguest", "instance-flavor-check"),
+    ),
+)
+
+# instance-flavor-check says pay-as-you-go, but nothing can deregister it.
+SLES_PAYG_WITHOUT_CLOUD_CLIENT = Claim(
+    "sles-15.5-payg-no-cloud-client",
+    _os("sles", "15.5", "suse", "SLES"),
+    "sles-15",
+    "suse",
+    False,
+    _suse(sles_products, payg_registered, flavor("PAYG"), tools=("instance-flavor-check",)),
 )

@@ -3,22 +3,25 @@
 Debian 12 and Debian 13 run on their own packages (the cloud kernel and real
 initramfs-tools included: the hyperv-initramfs step rebuilds a real initramfs inside the
 target). Every other row is a Debian target whose /etc/os-release claims that
-distribution, with recording stand-ins for the tools Debian lacks
-(tests/integration/standins/, registration_standins/); real bash, coreutils, sshd, sudo,
-systemd, waagent and cloud-init do the rest. Each row boots the Debian base nearest to
-what the claimed release ships (Claim.suite): bookworm (cloud-init 22.4, waagent 2.7.3)
-for Debian 11/12, Ubuntu 20.04/22.04, RHEL/Oracle 8 and SLES/Leap; trixie (cloud-init
-25.1 with the renamed units and the stricter schema, waagent 2.12, systemd 257) for
-Debian 13, Ubuntu 24.04 and RHEL/CentOS Stream/Oracle 9, so both cloud-init generations
-run without doubling the matrix. Per row: `check` and then `azure-ready` on one target,
-`generalize` on a fresh one; the recorded commands and the resulting files are read
-from outside (guest_path).
+distribution. The RHEL and SUSE rows boot the rpm variant, where Debian's real rpm, dnf,
+zypper, dracut/lsinitrd and restorecon do the work (a local repository of tiny stand-in
+rpms); only tools Debian lacks are stand-ins (tests/integration/standins/ and
+registration_standins/, strict about options). Real bash, coreutils, sshd, sudo, systemd,
+waagent and cloud-init do the rest. Each row boots the Debian base nearest to what the
+claimed release ships (Claim.suite): bookworm (cloud-init 22.4, waagent 2.7.3) for Debian
+11/12, Ubuntu 20.04/22.04, RHEL/Oracle 8 and SLES/Leap; trixie (cloud-init 25.1 with the
+renamed units and the stricter schema, waagent 2.12, systemd 257) for Debian 13, Ubuntu
+24.04 and RHEL/CentOS Stream/Oracle 9, so both cloud-init generations run without
+doubling the matrix. Per row: `check` and then `azure-ready` on one target, `generalize`
+on a fresh one; the recorded commands and the resulting files are read from outside
+(guest_path).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,10 +30,14 @@ from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.distro_claims import (
     CLAIMS,
     CONSOLE,
+    SLES_BYOS_WITH_CLOUD_CLIENT,
+    SLES_PAYG_WITHOUT_CLOUD_CLIENT,
     SLES_WITHOUT_PUBLIC_CLOUD_MODULE,
     Claim,
     calls,
 )
+from tests.targets import rpm_variant
+from tests.targets.commands import run
 from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, TargetImage, ensure_image
@@ -39,14 +46,24 @@ pytestmark = pytest.mark.integration
 
 # Debian's cloud kernel (with initramfs-tools) and the Hyper-V daemons the Debian profile
 # installs: azure-ready then changes nothing that needs the network.
-KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons")
+# grub2-common: Debian's real update-grub and grub-mkconfig (grub-probe is a stand-in).
+KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")
 # Rows that also run azure-ready a second time to show it changes nothing then.
 IDEMPOTENCE = {"debian-12", "ubuntu-22.04", "rhel-9.4", "rhel-8.10", "sles-15.5"}
 
 
 def _image(claim: Claim, target_image: TargetImage) -> TargetImage:
-    """The row's base (bookworm or trixie), with Debian's cloud kernel if it needs one;
-    each is built once and cached (target_image only checks that targets can run)."""
+    """The row's base (bookworm or trixie): the rpm variant for RHEL and SUSE rows, else
+    with Debian's cloud kernel if the row needs one; each is built once and cached
+    (target_image only checks that targets can run)."""
+    if claim.rpm_image:
+        return ensure_image(
+            ImageSpec(
+                suite=claim.suite,
+                packages=PACKAGES + rpm_variant.PACKAGES,
+                variant=rpm_variant.NAME,
+            )
+        )
     extra = KERNEL_PACKAGES if claim.kernel_image else ()
     if claim.suite == target_image.spec.suite and not extra:
         return target_image
@@ -245,11 +262,11 @@ def _assert_waagent_completed_on_rhel(claim: Claim, target: NspawnTarget) -> Non
 
 
 def test_sles_without_public_cloud_module_is_refused(
-    target_image: TargetImage, kernel_image: TargetImage, tmp_path: Path
+    images: Callable[[Claim], TargetImage], tmp_path: Path
 ) -> None:
     """azure-ready stops before installing anything when SLES lacks the Public Cloud Module."""
     claim = SLES_WITHOUT_PUBLIC_CLOUD_MODULE
-    with NspawnTarget(_image(claim, target_image, kernel_image), prepare=claim.prepare) as target:
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
         before = len(calls(target.root))
         ready = imageprep(
             "run",
@@ -268,6 +285,41 @@ def test_sles_without_public_cloud_module_is_refused(
         log = _since(calls(target.root), before)
         assert ["SUSEConnect", "--status"] in log
         assert "zypper" not in _tools(log)
+
+
+def test_sles_byos_with_cloud_client_deregisters_with_it(
+    images: Callable[[Claim], TargetImage], tmp_path: Path
+) -> None:
+    """A BYOS image with registercloudguest installed is cleaned by it, not by SUSEConnect -d."""
+    claim = SLES_BYOS_WITH_CLOUD_CLIENT
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
+        before = len(calls(target.root))
+        result = imageprep(
+            "run",
+            *key_args(target),
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "run",
+        )
+        target.wait_stopped(60)
+        _ok(result, "generalize")
+        log = _since(calls(target.root), before)
+        assert ["registercloudguest", "--clean"] in log
+        assert not [c for c in log if c[0] == "SUSEConnect"], log
+        assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
+
+
+def test_sles_payg_without_cloud_client_is_refused_in_preflight(
+    images: Callable[[Claim], TargetImage], tmp_path: Path
+) -> None:
+    """check refuses a pay-as-you-go image that has no registercloudguest to deregister it."""
+    claim = SLES_PAYG_WITHOUT_CLOUD_CLIENT
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
+        check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
+        assert check.exit_code == 3, check.stderr[-2000:]
+        step = check.step("preflight/registration-flavor-known")
+        assert step["status"] == "failed"
+        assert "registercloudguest" in step["stderr_tail"]
 
 
 def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:
@@ -323,7 +375,9 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
         dropin = g("/etc/default/grub.d/99-imageprep-azure.cfg")
         _owned_by_root(dropin, 0o644)
         grub_cfg = g("/boot/grub/grub.cfg").read_text()
-        entries = [line for line in grub_cfg.splitlines() if line.strip().startswith("linux ")]
+        # Written by Debian's real grub-mkconfig, from its /etc/grub.d scripts.
+        assert "### BEGIN /etc/grub.d/10_linux ###" in grub_cfg
+        entries = [line for line in grub_cfg.splitlines() if line.split()[:1] == ["linux"]]
         assert entries, grub_cfg
         for line in entries:
             words = line.split()
@@ -341,12 +395,13 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
             g("/etc/dracut.conf.d/azure.conf").read_text()
             == 'add_drivers+=" hv_vmbus hv_netvsc hv_storvsc "\n'
         )
-        images = list(g("/boot").glob("initramfs-*.img")) + list(g("/boot").glob("initrd-*"))
-        assert images
-        for image in images:
-            listing = image.read_text()
+        # Real dracut images, listed by the real lsinitrd inside the target.
+        initrds = sorted(p.name for p in g("/boot").glob("initrd.img-*"))
+        assert initrds
+        for name in initrds:
+            listing = run(target.ssh_command("sudo", "/usr/bin/lsinitrd", f"/boot/{name}"))
             assert all(f"/{m}.ko" in listing for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc")), (
-                image
+                listing[:2000]
             )
         default = g("/etc/default/grub").read_text()
         cmdline = re.search(r'^GRUB_CMDLINE_LINUX="(.*)"$', default, re.MULTILINE)

@@ -148,9 +148,11 @@ def _outdated(entry: Path) -> bool:
     try:
         manifest = json.loads((entry / "manifest.json").read_text())
         spec = ImageSpec(
-            suite=manifest["suite"], packages=tuple(manifest["packages"]),
+            suite=manifest["suite"],
+            packages=tuple(manifest["packages"]),
             hooks=tuple(manifest.get("hooks", ())),
             nspawn_env=tuple(sorted(manifest.get("nspawn_env", {}).items())),
+            variant=manifest.get("variant", ""),
         )
         recorded = manifest["key"]
     except (OSError, ValueError, KeyError, TypeError):

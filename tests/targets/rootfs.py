@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.targets import firstboot, provision
+from tests.targets import firstboot, provision, rpm_variant
 from tests.targets.commands import CommandFailed, run, run_logged
 from tests.targets.guestpath import guest_path
 from tests.targets.mounts import StillMounted, remove_tree
@@ -84,6 +84,8 @@ _BUILD_TOOLS = (
 _TAR_FLAGS = ("--numeric-owner", "--xattrs", "--xattrs-include=*")
 
 Log = Callable[[str], None]
+# Image variants by name: modules with apply(rootfs, log) and their own PACKAGES.
+VARIANTS = {rpm_variant.NAME: rpm_variant}
 
 
 class MissingHostTool(RuntimeError):
@@ -103,6 +105,8 @@ class ImageSpec:
     packages: tuple[str, ...] = PACKAGES
     hooks: tuple[str, ...] = ()
     nspawn_env: tuple[tuple[str, str], ...] = ()
+    # "" or a name in VARIANTS: a step run in the tree after mmdebstrap (rpm_variant.py).
+    variant: str = ""
 
     def cache_key(self) -> str:
         """16 hex digits naming this spec, the overlay files and the builder's sources."""
@@ -111,6 +115,10 @@ class ImageSpec:
         if self.hooks or self.nspawn_env:  # base images keep the key they had
             identity += [list(self.hooks), sorted(self.nspawn_env)]
         digest.update(json.dumps(identity).encode())
+        if self.variant:
+            # Only then, so the plain images keep their keys.
+            digest.update(self.variant.encode() + b"\0")
+            digest.update(Path(VARIANTS[self.variant].__file__ or "").read_bytes() + b"\0")
         for path in sorted(OVERLAY_DIR.rglob("*")):
             if path.is_file():
                 digest.update(path.relative_to(OVERLAY_DIR).as_posix().encode() + b"\0")
@@ -243,6 +251,10 @@ def _build_into(spec: ImageSpec, work: Path, log: Log) -> dict[str, float]:
     log(f"building {spec.suite} root filesystem with mmdebstrap (about 30 s)")
     run_logged(_mmdebstrap_argv(spec, rootfs, work), work / "mmdebstrap.log")
     timings["mmdebstrap_s"] = time.monotonic() - started
+    if spec.variant:
+        started = time.monotonic()
+        VARIANTS[spec.variant].apply(rootfs, log)
+        timings[f"{spec.variant}_variant_s"] = time.monotonic() - started
 
     started = time.monotonic()
     provision.prepare_first_boot(
@@ -404,6 +416,7 @@ def _write_manifest(spec: ImageSpec, work: Path, timings: dict[str, float]) -> N
     )
     manifest = {
         "suite": spec.suite,
+        "variant": spec.variant,
         "packages": list(spec.packages),
         "hooks": list(spec.hooks),
         "nspawn_env": dict(spec.nspawn_env),

@@ -15,33 +15,6 @@ installed_kernels() {  # kernels with a module tree and a vmlinuz in /boot
   done
 }
 
-dracut_drivers() {  # the add_drivers/force_drivers dracut's configuration asks for
-  (
-    add_drivers="" force_drivers=""
-    for c in /etc/dracut.conf /etc/dracut.conf.d/*.conf; do
-      if [ -f "$c" ]; then . "$c"; fi
-    done
-    echo $add_drivers $force_drivers
-  )
-}
-
-build_image() {  # build_image KVER OUT: a stand-in initramfs (a listing of its files)
-  local k=$1 out=$2 m path
-  {
-    echo "# imageprep stand-in initramfs for $k (not bootable)"
-    echo "usr/lib/modules/$k/modules.dep"
-    for m in virtio_blk virtio_net virtio_scsi $(dracut_drivers); do
-      path=$(cd "/lib/modules/$k" && find kernel -name "$m.ko*" | head -n 1)
-      if [ -z "$path" ]; then
-        echo "dracut-install: Failed to find module '$m'" >&2
-        continue
-      fi
-      echo "usr/lib/modules/$k/$path"
-    done
-  } > "$out"
-  echo "*** Creating image file '$out' done ***" >&2
-}
-
 # mkconfig OUT SOURCE_DROPINS: a stand-in grub.cfg from /etc/default/grub, sourced by
 # /bin/sh as grub-mkconfig does (Debian's update-grub also sources grub.d/*.cfg).
 mkconfig() {
