@@ -177,6 +177,23 @@ def _open_run_log(run_log: Path) -> logging.FileHandler:
         raise RunDirError(f"cannot write the run log {run_log}: {exc.strerror}") from exc
 
 
+def configure_run_logging(console_format: str, run_log: Path | None) -> None:
+    """The set-up every command uses (the CLI's, a run's, a boot test's), in one place.
+
+    The console's level follows its format: text is read next to the progress lines, which
+    already say what each step did, so it shows only what is worth interrupting a human
+    for (warnings up); JSON consumers get every event from info up. Code that embeds the
+    runner and keeps its own logging does not call this (``RunRequest.configure_logging``).
+    """
+    if console_format not in ("text", "json"):
+        raise UsageError(f"unknown log format {console_format!r} (expected text or json)")
+    configure_logging(
+        console_format=cast(ConsoleFormat, console_format),
+        run_log=run_log,
+        level="warning" if console_format == "text" else "info",
+    )
+
+
 def configure_logging(
     *, console_format: ConsoleFormat, run_log: Path | None, level: str = "info"
 ) -> None:
