@@ -1152,7 +1152,3 @@ def vhd(disk: Path, out: Path, force: bool, overwrite: bool) -> None:
         f"{result.path}: fixed VHD, {result.virtual_size // (1 << 20)} MiB{rounded}, "
         f"checked (boot-test {result.boot_test})"
     )
-
-
-def json_line(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, default=str)

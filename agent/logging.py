@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import structlog
 from structlog.processors import ExceptionRenderer, JSONRenderer, TimeStamper
@@ -250,28 +249,3 @@ def reset_logging() -> None:
 def _stderr_is_tty() -> bool:
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
-
-
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
-    return logger
-
-
-def bind_context(**values: Any) -> None:
-    """Bind values (run_id, target, phase, step) to every later event of this context."""
-    structlog.contextvars.bind_contextvars(**values)
-
-
-def unbind(*keys: str) -> None:
-    structlog.contextvars.unbind_contextvars(*keys)
-
-
-def clear_context() -> None:
-    structlog.contextvars.clear_contextvars()
-
-
-@contextmanager
-def bound_context(**values: Any) -> Iterator[None]:
-    """Bind values for the duration of a block (a phase, a step), then restore."""
-    with structlog.contextvars.bound_contextvars(**values):
-        yield
