@@ -3,15 +3,16 @@
 The layers, bottom first. A module may import from its own layer and the ones below it,
 never from a layer above: the run's data flow (CLI -> targets/catalog -> executor -> facts
 -> plan -> engine -> report, DESIGN.md) read as "who uses whom". The run folder's writer
-(report.py) and the definitions (schema, catalog) are used by every stage, so they sit low;
+(report.py) and the schema are used by every stage, so they sit low; facts are gathered
+before a profile is chosen, so the catalog sits above them, with the plan;
 the runner, which drives every stage, and the CLI, which drives the runner, sit on top.
 
 0 foundation   errors, limits, text helpers, secrets and redaction, targets, results,
                exit codes, YAML loading, the console and logging set-up, the target lock
-1 definitions  expressions, the profile/playbook schema, the catalog, the run folder
+1 definitions  expressions, the profile/playbook schema, the run folder
 2 transport    the executors (SSH, WinRM) and the disk tools
 3 facts        what a target is, gathered over an executor
-4 plan         the plan built from catalog and facts (and offline planning)
+4 plan         the catalog, and the plan built from it and the facts (and offline planning)
 5 engine       running a plan: the engine, backups, the Windows helpers around a run
 6 record       what a run records: the journal, the recorder
 7 after        what comes after or around a session: capture and platforms, resume
@@ -37,10 +38,10 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for names in (
         "agent errors limits excerpt secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema",
-        "expressions schema schemas catalog report",
+        "expressions schema schemas report",
         "executors disks",
         "facts facts_windows",
-        "plan planning",
+        "catalog plan planning",
         "engine backups windows_logs windows_power windows_oobe",
         "journal recorder",
         "capture platforms resume",
