@@ -174,13 +174,9 @@ def run_boot_test(request: BootTestRequest) -> BootTestOutcome:
 
 
 def _log_to_run_folder(request: BootTestRequest, folder: RunFolder) -> None:
-    from agent.logging import configure_logging
+    from agent.logging import configure_run_logging
 
-    configure_logging(
-        console_format=request.log_format,  # type: ignore[arg-type]
-        run_log=folder.log_path,
-        level="warning" if request.log_format == "text" else "info",
-    )
+    configure_run_logging(request.log_format, folder.log_path)
 
 
 class _BootTest:

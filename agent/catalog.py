@@ -41,6 +41,7 @@ from agent.schema import (
     VersionRange,
     profile_structure_problems,
 )
+from agent.targets import WINDOWS_ID
 from agent.yamlload import YamlDocument, load_yaml, problems_from_pydantic, validate_document
 
 __all__ = [
@@ -59,8 +60,6 @@ __all__ = [
 Kind = Literal["profile", "playbook"]
 _DIRNAMES: dict[Kind, str] = {"profile": "distro_profiles", "playbook": "playbooks"}
 _SUFFIXES = (".yaml", ".yml")
-#: The os-release ``ID`` agent.facts_windows reports for every Windows target.
-WINDOWS_ID = "windows"
 
 
 def builtin_dir(kind: Kind) -> Path:

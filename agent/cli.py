@@ -49,12 +49,9 @@ def _resolve_log_format(value: str | None) -> str:
 
 
 def _configure_console_logging(log_format: str) -> None:
-    from agent.logging import configure_logging
+    from agent.logging import configure_run_logging
 
-    # On a TTY the progress lines say what each step did; the console log only needs
-    # what is worth interrupting a human for. JSON consumers get every event.
-    level = "warning" if log_format == "text" else "info"
-    configure_logging(console_format=log_format, run_log=None, level=level)  # type: ignore[arg-type]
+    configure_run_logging(log_format, run_log=None)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -592,7 +589,7 @@ def _run_playbook(
         if resume is not None:
             _check_resume_flags(kw)
             if not kw["target_url"]:
-                from agent.runner import recorded_target
+                from agent.resume import recorded_target
 
                 kw["target_url"] = recorded_target(resume)
         if not kw["target_url"]:
@@ -1155,7 +1152,3 @@ def vhd(disk: Path, out: Path, force: bool, overwrite: bool) -> None:
         f"{result.path}: fixed VHD, {result.virtual_size // (1 << 20)} MiB{rounded}, "
         f"checked (boot-test {result.boot_test})"
     )
-
-
-def json_line(data: dict[str, Any]) -> str:
-    return json.dumps(data, sort_keys=True, default=str)

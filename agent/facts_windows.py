@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent.catalog import WINDOWS_ID
 from agent.errors import ConnectError
 from agent.executors.base import Executor
 from agent.facts import parse_key_values, run_for_facts
+from agent.targets import WINDOWS_ID
 
 # KEY=VALUE lines: `'key=' + $null` prints "key=", so a missing value is an empty string.
 _GATHER_SCRIPT = r"""

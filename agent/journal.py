@@ -24,9 +24,8 @@ Events (every line has ``v``, ``seq``, ``at``, ``session`` and ``event``)::
                        ``imageprep-journal: KEY=VALUE`` (Sysprep's process id)
     run_finished       status, exit code, message
 
-Reading it back (:func:`load_journal`) gives a :class:`JournalState`; with the rebuilt plan
-it becomes the engine's :class:`~agent.engine.ResumeState` (:func:`resume_state`), or a
-refusal. The rules:
+Reading it back (:func:`load_journal`) gives a :class:`JournalState`; deciding how a run
+continues from it is :mod:`agent.resume`'s job. The rules it applies:
 
 * steps that finished OK (or were skipped or ignored) are kept and not run again;
 * other non-destructive steps run again (profiles keep them idempotent);
@@ -55,8 +54,7 @@ from typing import Any
 import structlog
 
 from agent.backups.base import BackupRecord
-from agent.engine import ResumeState
-from agent.errors import JournalError, ResumeError, ResumeUnsafe, RunDirError, UsageError
+from agent.errors import JournalError, ResumeError, RunDirError, UsageError
 from agent.excerpt import clip, excerpt
 from agent.limits import MAX_DEPTH, MAX_JOURNAL_BYTES, MAX_RECORDED_FILE_BYTES
 from agent.plan import Plan, PlannedStep
@@ -94,7 +92,6 @@ EVENTS = (
 )
 _STEP_EVENTS = ("step_started", "step_finished", "step_interrupted", "step_note")
 # A destructive step that ended like this may or may not have done its work.
-_UNKNOWN_OUTCOME = (StepStatus.TIMED_OUT, StepStatus.DISCONNECTED)
 
 
 # -- step results <-> JSON ----------------------------------------------------------------
@@ -175,36 +172,6 @@ def file_hashes(paths: Iterable[str]) -> dict[str, str]:
         else:
             hashes[path] = hashlib.sha256(data).hexdigest()
     return hashes
-
-
-#: Facts that stay the same for the life of a VM; the rest (hostname, the ovf-env user,
-#: resolv.conf, ImageState, the login user) are changed by the run itself.
-IDENTITY_FACTS = (
-    ("os", "id"),
-    ("os", "version_id"),
-    ("arch",),
-    ("windows", "edition_id"),
-    ("windows", "build"),
-)
-
-
-def identity_differences(recorded: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
-    """Where a re-gathered target differs from the recorded one, as ``key: old -> new``."""
-    differences = []
-    for path in IDENTITY_FACTS:
-        old, new = _dig(recorded, path), _dig(fresh, path)
-        if old is not None and old != new:
-            differences.append(f"{'.'.join(path)}: {old} -> {new}")
-    return differences
-
-
-def _dig(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = data
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -642,61 +609,3 @@ def _apply(state: JournalState, path: Path, number: int, event: dict[str, Any]) 
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         why = clip(f"{type(exc).__name__}: {exc}", 160)
         raise JournalError(f"{where}: malformed {kind} event ({why})") from None
-
-
-# -- deciding how to resume ---------------------------------------------------------------
-
-
-def check_resumable(state: JournalState) -> None:
-    """Refuse a run that has nothing left to do."""
-    finished = state.finished
-    if finished is not None and finished.get("status") == "succeeded":
-        raise ResumeError(
-            f"{state.path.parent}: run {state.run_id} already finished successfully at "
-            f"{finished.get('at')}; there is nothing to resume"
-        )
-
-
-def resume_state(state: JournalState, plan: Plan) -> ResumeState:
-    """How the engine continues this run, or ResumeUnsafe when it must not."""
-    completed: dict[str, StepResult] = {}
-    in_doubt: set[str] = set()
-    backup_hint = _restore_hint(state)
-    for step in plan.steps:
-        history = state.steps.get(step.key)
-        if history is None:
-            continue
-        result = history.result
-        if result is not None and result.succeeded:
-            completed[step.key] = result
-            continue
-        if not step.destructive or history.started == 0:
-            continue  # runs (again): idempotent, or never started (refused, not reached)
-        if result is not None and result.status not in _UNKNOWN_OUTCOME:
-            raise ResumeUnsafe(
-                f"destructive step {step.key} ran in session {history.session} and "
-                f"{result.status.value} ({result.message}); it is never run twice: "
-                f"restore the VM from the backup{backup_hint}"
-            )
-        if step.resume_check is None:
-            raise ResumeUnsafe(
-                f"destructive step {step.key} started in session {history.session} and its "
-                "outcome is unknown; it has no resume_check to find out on the target and is "
-                f"never run blindly: restore the VM from the backup{backup_hint}"
-            )
-        in_doubt.add(step.key)
-    return ResumeState(
-        completed=completed,
-        in_doubt=frozenset(in_doubt),
-        backup=state.backup,
-        waiver=state.waiver,
-        point_of_no_return=state.point_of_no_return,
-    )
-
-
-def _restore_hint(state: JournalState) -> str:
-    if state.backup is not None:
-        return f" ({state.backup.restore_hint})"
-    if state.waiver is not None:
-        return f" (there is none: the run was started with --no-backup: {state.waiver})"
-    return ""

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import structlog
 from structlog.processors import ExceptionRenderer, JSONRenderer, TimeStamper
@@ -177,6 +176,23 @@ def _open_run_log(run_log: Path) -> logging.FileHandler:
         raise RunDirError(f"cannot write the run log {run_log}: {exc.strerror}") from exc
 
 
+def configure_run_logging(console_format: str, run_log: Path | None) -> None:
+    """The set-up every command uses (the CLI's, a run's, a boot test's), in one place.
+
+    The console's level follows its format: text is read next to the progress lines, which
+    already say what each step did, so it shows only what is worth interrupting a human
+    for (warnings up); JSON consumers get every event from info up. Code that embeds the
+    runner and keeps its own logging does not call this (``RunRequest.configure_logging``).
+    """
+    if console_format not in ("text", "json"):
+        raise UsageError(f"unknown log format {console_format!r} (expected text or json)")
+    configure_logging(
+        console_format=cast(ConsoleFormat, console_format),
+        run_log=run_log,
+        level="warning" if console_format == "text" else "info",
+    )
+
+
 def configure_logging(
     *, console_format: ConsoleFormat, run_log: Path | None, level: str = "info"
 ) -> None:
@@ -233,28 +249,3 @@ def reset_logging() -> None:
 def _stderr_is_tty() -> bool:
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
-
-
-def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
-    return logger
-
-
-def bind_context(**values: Any) -> None:
-    """Bind values (run_id, target, phase, step) to every later event of this context."""
-    structlog.contextvars.bind_contextvars(**values)
-
-
-def unbind(*keys: str) -> None:
-    structlog.contextvars.unbind_contextvars(*keys)
-
-
-def clear_context() -> None:
-    structlog.contextvars.clear_contextvars()
-
-
-@contextmanager
-def bound_context(**values: Any) -> Iterator[None]:
-    """Bind values for the duration of a block (a phase, a step), then restore."""
-    with structlog.contextvars.bound_contextvars(**values):
-        yield

@@ -59,6 +59,10 @@ class Recorder(RunObserver):
         self.journal: Journal | None = None
         self._saved_at = float("-inf")
 
+    @property
+    def folder(self) -> RunFolder:
+        return self._folder
+
     def save(self) -> None:
         self._folder.write_result(self.data)
         self._saved_at = time.monotonic()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent import __version__
 from agent.errors import RunDirError
 from agent.redaction import Redactor
 
@@ -24,6 +26,63 @@ SCHEMA_VERSION = 1
 # One redactor for every write: it compiles its patterns once per set of known secrets,
 # not once per rewrite of result.json.
 _REDACTOR = Redactor()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What result.json says when a session starts; :meth:`to_dict` is its one shape.
+
+    A new run and a resumed one start from the same record: the resumed one knows its
+    plan's files, backup and facts from the journal, a new one learns them as it goes
+    (the runner and the recorder add them to the dict). ``agent/result_schema.py`` and
+    tests/unit/test_json_contracts.py hold the keys to this shape.
+    """
+
+    run_id: str
+    started_at: str | None
+    target: str
+    playbook: str
+    profile: str
+    journal_file: str
+    sessions: tuple[Mapping[str, Any], ...]
+    backup_waiver: str | None = None
+    backup: Mapping[str, Any] | None = None
+    point_of_no_return_reached: bool = False
+    facts: Mapping[str, Any] | None = None
+    # Known up front only when resuming: then they follow "profile", as before.
+    plan_files: tuple[str, str] | None = None
+    log_file: str = field(default=LOG_FILE)
+    tool_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "tool_version": self.tool_version,
+            "started_at": self.started_at,
+            "finished_at": None,
+            "status": "running",
+            "target": self.target,
+            "playbook": self.playbook,
+            "profile": self.profile,
+        }
+        if self.plan_files is not None:
+            data["profile_file"], data["playbook_file"] = self.plan_files
+        data.update(
+            {
+                "backup": self.backup,
+                "backup_waiver": self.backup_waiver,
+                "point_of_no_return_reached": self.point_of_no_return_reached,
+                "powered_off": False,
+                "facts": self.facts,
+                "plan": None,
+                "steps": [],
+                "log_file": self.log_file,
+                "journal_file": self.journal_file,
+                # The same dicts, not copies: the runner adds to the current session's as it goes.
+                "sessions": list(self.sessions),
+            }
+        )
+        return data
 
 
 def new_run_id() -> str:

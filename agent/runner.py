@@ -7,23 +7,27 @@ traceback and the run folder always tells the story.
 
 A run holds its target's lock (``agent.lock``) from before the run folder is made to the
 end. ``RunRequest.resume`` continues an earlier run in its own folder instead
-(:func:`_resume`): journal read, plan rebuilt and compared, target checked, then the
-engine resumes. Refusals that come before any contact (busy target, bad or foreign run
-folder, changed plan, unsafe resume) raise instead and leave every folder as it was.
+(:func:`_resume`; :mod:`agent.resume` reads the journal, rebuilds and compares the plan
+and checks the target), then the engine resumes. A new run and a resumed one share one
+session (:func:`_run_session`): the same handlers turn every ending into the report.
+Refusals that come before any contact (busy target, bad or foreign run folder, changed
+plan, unsafe resume) raise instead and leave every folder as it was.
+
+Logging is set up here (:func:`agent.logging.configure_run_logging`) unless the request
+says the caller keeps its own (``RunRequest.configure_logging=False``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent import __version__, errors
+from agent import __version__, errors, resume
 from agent.backups.base import BackupContext, BackupProvider, provider_from_spec
 from agent.capture import (
     PlatformStage,
@@ -34,34 +38,20 @@ from agent.capture import (
     prepare_stage,
 )
 from agent.catalog import Catalog
-from agent.engine import BackupGate, Engine, EngineResult, ResumeState, RunObserver
+from agent.engine import BackupGate, Engine, EngineResult, RunObserver
 from agent.executors import create_executor
 from agent.executors.base import Executor
 from agent.executors.ssh import SshOptions
 from agent.facts import Facts, describe, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
 from agent.facts_windows import describe as describe_windows
-from agent.journal import (
-    JOURNAL_FILE,
-    Journal,
-    JournalState,
-    check_header,
-    check_resumable,
-    file_hashes,
-    identity_differences,
-    load_journal,
-    plan_hash,
-    read_header,
-    resume_state,
-    step_entry,
-)
-from agent.limits import MAX_JOURNAL_BYTES
+from agent.journal import JOURNAL_FILE, Journal, file_hashes, plan_hash, step_entry
 from agent.lock import TargetLock
+from agent.logging import configure_run_logging
 from agent.outcome import ExitCode, exit_code_for_error
 from agent.plan import Plan, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
-from agent.report import LOG_FILE, RESULT_FILE, RunFolder, default_run_dir, new_run_id, utc_now
-from agent.safefiles import read_regular
+from agent.report import LOG_FILE, RunFolder, RunRecord, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
 from agent.windows_logs import collect_on_failure, save_old_panther
 from agent.windows_oobe import with_oobe_password
@@ -91,6 +81,9 @@ class RunRequest:
     var_origins: Mapping[str, str] = field(default_factory=dict)
     selection: Selection = field(default_factory=Selection)
     log_format: str = "json"
+    # False: leave logging as the caller set it up (an application embedding the runner);
+    # True: the run's own set-up, console at log_format plus the run folder's log file.
+    configure_logging: bool = True
     # `run --resume RUN_DIR`: continue that run; its plan options come from its journal.
     resume: Path | None = None
     # --platform (power state after shutdown) and --capture (agent/capture.py).
@@ -177,35 +170,28 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
 def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Path) -> RunOutcome:
     folder = RunFolder.create(run_dir)
     started_at = utc_now()
-    data: dict[str, Any] = {
-        "run_id": run_id,
-        "tool_version": __version__,
-        "started_at": started_at,
-        "finished_at": None,
-        "status": "running",
-        "target": request.target.display,
-        "playbook": request.playbook,
-        "profile": request.profile,
-        "backup": None,
-        "backup_waiver": request.no_backup_reason,
-        "point_of_no_return_reached": False,
-        "powered_off": False,
-        "facts": None,
-        "plan": None,
-        "steps": [],
-        "log_file": folder.log_path.name,
-        "journal_file": JOURNAL_FILE,
-        "sessions": [{"session": 1, "started_at": started_at}],
-    }
-    recorder = Recorder(folder, data, console)
-    recorder.save()
-    _log_to_run_folder(request, folder)
-    structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
-    log.info(
-        "run.start", playbook=request.playbook, profile=request.profile, run_dir=str(folder.path)
+    record = RunRecord(
+        run_id=run_id,
+        started_at=started_at,
+        target=request.target.display,
+        playbook=request.playbook,
+        profile=request.profile,
+        backup_waiver=request.no_backup_reason,
+        log_file=folder.log_path.name,
+        journal_file=JOURNAL_FILE,
+        sessions=({"session": 1, "started_at": started_at},),
     )
-    engine: Engine | None = None
-    try:
+    recorder = Recorder(folder, record.to_dict(), console)
+    recorder.save()
+
+    def body(session: _Session) -> EngineResult:
+        log.info(
+            "run.start",
+            playbook=request.playbook,
+            profile=request.profile,
+            run_dir=str(folder.path),
+        )
+        data = recorder.data
         catalog = load_catalog(request.profiles_dirs, request.playbooks_dirs)
         playbook = catalog.get_playbook(request.playbook)
         provider = _check_backup_request(request, playbook.requires_backup)
@@ -234,21 +220,57 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             gate = _backup_gate(request, provider, plan, run_id, folder)
             if request.target.is_windows and plan.has_destructive_steps:
                 save_old_panther(executor, folder.path)  # cleanup deletes the folder
-            engine = Engine(plan, executor, gate, recorder)
-            result = engine.run()
-            if request.target.is_windows:
-                # With --platform, the platform says whether the VM is off; else the
-                # listener is watched for a reboot.
-                result = _after_windows_run(
-                    executor, folder.path, plan, result, watch_listener=stage is None
-                )
+            session.engine = Engine(plan, executor, gate, recorder)
+            result = _run_engine(request, session.engine, executor, folder, plan, stage)
         if stage is not None:
             result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
+        return result
+
+    return _run_session(request, recorder, run_id, body, _Session())
+
+
+@dataclass
+class _Session:
+    """What the shared handlers of :func:`_run_session` need to know of a session's body."""
+
+    engine: Engine | None = None
+    # Before the engine is made: whether an earlier session passed the point of no return.
+    point_of_no_return: bool = False
+    # Resuming: how to explain a transport error before the engine started.
+    cannot_reconnect: Callable[[errors.TransportError], tuple[ExitCode, str]] | None = None
+
+
+def _run_session(
+    request: RunRequest,
+    recorder: Recorder,
+    run_id: str,
+    body: Callable[[_Session], EngineResult],
+    session: _Session,
+) -> RunOutcome:
+    """One session of a run, new or resumed: whatever ``body`` raises ends in the report.
+
+    ``recorder.data`` is already in result.json. Every way out writes the final report
+    and closes the journal: an engine result, Ctrl-C, a refusal (its exit code), or a bug
+    (exit 1 in result.json, then the exception surfaces).
+    """
+    folder = recorder.folder
+    if request.configure_logging:
+        configure_run_logging(request.log_format, folder.log_path)
+    structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
+    try:
+        result = body(session)
         return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
         recorder.interrupted()
-        reached = engine.point_of_no_return_reached if engine else False
+        engine = session.engine
+        reached = engine.point_of_no_return_reached if engine else session.point_of_no_return
         return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
+    except errors.TransportError as exc:
+        if session.engine is not None or session.cannot_reconnect is None:
+            # A new run: the error's own exit code. The engine turns its own into results.
+            return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
+        code, message = session.cannot_reconnect(exc)
+        return _finish(recorder, folder, run_id, code, message, None)
     except errors.ImagePrepError as exc:
         return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
     except Exception as exc:  # a bug: still leave a final report, then let it surface
@@ -258,6 +280,24 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         if recorder.journal is not None:
             recorder.journal.close()
         structlog.contextvars.unbind_contextvars("run_id", "target")
+
+
+def _run_engine(
+    request: RunRequest,
+    engine: Engine,
+    executor: Executor,
+    folder: RunFolder,
+    plan: Plan,
+    stage: PlatformStage | None,
+) -> EngineResult:
+    result = engine.run()
+    if request.target.is_windows:
+        # With --platform, the platform says whether the VM is off; else the
+        # listener is watched for a reboot.
+        result = _after_windows_run(
+            executor, folder.path, plan, result, watch_listener=stage is None
+        )
+    return result
 
 
 def _internal_error(recorder: Recorder, folder: RunFolder, run_id: str, exc: Exception) -> None:
@@ -334,247 +374,71 @@ def _header(
 # -- resume ---------------------------------------------------------------------------------
 
 
-def recorded_target(run_dir: Path) -> str:
-    """The target URL a run folder's journal names (``run --resume`` without --target)."""
-    return str(read_header(run_dir)["target"])
-
-
 def _resume(request: RunRequest, run_dir: Path, console: RunObserver) -> RunOutcome:
-    header = read_header(run_dir)
-    if header.get("target") != request.target.display:
-        raise errors.ResumeError(
-            f"--resume {run_dir}: that run (run {header.get('run_id')}) is against "
-            f"{header.get('target')}, not {request.target.display}"
-        )
-    with TargetLock.acquire(request.target, run_id=str(header["run_id"]), run_dir=run_dir):
-        state = load_journal(run_dir)
-        check_resumable(state)
-        plan = _rebuild_plan(run_dir, state)
-        resume = resume_state(state, plan)
-        gate = _resume_gate(request, state, plan, RunFolder(run_dir))
-        asked = state.header["request"]
+    run_id = resume.check_target(run_dir, request.target)
+    with TargetLock.acquire(request.target, run_id=run_id, run_dir=run_dir):
+        prepared = resume.prepare(run_dir, request.target)
+        asked = prepared.asked
         stage = _platform_stage(asked.get("platform"), asked.get("capture"), request, asked)
-        return _continue(request, console, RunFolder(run_dir), state, plan, resume, gate, stage)
-
-
-def _rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
-    """The run's plan, from today's catalog and the facts it was first built from."""
-    header = state.header
-    check_header(state.path, header)
-    asked = header["request"]
-    try:
-        catalog = load_catalog(
-            tuple(Path(p) for p in asked["profiles_dirs"]),
-            tuple(Path(p) for p in asked["playbooks_dirs"]),
-        )
-        plan = plan_for(
-            catalog,
-            playbook_name=asked["playbook"],
-            profile_id=header["profile"]["id"],
-            facts=header["facts"],
-            var_overrides=asked["vars"],
-            selection=Selection(
-                only=frozenset(asked["selection"]["only"]),
-                skip=frozenset(asked["selection"]["skip"]),
-                tags=frozenset(asked["selection"]["tags"]),
-            ),
-        )
-    except errors.ValidationError as exc:
-        raise errors.ResumeError(
-            f"--resume {run_dir}: cannot rebuild the plan of run {state.run_id}: {exc}"
-        ) from exc
-    except (KeyError, TypeError) as exc:
-        raise errors.JournalError(f"{state.path}:1: the run_started header lacks {exc}") from None
-    if plan_hash(plan) != header["plan_hash"]:
-        recorded = {**header["profile"]["files"], **header["playbook"]["files"]}
-        changed = [
-            path for path, digest in file_hashes(recorded).items() if digest != recorded[path]
-        ]
-        why = (
-            f"changed since: {', '.join(changed)}"
-            if changed
-            else "imageprep or a profile it extends changed since"
-        )
-        raise errors.ResumeError(
-            f"--resume {run_dir}: the plan rebuilt today differs from the one run "
-            f"{state.run_id} was started with ({why}); a resumed run runs the same plan: "
-            "put those files back as they were"
-        )
-    return plan
-
-
-def _resume_gate(
-    request: RunRequest, state: JournalState, plan: Plan, folder: RunFolder
-) -> BackupGate:
-    """The recorded backup (or waiver) when there is one; else the recorded --backup."""
-    if state.backup is not None or state.waiver is not None:
-        return BackupGate(provider=None, context=None, waiver_reason=state.waiver)
-    asked = state.header["request"]
-    spec, reason = asked.get("backup"), asked.get("no_backup_reason")
-    if not spec:
-        return BackupGate(provider=None, context=None, waiver_reason=reason)
-    context = BackupContext(
-        run_id=state.run_id, target=request.target, paths=plan.backup_paths, run_dir=folder.path
-    )
-    return BackupGate(provider=provider_from_spec(spec), context=context)
+        return _continue(request, console, RunFolder(run_dir), prepared, stage)
 
 
 def _continue(
     request: RunRequest,
     console: RunObserver,
     folder: RunFolder,
-    state: JournalState,
-    plan: Plan,
-    resume: ResumeState,
-    gate: BackupGate,
+    prepared: resume.Resumption,
     stage: PlatformStage | None = None,
 ) -> RunOutcome:
     """One more session of the run: journal appended, result.json rewritten."""
+    state, plan, gate, resumed = prepared.state, prepared.plan, prepared.gate, prepared.resume
     run_id = state.run_id
     journal = Journal.reopen(state)
-    session = {
+    session_entry = {
         "session": journal.session,
         "started_at": utc_now(),
         "resumed_after": state.last_finished(),
         "in_doubt": state.in_doubt(),
     }
-    data = _resumed_data(folder, state, plan, session)
-    recorder = Recorder(folder, data, console)
+    record = resume.resumed_record(folder, state, plan, session_entry)
+    recorder = Recorder(folder, record.to_dict(), console)
     recorder.set_plan(plan)
-    recorder.preload(state, resume)
-    _log_to_run_folder(request, folder)
-    structlog.contextvars.bind_contextvars(run_id=run_id, target=request.target.display)
-    engine: Engine | None = None
-    try:
-        recorder.journal = journal
+    recorder.preload(state, resumed)
+    recorder.journal = journal
+
+    def body(session: _Session) -> EngineResult:
         journal.session_started(
-            resumed_after=session["resumed_after"], in_doubt=session["in_doubt"]
+            resumed_after=session_entry["resumed_after"], in_doubt=session_entry["in_doubt"]
         )
         log.info(
             "run.resume",
             session=journal.session,
-            **{k: session[k] for k in ("resumed_after", "in_doubt")},
+            **{k: session_entry[k] for k in ("resumed_after", "in_doubt")},
         )
-        if stage is not None and nothing_left(plan, resume.completed):
+        if stage is not None and nothing_left(plan, resumed.completed):
             # Every step finished (the VM is off): only confirming and capturing are left.
-            engine = Engine(plan, PoweredOffTarget(), gate, recorder, resume=resume)
-            result = finish_on_platform(
-                stage, engine.run(), recorder, run_id=run_id, plan=plan, offline=True
+            session.engine = Engine(plan, PoweredOffTarget(), gate, recorder, resume=resumed)
+            return finish_on_platform(
+                stage, session.engine.run(), recorder, run_id=run_id, plan=plan, offline=True
             )
-            return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
         with _connected(request) as executor:
             facts = _gather(request, executor)
-            session["facts"] = facts.as_dict()
-            differences = identity_differences(state.header["facts"], facts.as_dict())
-            if differences:
-                raise errors.ResumeError(
-                    f"{request.target.display} is not the machine run {run_id} started on "
-                    f"({'; '.join(differences)}); nothing was changed on it"
-                )
+            session_entry["facts"] = facts.as_dict()
+            resume.check_same_machine(request.target, state, facts.as_dict())
             log.info("facts", summary=_describe(facts))
-            engine = Engine(plan, executor, gate, recorder, resume=resume)
-            result = engine.run()
-            if request.target.is_windows:
-                # With --platform, the platform says whether the VM is off; else the
-                # listener is watched for a reboot.
-                result = _after_windows_run(
-                    executor, folder.path, plan, result, watch_listener=stage is None
-                )
+            session.engine = Engine(plan, executor, gate, recorder, resume=resumed)
+            result = _run_engine(request, session.engine, executor, folder, plan, stage)
         if stage is not None:
             result = finish_on_platform(stage, result, recorder, run_id=run_id, plan=plan)
-        return _finish(recorder, folder, run_id, result.exit_code, result.message, result)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler
-        recorder.interrupted()
-        reached = engine.point_of_no_return_reached if engine else resume.point_of_no_return
-        return _finish(recorder, folder, run_id, ExitCode.INTERRUPTED, _interrupted(reached), None)
-    except errors.TransportError as exc:
-        if engine is not None:  # pragma: no cover - the engine turns these into results
-            raise
-        code, message = _cannot_reconnect(request, state, plan, resume, exc)
-        return _finish(recorder, folder, run_id, code, message, None)
-    except errors.ImagePrepError as exc:
-        return _finish(recorder, folder, run_id, exit_code_for_error(exc), str(exc), None)
-    except Exception as exc:  # a bug: still leave a final report, then let it surface
-        _internal_error(recorder, folder, run_id, exc)
-        raise
-    finally:
-        journal.close()
-        structlog.contextvars.unbind_contextvars("run_id", "target")
+        return result
 
+    def cannot_reconnect(exc: errors.TransportError) -> tuple[ExitCode, str]:
+        return resume.cannot_reconnect(request.target, state, plan, resumed, exc)
 
-def _resumed_data(
-    folder: RunFolder, state: JournalState, plan: Plan, session: dict[str, Any]
-) -> dict[str, Any]:
-    header = state.header
-    sessions: list[Any] = [{"session": 1, "started_at": header.get("at")}]
-    with contextlib.suppress(OSError, ValueError, AttributeError, RecursionError):
-        # Only a regular file of a sane size: a forged run folder may hold a FIFO here.
-        raw = read_regular(folder.path / RESULT_FILE, MAX_JOURNAL_BYTES)
-        earlier = json.loads(raw).get("sessions")
-        if isinstance(earlier, list) and earlier:
-            sessions = earlier
-    return {
-        "run_id": state.run_id,
-        "tool_version": __version__,
-        "started_at": header.get("at"),
-        "finished_at": None,
-        "status": "running",
-        "target": state.target,
-        "playbook": plan.playbook_name,
-        "profile": plan.profile_id,
-        "profile_file": plan.profile_file,
-        "playbook_file": plan.playbook_file,
-        "backup": state.backup.to_dict() if state.backup else None,
-        "backup_waiver": state.waiver or header["request"].get("no_backup_reason"),
-        "point_of_no_return_reached": state.point_of_no_return,
-        "powered_off": False,
-        "facts": header["facts"],
-        "plan": None,
-        "steps": [],
-        "log_file": folder.log_path.name,
-        "journal_file": JOURNAL_FILE,
-        "sessions": [*sessions, session],
-    }
-
-
-def _cannot_reconnect(
-    request: RunRequest,
-    state: JournalState,
-    plan: Plan,
-    resume: ResumeState,
-    exc: errors.TransportError,
-) -> tuple[ExitCode, str]:
-    """Say honestly why a resume could not log in, and what the VM's state is."""
-    done = state.last_finished() or "none"
-    left = [s for s in plan.steps if s.will_run and s.key not in resume.completed]
-    started = [s.key for s in left if s.key in state.steps and state.steps[s.key].started]
-    if left and started and all(s.expect_disconnect for s in left):
-        return (
-            ExitCode.CONNECTION_FAILED,
-            f"cannot connect to resume: {exc}. Every step before {started[0]} had finished "
-            f"and {started[0]} was started: the VM is most likely powered off already; "
-            "confirm that it is stopped before capturing it",
-        )
-    if state.point_of_no_return:
-        hint = state.backup.restore_hint if state.backup else "no backup was taken"
-        return (
-            ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN,
-            f"cannot log in again to resume: {exc}. The run is past the point of no return "
-            f"(last step finished: {done}): deprovisioning deletes the login user, so a "
-            "resume can only log in as an account that survives it (and, for SSH, while "
-            f"sshd still accepts connections). Restore the VM from the backup: {hint}",
-        )
-    keys = (
-        "; cleanup deletes the SSH host keys, after which sshd before OpenSSH 9.8 refuses "
-        "new connections until the next boot regenerates them"
-        if isinstance(exc, errors.ConnectError) and not request.target.is_windows
-        else ""
+    session = _Session(
+        point_of_no_return=resumed.point_of_no_return, cannot_reconnect=cannot_reconnect
     )
-    return (
-        ExitCode.CONNECTION_FAILED,
-        f"cannot connect to resume: {exc}. The run had not reached the point of no return "
-        f"(last step finished: {done}): the VM is still usable{keys}",
-    )
+    return _run_session(request, recorder, run_id, body, session)
 
 
 def _platform_stage(
@@ -603,17 +467,6 @@ def _gather(request: RunRequest, executor: Executor) -> Facts | WindowsFacts:
 
 def _describe(facts: Facts | WindowsFacts) -> str:
     return describe_windows(facts) if isinstance(facts, WindowsFacts) else describe(facts)
-
-
-def _log_to_run_folder(request: RunRequest, folder: RunFolder) -> None:
-    from agent.logging import configure_logging
-
-    level = "warning" if request.log_format == "text" else "info"
-    configure_logging(
-        console_format=request.log_format,  # type: ignore[arg-type]
-        run_log=folder.log_path,
-        level=level,
-    )
 
 
 def _finish(

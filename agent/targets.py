@@ -13,6 +13,10 @@ from urllib.parse import unquote, urlsplit
 from agent.errors import UsageError
 
 DEFAULT_PORTS = {"ssh": 22, "winrm+https": 5986, "winrm": 5985}
+#: The os-release ``ID`` agent.facts_windows reports for every Windows target, and the
+#: one agent.catalog matches Windows profiles on. Here, below both, so that gathering
+#: facts needs no catalog.
+WINDOWS_ID = "windows"
 
 
 @dataclass(frozen=True)

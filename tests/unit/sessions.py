@@ -20,15 +20,10 @@ from typing import Literal
 
 from agent.backups.base import BackupContext, BackupRecord
 from agent.engine import BackupGate, Engine, EngineResult, ResumeState
-from agent.journal import (
-    Journal,
-    check_resumable,
-    load_journal,
-    plan_hash,
-    resume_state,
-)
+from agent.journal import Journal, load_journal, plan_hash
 from agent.plan import Plan, PlannedStep
 from agent.results import StepResult
+from agent.resume import check_resumable, resume_state
 from agent.targets import Target
 from tests.local_executor import LocalShellExecutor
 

@@ -9,17 +9,10 @@ import pytest
 
 from agent.engine import BackupGate
 from agent.errors import JournalError, ResumeError, ResumeUnsafe, RunDirError, UsageError
-from agent.journal import (
-    JOURNAL_FILE,
-    Journal,
-    check_resumable,
-    identity_differences,
-    load_journal,
-    plan_hash,
-    resume_state,
-)
+from agent.journal import JOURNAL_FILE, Journal, load_journal, plan_hash
 from agent.plan import Plan, build_plan
 from agent.results import StepStatus
+from agent.resume import cannot_reconnect, check_resumable, identity_differences, resume_state
 from agent.schema import Step
 from tests.unit.sessions import StopAt, backup_context, first_session, resume_session
 from tests.unit.test_engine import FixedBackup
@@ -319,14 +312,13 @@ def test_a_resume_that_cannot_connect_says_what_state_the_vm_is_in(
 ) -> None:
     """Past the point of no return: restore (6); only the power-off left: probably off (4)."""
     from agent.errors import ConnectError
-    from agent.runner import RunRequest, _cannot_reconnect
     from tests.unit.sessions import TARGET
 
     plan = _power_off_plan(tmp_path)
     first_session(plan, run_dir, gate(tmp_path), StopAt(stop_event, False, "kill"))
     state = load_journal(run_dir)
-    exit_code, message = _cannot_reconnect(
-        RunRequest(target=TARGET),
+    exit_code, message = cannot_reconnect(
+        TARGET,
         state,
         plan,
         resume_state(state, plan),

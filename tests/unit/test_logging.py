@@ -11,15 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
-from agent.logging import (
-    bind_context,
-    bound_context,
-    clear_context,
-    configure_logging,
-    get_logger,
-    reset_logging,
-)
+from agent.logging import configure_logging, reset_logging
 from agent.secrets import REGISTRY
 
 SECRET = "Sup3r-S3cret!pw"  # noqa: S105 (the test secret)
@@ -30,7 +24,7 @@ def _clean_logging() -> Iterator[None]:
     REGISTRY.add(SECRET)
     yield
     reset_logging()
-    clear_context()
+    structlog.contextvars.clear_contextvars()
     REGISTRY.clear()
 
 
@@ -44,7 +38,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def _log_the_secret_every_way() -> None:
-    log = get_logger("agent.test")
+    log = structlog.stdlib.get_logger("agent.test")
     log.info("raw", detail=f"password is {SECRET}")
     log.info("command", command=f"echo {shlex.quote(SECRET)} | sudo -S true")
     log.info("b64", blob=base64.b64encode(SECRET.encode()).decode())
@@ -81,7 +75,7 @@ def test_secret_in_exception_message_is_redacted(
     try:
         raise RuntimeError(f"login failed with {SECRET}")
     except RuntimeError:
-        get_logger("agent.test").exception("step.crashed")
+        structlog.stdlib.get_logger("agent.test").exception("step.crashed")
     console = capsys.readouterr().err
     assert "RuntimeError: login failed with ***" in console
     assert SECRET not in run_log.read_text(encoding="utf-8")
@@ -98,7 +92,7 @@ def test_tracebacks_carry_no_locals(run_log: Path) -> None:
     try:
         fails()
     except ValueError:
-        get_logger("agent.test").exception("boom")
+        structlog.stdlib.get_logger("agent.test").exception("boom")
     text = run_log.read_text(encoding="utf-8")
     assert "local-value-not-registered" not in text
     assert _records(run_log)[0]["exception"][0]["exc_type"] == "ValueError"
@@ -107,10 +101,10 @@ def test_tracebacks_carry_no_locals(run_log: Path) -> None:
 def test_run_log_has_json_lines_with_bound_context(run_log: Path) -> None:
     """Every run-log line is JSON and carries the bound run_id, target, phase and step."""
     configure_logging(console_format="text", run_log=run_log, level="warning")
-    bind_context(run_id="r-123", target="ssh://azureuser@vm:22")
-    with bound_context(phase="cleanup", step="apt_clean"):
-        get_logger("agent.engine").debug("step.output", line="ok")
-    get_logger("agent.engine").info("run.end")
+    structlog.contextvars.bind_contextvars(run_id="r-123", target="ssh://azureuser@vm:22")
+    with structlog.contextvars.bound_contextvars(phase="cleanup", step="apt_clean"):
+        structlog.stdlib.get_logger("agent.engine").debug("step.output", line="ok")
+    structlog.stdlib.get_logger("agent.engine").info("run.end")
     first, second = _records(run_log)
     assert first["run_id"] == "r-123"
     assert first["target"] == "ssh://azureuser@vm:22"
@@ -124,9 +118,9 @@ def test_console_json_mode_emits_one_object_per_line(
 ) -> None:
     """In json mode each console line parses as a JSON object with event and level."""
     configure_logging(console_format="json", run_log=None)
-    bind_context(run_id="r-9")
-    get_logger("agent.test").info("one", n=1)
-    get_logger("agent.test").warning("two")
+    structlog.contextvars.bind_contextvars(run_id="r-9")
+    structlog.stdlib.get_logger("agent.test").info("one", n=1)
+    structlog.stdlib.get_logger("agent.test").warning("two")
     lines = capsys.readouterr().err.splitlines()
     parsed = [json.loads(line) for line in lines]
     assert [(p["event"], p["level"], p["run_id"]) for p in parsed] == [
@@ -140,7 +134,7 @@ def test_console_level_does_not_limit_the_run_log(
 ) -> None:
     """The console honours its level while the run log keeps debug events."""
     configure_logging(console_format="json", run_log=run_log, level="warning")
-    get_logger("agent.test").debug("detail")
+    structlog.stdlib.get_logger("agent.test").debug("detail")
     assert capsys.readouterr().err == ""
     assert [r["event"] for r in _records(run_log)] == ["detail"]
 
@@ -172,7 +166,7 @@ def test_configuring_twice_does_not_duplicate_output(
     configure_logging(console_format="json", run_log=run_log)
     configure_logging(console_format="json", run_log=run_log)
     assert len(logging.getLogger().handlers) == handlers_before + 2
-    get_logger("agent.test").info("once")
+    structlog.stdlib.get_logger("agent.test").info("once")
     assert len(capsys.readouterr().err.splitlines()) == 1
     assert len(_records(run_log)) == 1
 
@@ -180,7 +174,7 @@ def test_configuring_twice_does_not_duplicate_output(
 def test_text_console_has_no_colours_off_a_tty(capsys: pytest.CaptureFixture[str]) -> None:
     """The text renderer writes no ANSI escapes when stderr is not a terminal."""
     configure_logging(console_format="text", run_log=None)
-    get_logger("agent.test").warning("plain")
+    structlog.stdlib.get_logger("agent.test").warning("plain")
     err = capsys.readouterr().err
     assert "plain" in err
     assert "\x1b[" not in err
@@ -202,7 +196,7 @@ def test_library_tracebacks_stay_off_the_console(
     transport = logging.getLogger("paramiko.transport")
     transport.error("Exception (client): Error reading SSH protocol banner")
     transport.error("Traceback (most recent call last):")
-    get_logger("agent.test").error("run.end")
+    structlog.stdlib.get_logger("agent.test").error("run.end")
     console = capsys.readouterr().err
     assert "Traceback" not in console
     assert "protocol banner" not in console

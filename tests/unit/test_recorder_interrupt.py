@@ -9,10 +9,9 @@ import pytest
 
 from agent.catalog import Catalog
 from agent.journal import Journal
-from agent.plan import PlannedStep, Selection
+from agent.plan import PlannedStep, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
 from agent.report import RunFolder
-from agent.runner import plan_for
 
 
 class InterruptedAfterStart(Journal):

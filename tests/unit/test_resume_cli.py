@@ -20,8 +20,8 @@ from agent.catalog import Catalog
 from agent.cli import main
 from agent.journal import JOURNAL_FILE, Journal
 from agent.outcome import ExitCode
-from agent.plan import Selection
-from agent.runner import RunRequest, _header, plan_for
+from agent.plan import Selection, plan_for
+from agent.runner import RunRequest, _header
 from agent.targets import parse_target
 
 TARGET = "ssh://azureuser@192.0.2.20:22"

@@ -184,8 +184,8 @@ def test_journal_records_typed_vars_that_rebuild_the_same_plan() -> None:
     """The journal header keeps vars as typed; a resume rebuilds the identical plan from it."""
     from agent.catalog import Catalog
     from agent.journal import plan_hash
-    from agent.plan import Selection
-    from agent.runner import RunRequest, _header, plan_for
+    from agent.plan import Selection, plan_for
+    from agent.runner import RunRequest, _header
     from agent.targets import parse_target
 
     catalog = Catalog.load()
