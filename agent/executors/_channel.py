@@ -16,7 +16,7 @@ from typing import BinaryIO, Literal
 import paramiko
 
 from agent.errors import TransferError
-from agent.executors.base import OutputCallback
+from agent.executors.base import Output, OutputCallback
 
 Stream = Literal["stdout", "stderr"]
 
@@ -74,16 +74,6 @@ class Finished:
 
     exit_code: int | None
     client_timeout: bool = False
-
-
-@dataclass(frozen=True)
-class Output:
-    """What a command printed so far."""
-
-    stdout: str
-    stderr: str
-    stdout_bytes: int
-    stderr_bytes: int
 
 
 class OutputCollector:

@@ -24,8 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Literal, Self
+from typing import Any, BinaryIO, Literal
 
 import fabric
 import paramiko
@@ -38,7 +37,7 @@ from agent.errors import (
     UsageError,
 )
 from agent.excerpt import clip
-from agent.executors._channel import Finished, Output, OutputCollector
+from agent.executors._channel import Finished, OutputCollector
 from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
 from agent.executors._hostkeys import KnownHostsVerifier
 from agent.executors._jump import HopAuth, JumpChain, JumpHost, open_jump_chain
@@ -51,8 +50,7 @@ from agent.executors._ssh_errors import (
     map_transfer_errors,
     reason,
 )
-from agent.executors.base import OutputCallback
-from agent.results import CommandResult
+from agent.executors.base import BaseExecutor, Exchanged, Output, OutputCallback
 from agent.secrets import Secret
 from agent.targets import Target
 
@@ -175,16 +173,13 @@ def _tune_socket(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _TCP_USER_TIMEOUT_MS)
 
 
-def _first_line(command: str, limit: int = 80) -> str:
-    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-class SshExecutor:
+class SshExecutor(BaseExecutor):
     """Runs commands on one Linux target over one SSH connection (see module docstring)."""
 
+    transport_name = "ssh"
+
     def __init__(self, target: Target, options: SshOptions) -> None:
-        self._target = target
+        super().__init__(target)
         self._options = options
         self._where = Endpoint(target.user, target.host, target.port)
         self._conn: Any = None  # fabric.Connection (untyped)
@@ -192,10 +187,6 @@ class SshExecutor:
         self._transport: paramiko.Transport | None = None
         self._root: RootShell | None = None
         self._stale_dirs: list[str] = []
-
-    @property
-    def description(self) -> str:
-        return self._target.display
 
     # -- connection ---------------------------------------------------------------------
 
@@ -319,21 +310,18 @@ class SshExecutor:
 
     # -- commands -----------------------------------------------------------------------
 
-    def run(
+    def _exchange(
         self,
         command: str,
+        label: str,
         *,
-        become: bool = False,
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-        stdout_sink: BinaryIO | None = None,
-    ) -> CommandResult:
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout}")
+        become: bool,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+        stdout_sink: BinaryIO | None,
+    ) -> Exchanged:
         transport = self._require_transport()
-        label = _first_line(command)
         collector = OutputCollector(on_output, stdout_sink)
-        log.debug("ssh.command_start", command=label, become=become, timeout=timeout)
         started = time.monotonic()
         with map_command_errors(self._where, label, connected=self.is_connected):
             if become:
@@ -351,24 +339,7 @@ class SshExecutor:
         duration = time.monotonic() - started
         output = collector.output()
         exit_code = self._check_finished(finished, label, duration, timeout, output)
-        log.debug(
-            "ssh.command_end",
-            command=label,
-            become=become,
-            exit_code=exit_code,
-            duration_s=round(duration, 3),
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
-        return CommandResult(
-            command=command,
-            exit_code=exit_code,
-            stdout=output.stdout,
-            stderr=output.stderr,
-            duration=duration,
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
+        return Exchanged(exit_code, output)
 
     def _root_shell(self, transport: paramiko.Transport) -> RootShell:
         if self._root is not None and self._root.broken:
@@ -470,18 +441,6 @@ class SshExecutor:
         self._close_jumps()
         self._conn = None
         self._transport = None
-
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["SshExecutor", "SshOptions"]
