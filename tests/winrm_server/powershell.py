@@ -518,7 +518,7 @@ def _remove_item(match: re.Match[str], session: Session) -> None:
     del session.machine.files[m.file_key(path)]
 
 
-# -- the stdin payload bootstrap of agent.executors._winrm_scripts ------------------------
+# -- the stdin payload bootstrap of agent.executors.winrm.scripts ------------------------
 
 
 @statement(

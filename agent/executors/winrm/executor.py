@@ -7,13 +7,13 @@ Layers a command passes through:
   lost; pywinrm's ``Session.run_ps`` would open and delete a shell per command;
 * each script runs as ``powershell -NoProfile -NonInteractive -EncodedCommand`` with
   ``$ProgressPreference='SilentlyContinue'`` prepended; a script too long for cmd.exe's
-  command line goes through stdin behind a SHA-256 check (``_winrm_scripts``);
+  command line goes through stdin behind a SHA-256 check (``scripts``);
 * output is read with our own Receive loop (``get_command_output_raw``): pywinrm's
   ``get_command_output`` re-polls OperationTimeout faults forever, ours stops at the
   command's deadline and then signals ``terminate`` so the process dies on the target;
-* CLIXML stderr is decoded to plain text, CRLF becomes LF (``_winrm_output``);
+* CLIXML stderr is decoded to plain text, CRLF becomes LF (``output``);
 * every pywinrm, requests and pyspnego error becomes an :mod:`agent.errors` error
-  (``_winrm_errors``); shells are deleted in every path.
+  (``errors``); shells are deleted in every path.
 
 ``become`` changes nothing on Windows: there is no sudo over WinRM. The WinRM user must be
 an administrator whose remote token is elevated (UAC filters remote logons of other local
@@ -42,11 +42,11 @@ from agent.errors import (
     TransferError,
     TransportError,
 )
-from agent.executors import _winrm_scripts as scripts
-from agent.executors._winrm_errors import ShellGone, WinRmErrors
-from agent.executors._winrm_options import WinRmOptions, WinRmTransport, settings
-from agent.executors._winrm_output import OutputCollector
 from agent.executors.base import BaseExecutor, Exchanged, OutputCallback
+from agent.executors.winrm import scripts
+from agent.executors.winrm.errors import ShellGone, WinRmErrors
+from agent.executors.winrm.options import WinRmOptions, settings
+from agent.executors.winrm.output import ShellOutputDecoder
 from agent.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -197,7 +197,7 @@ class WinRmExecutor(BaseExecutor):
         stdout_sink: BinaryIO | None,
     ) -> Exchanged:
         """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
-        collector = OutputCollector(self._options.codepage, on_output, stdout_sink)
+        collector = ShellOutputDecoder(self._options.codepage, on_output, stdout_sink)
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:
             exit_code = self._execute(scripts.PREAMBLE + command, label, deadline, collector)
@@ -216,7 +216,7 @@ class WinRmExecutor(BaseExecutor):
         script: str,
         label: str,
         deadline: float | None,
-        collector: OutputCollector,
+        collector: ShellOutputDecoder,
         *,
         payload: bytes | None = None,
     ) -> int:
@@ -299,7 +299,7 @@ class WinRmExecutor(BaseExecutor):
         command_id: str,
         label: str,
         deadline: float | None,
-        collector: OutputCollector,
+        collector: ShellOutputDecoder,
     ) -> int:
         protocol = self._require_protocol()
         try:
@@ -364,7 +364,7 @@ class WinRmExecutor(BaseExecutor):
         except OSError as exc:
             raise TransferError(f"cannot read {local}: {exc.strerror}") from exc
         label = f"put {remote}"
-        collector = OutputCollector(self._options.codepage)
+        collector = ShellOutputDecoder(self._options.codepage)
         bootstrap, payload = scripts.write_from_stdin(remote, data)
         try:
             code = self._execute(bootstrap, label, None, collector, payload=payload)
@@ -428,4 +428,4 @@ class WinRmExecutor(BaseExecutor):
             protocol.transport.close_session()
 
 
-__all__ = ["WinRmExecutor", "WinRmOptions", "WinRmTransport"]
+__all__ = ["WinRmExecutor"]

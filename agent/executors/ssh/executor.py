@@ -3,15 +3,15 @@
 Layers a command passes through:
 
 * ``become=False``: a new exec channel on the one connection; the login shell runs
-  ``timeout -k 10 T /bin/bash -s``, the script arrives on stdin (see ``_exec``).
+  ``timeout -k 10 T /bin/bash -s``, the script arrives on stdin (see ``exec``).
 * ``become=True``: the run's single root shell, opened on the first become command with
-  sudo authenticated once, fed framed scripts (see ``_rootshell``). It outlives the login
+  sudo authenticated once, fed framed scripts (see ``rootshell``). It outlives the login
   user's deletion by ``waagent -deprovision+user``.
 
 fabric's ``Connection`` opens the connection (without reading ~/.ssh/config or any fabric
 config file, so every host behaves the same); channels and SFTP are used directly on its
-paramiko transport. Host keys are checked by ``_hostkeys``; every paramiko and socket
-error is translated by ``_ssh_errors``.
+paramiko transport. Host keys are checked by ``hostkeys``; every paramiko and socket
+error is translated by ``errors``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import fabric
 import paramiko
@@ -37,12 +37,9 @@ from agent.errors import (
     UsageError,
 )
 from agent.excerpt import clip
-from agent.executors._channel import Finished, OutputCollector
-from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
-from agent.executors._hostkeys import KnownHostsVerifier
-from agent.executors._jump import HopAuth, JumpChain, JumpHost, open_jump_chain
-from agent.executors._rootshell import RootShell, open_root_shell
-from agent.executors._ssh_errors import (
+from agent.executors.base import BaseExecutor, Exchanged, Output, OutputCallback
+from agent.executors.ssh.channel import ChannelCollector, Finished
+from agent.executors.ssh.errors import (
     TRANSPORT_FAILURES,
     Endpoint,
     map_command_errors,
@@ -50,7 +47,11 @@ from agent.executors._ssh_errors import (
     map_transfer_errors,
     reason,
 )
-from agent.executors.base import BaseExecutor, Exchanged, Output, OutputCallback
+from agent.executors.ssh.exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
+from agent.executors.ssh.hostkeys import KnownHostsVerifier
+from agent.executors.ssh.jump import HopAuth, JumpChain, open_jump_chain
+from agent.executors.ssh.options import SshOptions
+from agent.executors.ssh.rootshell import RootShell, open_root_shell
 from agent.secrets import Secret
 from agent.targets import Target
 
@@ -64,22 +65,6 @@ _TCP_USER_TIMEOUT_MS = 30_000
 # too (a power-off closes the session a moment before the connection).
 _LOSS_SETTLE = 2.0
 _COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """How to authenticate and which host keys to trust. Secrets arrive as ``Secret``."""
-
-    identity: Path | None = None
-    identity_passphrase: Secret | None = None
-    password: Secret | None = None
-    sudo_password: Secret | None = None
-    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
-    host_key_policy: Literal["strict", "accept-new"] = "strict"
-    use_agent: bool = True
-    connect_timeout: float = 15.0
-    # ProxyJump: reach the target through these SSH hosts, in order (see _jump).
-    jumps: tuple[JumpHost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -321,7 +306,7 @@ class SshExecutor(BaseExecutor):
         stdout_sink: BinaryIO | None,
     ) -> Exchanged:
         transport = self._require_transport()
-        collector = OutputCollector(on_output, stdout_sink)
+        collector = ChannelCollector(on_output, stdout_sink)
         started = time.monotonic()
         with map_command_errors(self._where, label, connected=self.is_connected):
             if become:
@@ -443,4 +428,4 @@ class SshExecutor(BaseExecutor):
         self._transport = None
 
 
-__all__ = ["SshExecutor", "SshOptions"]
+__all__ = ["SshExecutor", "load_identity"]

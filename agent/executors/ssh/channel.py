@@ -76,7 +76,7 @@ class Finished:
     client_timeout: bool = False
 
 
-class OutputCollector:
+class ChannelCollector:
     """Keeps (or forwards) a command's output and reports decoded chunks as they come.
 
     stdout goes to ``stdout_sink`` as raw bytes when one is given (a tar stream must stay

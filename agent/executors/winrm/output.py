@@ -11,8 +11,8 @@ from __future__ import annotations
 import codecs
 from typing import BinaryIO
 
-from agent.executors import _winrm_clixml as clixml
 from agent.executors.base import Output, OutputCallback
+from agent.executors.winrm import clixml
 
 _MARKER = clixml.MARKER.encode("ascii")
 
@@ -46,7 +46,7 @@ class TextStream:
         return "".join(self._parts)
 
 
-class OutputCollector:
+class ShellOutputDecoder:
     """Receives raw chunks of one command; :meth:`finish` gives the decoded result."""
 
     def __init__(
