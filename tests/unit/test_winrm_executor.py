@@ -112,9 +112,12 @@ def test_interleaved_error_records_and_plain_stderr_keep_their_order(
         result = ex.run(script)
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    assert "Cannot find path 'C:\\missing.txt' because it does not exist." in lines
-    assert lines.index("plain between") < next(
-        i for i, x in enumerate(lines) if "second problem" in x
+    # As powershell.exe prints a cmdlet's error record: "Cmdlet : message".
+    first = "Get-Content : Cannot find path 'C:\\missing.txt' because it does not exist."
+    assert (
+        lines.index(first)
+        < lines.index("plain between")
+        < next(i for i, x in enumerate(lines) if "second problem" in x)
     )
     assert lines[-1] == "the last line says what to do"
     assert "Objs" not in result.stderr
