@@ -326,8 +326,8 @@ def boot_test_run_options(func: F) -> F:
 
 
 def _ssh_options(kw: dict[str, Any]) -> Any:
-    from agent.executors._jump import JumpHost
     from agent.executors.ssh import SshOptions
+    from agent.executors.ssh.options import JumpHost
     from agent.secrets import secret_from_env, secret_from_file
 
     def secret(env: str | None, file: Path | None, what: str) -> Any:
@@ -357,7 +357,7 @@ def _ssh_options(kw: dict[str, Any]) -> Any:
     if options["identity_passphrase"] is not None and options["identity"] is None:
         raise errors.UsageError("--identity-passphrase-env/-file goes with --identity")
     if options["identity"] is not None:
-        from agent.executors.ssh import load_identity
+        from agent.executors.ssh.executor import load_identity
 
         # A locked or broken key is a usage error before anything starts, not a failed run.
         load_identity(options["identity"], options["identity_passphrase"])

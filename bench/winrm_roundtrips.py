@@ -39,8 +39,8 @@ from typing import Any
 import winrm
 
 from agent.catalog import Catalog
-from agent.executors import _winrm_scripts
 from agent.executors.winrm import WinRmExecutor, WinRmOptions
+from agent.executors.winrm import scripts as winrm_scripts
 from agent.facts_windows import gather_windows_facts
 from agent.plan import PlannedStep, Selection
 from agent.runner import plan_for
@@ -169,7 +169,7 @@ def measure_run_ps(tls: TlsFiles, steps: list[PlannedStep]) -> Way:
 
     def run_one(session: winrm.Session, step: PlannedStep) -> bool:
         # The same script imageprep sends (progress silenced), the way pywinrm sends it.
-        response = session.run_ps(_winrm_scripts.PREAMBLE + step.command)
+        response = session.run_ps(winrm_scripts.PREAMBLE + step.command)
         return response.status_code == 0
 
     def close_client(session: winrm.Session) -> None:

@@ -19,14 +19,22 @@ Contract (every implementation):
 
 from __future__ import annotations
 
+import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, Self, runtime_checkable
+
+import structlog
 
 from agent.results import CommandResult
+from agent.targets import Target
 
 OutputCallback = Callable[[str, str], None]
+
+log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -68,3 +76,128 @@ class Executor(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command printed: decoded text (stdout empty when it went to a sink), byte counts."""
+
+    stdout: str
+    stderr: str
+    stdout_bytes: int
+    stderr_bytes: int
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What a transport's exchange of one command returned: its exit code and output."""
+
+    exit_code: int
+    output: Output
+
+
+def first_line(command: str, limit: int = 80) -> str:
+    """The first non-blank line of ``command``, clipped: how logs and errors name it."""
+    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class BaseExecutor(ABC):
+    """What every transport shares; a transport implements only the exchange.
+
+    Like testinfra's ``BaseBackend.result()`` and httpx's ``BaseTransport``: ``run``
+    checks its arguments, logs the command's start and end under the transport's name
+    and builds the frozen :class:`CommandResult`; ``_exchange`` sends the command and
+    returns its exit code and output, or raises one of :mod:`agent.errors`. The context
+    manager connects on enter and closes on exit.
+    """
+
+    #: Prefix of the log events ("ssh" gives ``ssh.command_start``, ``ssh.command_end``).
+    transport_name: ClassVar[str]
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+
+    @property
+    def description(self) -> str:
+        """Where this executor is connected, without secrets (for logs and reports)."""
+        return self._target.display
+
+    def run(
+        self,
+        command: str,
+        *,
+        become: bool = False,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+        stdout_sink: BinaryIO | None = None,
+    ) -> CommandResult:
+        """Run ``command`` under the contract in this module's docstring."""
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        label = first_line(command)
+        log.debug(
+            f"{self.transport_name}.command_start", command=label, become=become, timeout=timeout
+        )
+        started = time.monotonic()
+        done = self._exchange(
+            command,
+            label,
+            become=become,
+            timeout=timeout,
+            on_output=on_output,
+            stdout_sink=stdout_sink,
+        )
+        duration = time.monotonic() - started
+        output = done.output
+        log.debug(
+            f"{self.transport_name}.command_end",
+            command=label,
+            become=become,
+            exit_code=done.exit_code,
+            duration_s=round(duration, 3),
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+        return CommandResult(
+            command=command,
+            exit_code=done.exit_code,
+            stdout=output.stdout,
+            stderr=output.stderr,
+            duration=duration,
+            stdout_bytes=output.stdout_bytes,
+            stderr_bytes=output.stderr_bytes,
+        )
+
+    @abstractmethod
+    def _exchange(
+        self,
+        command: str,
+        label: str,
+        *,
+        become: bool,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+        stdout_sink: BinaryIO | None,
+    ) -> Exchanged:
+        """Send ``command`` (named ``label`` in errors) and return how it ended."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection (idempotent while it is up)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection and everything on the target that belongs to it."""
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

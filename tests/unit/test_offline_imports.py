@@ -56,3 +56,22 @@ def test_version_loads_neither_click_nor_the_cli() -> None:
     """--version is answered before click, pydantic or structlog are imported."""
     loaded = _loaded_by("--version")
     assert loaded.isdisjoint({"click", "pydantic", "structlog", "yaml"})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from agent.executors.ssh import SshOptions, JumpHost",
+        "from agent.executors.winrm import WinRmOptions",
+        "import agent.executors",
+    ],
+)
+def test_transport_options_load_no_transport(statement: str) -> None:
+    """The options of a transport (and its package) import without its library."""
+    probe = f"{statement}\nimport sys\nprint('LOADED:' + ' '.join(sorted(sys.modules)))"
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    (line,) = [x for x in completed.stdout.splitlines() if x.startswith("LOADED:")]
+    loaded = {m.split(".")[0] for m in line.removeprefix("LOADED:").split()}
+    assert loaded.isdisjoint(_TRANSPORTS_AND_SDKS)

@@ -16,7 +16,7 @@ from agent.errors import (
     TransferError,
     TransportError,
 )
-from agent.executors._ssh_errors import (
+from agent.executors.ssh.errors import (
     Endpoint,
     map_command_errors,
     map_connect_errors,

@@ -6,14 +6,14 @@ import os
 
 import pytest
 
-from agent.executors._channel import OutputCollector
-from agent.executors._exec import (
+from agent.executors.ssh.channel import ChannelCollector
+from agent.executors.ssh.exec import (
     exec_command_line,
     remote_timed_out,
     script_on_stdin,
     timeout_arg,
 )
-from agent.executors._rootshell import Framer, Tokens, start_command
+from agent.executors.ssh.rootshell import Framer, Tokens, start_command
 
 TOKENS = Tokens("0123456789abcdef")
 
@@ -100,7 +100,7 @@ def test_exit_124_counts_as_timeout_only_after_the_deadline() -> None:
 def test_collector_decodes_split_utf8_and_counts_bytes() -> None:
     """A multi-byte character split across chunks is decoded once, whole."""
     seen: list[str] = []
-    collector = OutputCollector(lambda stream, text: seen.append(text), None)
+    collector = ChannelCollector(lambda stream, text: seen.append(text), None)
     data = "héllo".encode()
     collector.add("stdout", data[:2])
     collector.add("stdout", data[2:])

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from agent.errors import HostKeyError
-from agent.executors._hostkeys import (
+from agent.executors.ssh.hostkeys import (
     HostKeyPolicy,
     KnownHostsVerifier,
     entry_name,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import UsageError
-from agent.executors._jump import JumpHost
+from agent.executors.ssh.options import JumpHost
 from agent.sshconfig import apply_ssh_config
 
 

@@ -17,7 +17,7 @@ import pytest
 from tree_sitter_language_pack import get_parser
 
 from agent.catalog import Catalog
-from agent.executors import _winrm_scripts as scripts
+from agent.executors.winrm import scripts
 from agent.facts_windows import _GATHER_SCRIPT, facts_from_values
 from agent.plan import build_plan
 from agent.windows_logs import log_scripts

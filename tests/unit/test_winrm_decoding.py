@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import UsageError
-from agent.executors import _winrm_clixml as clixml
-from agent.executors._winrm_output import OutputCollector, TextStream
-from agent.executors.winrm import WinRmExecutor, WinRmOptions
+from agent.executors.winrm import WinRmExecutor, WinRmOptions, clixml
+from agent.executors.winrm.output import ShellOutputDecoder, TextStream
 from agent.secrets import Secret
 from agent.targets import Target
 
@@ -74,11 +73,11 @@ def test_text_stream_joins_crlf_and_utf8_split_across_chunks() -> None:
 def test_collector_streams_plain_stderr_but_clixml_once() -> None:
     """Plain stderr is streamed as it comes; CLIXML stderr is given once, decoded."""
     seen: list[tuple[str, str]] = []
-    plain = OutputCollector(65001, lambda s, t: seen.append((s, t)))
+    plain = ShellOutputDecoder(65001, lambda s, t: seen.append((s, t)))
     plain.feed(b"", b"oops\r\n")
     assert seen == [("stderr", "oops\n")]
     seen.clear()
-    structured = OutputCollector(65001, lambda s, t: seen.append((s, t)))
+    structured = ShellOutputDecoder(65001, lambda s, t: seen.append((s, t)))
     xml = '<Objs xmlns="http://schemas.microsoft.com/powershell/2004/04"><S S="Error">x</S></Objs>'
     structured.feed(b"", b"#< CLIXML\r\n")
     structured.feed(b"", xml.encode())

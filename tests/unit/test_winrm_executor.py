@@ -23,9 +23,9 @@ from agent.errors import (
     TransferError,
     UsageError,
 )
-from agent.executors import _winrm_scripts
 from agent.executors.base import Executor
 from agent.executors.winrm import WinRmExecutor, WinRmOptions
+from agent.executors.winrm import scripts as winrm_scripts
 from agent.secrets import Secret
 from agent.targets import Target
 from tests.winrm_server import (
@@ -112,9 +112,12 @@ def test_interleaved_error_records_and_plain_stderr_keep_their_order(
         result = ex.run(script)
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    assert "Cannot find path 'C:\\missing.txt' because it does not exist." in lines
-    assert lines.index("plain between") < next(
-        i for i, x in enumerate(lines) if "second problem" in x
+    # As powershell.exe prints a cmdlet's error record: "Cmdlet : message".
+    first = "Get-Content : Cannot find path 'C:\\missing.txt' because it does not exist."
+    assert (
+        lines.index(first)
+        < lines.index("plain between")
+        < next(i for i, x in enumerate(lines) if "second problem" in x)
     )
     assert lines[-1] == "the last line says what to do"
     assert "Objs" not in result.stderr
@@ -181,31 +184,31 @@ def test_long_script_goes_through_stdin_with_its_digest(
 ) -> None:
     """A script too long for cmd.exe arrives over stdin, digest-checked, and runs whole."""
     script = "\n".join(f"Write-Output 'line {i:04}'" for i in range(600))
-    assert not _winrm_scripts.fits_command_line(script)
+    assert not winrm_scripts.fits_command_line(script)
     with executor(server) as winrm:
         result = winrm.run(script)
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [f"line {i:04}" for i in range(600)]
     assert all(len(line) <= 8191 for line in server.stats.command_lines)
     assert "$imageprepDigest" in machine.scripts[-2]
-    assert machine.scripts[-1] == _winrm_scripts.PREAMBLE + script
+    assert machine.scripts[-1] == winrm_scripts.PREAMBLE + script
 
 
 def test_corrupted_long_script_is_refused(
     server: WinRmTestServer, machine: WindowsMachine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A payload that arrives changed fails its SHA-256 check and never runs."""
-    real_chunks = _winrm_scripts.stdin_chunks
+    real_chunks = winrm_scripts.stdin_chunks
 
     def corrupted(payload: bytes) -> list[bytes]:
         chunks = real_chunks(payload)
         return [b"V3JpdGU" + chunks[0][7:], *chunks[1:]]
 
-    monkeypatch.setattr(_winrm_scripts, "stdin_chunks", corrupted)
+    monkeypatch.setattr(winrm_scripts, "stdin_chunks", corrupted)
     script = "\n".join(f"Write-Output 'line {i}'" for i in range(600))
     with executor(server) as winrm:
         result = winrm.run(script)
-    assert result.exit_code == _winrm_scripts.DIGEST_MISMATCH_EXIT
+    assert result.exit_code == winrm_scripts.DIGEST_MISMATCH_EXIT
     assert "SHA-256" in result.stderr
     assert result.stdout == ""
     assert "$imageprepDigest" in machine.scripts[-1]  # only the bootstrap ran

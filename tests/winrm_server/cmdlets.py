@@ -701,6 +701,7 @@ def _get_service(call: Call) -> list[Any]:
 
 @command("Get-BitLockerVolume")
 def _get_bitlocker_volume(call: Call) -> list[Any]:
+    call.session.load_module()  # a module cmdlet: the first-use progress record
     if not call.machine.bitlocker_installed:
         raise NotModelled("Get-BitLockerVolume")
     machine = call.machine
@@ -733,6 +734,7 @@ def _get_windows_feature(call: Call) -> list[Any]:
 
 @command("Get-AppxPackage")
 def _get_appx_package(call: Call) -> list[Any]:
+    call.session.load_module()  # a module cmdlet: the first-use progress record
     if not call.switch("allusers"):
         raise NotModelled("Get-AppxPackage without -AllUsers")
     machine = call.machine
@@ -775,6 +777,7 @@ def _get_appx_package(call: Call) -> list[Any]:
 
 @command("Get-AppxProvisionedPackage")
 def _get_appx_provisioned(call: Call) -> list[Any]:
+    call.session.load_module()  # a module cmdlet: the first-use progress record
     if not call.switch("online"):
         raise NotModelled("Get-AppxProvisionedPackage without -Online")
     out = []

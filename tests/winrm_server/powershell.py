@@ -1,15 +1,19 @@
-"""powershell.exe on the Windows test double: a table of recognised statements.
+"""powershell.exe on the Windows test double: a few statements, then :mod:`pslang`.
 
 Part of the WinRM *test double for a Windows machine* (see ``tests/winrm_server``). This
 is not a PowerShell implementation. A script (from ``-EncodedCommand``, ``-Command``,
 trailing arguments, or stdin with ``-``) is split into statements at top-level ``;`` and
-newlines; each statement must match one pattern of :data:`STATEMENTS` in full, and its
-handler acts on the machine. The first statement that matches nothing fails the way
-PowerShell fails on an unknown command: a CLIXML error record on stderr and exit 1, so
-a test never passes because the double silently skipped a line it did not understand.
+newlines. One path interprets them: :mod:`tests.winrm_server.pslang` (variables, control
+flow, pipelines of the cmdlets in :mod:`tests.winrm_server.cmdlets`), after the few
+statements of :data:`STATEMENTS` that it cannot express (preferences, ``trap``,
+``throw``, ``exit``, ``Write-Host``, native programs, the executor's stdin bootstraps,
+imported from ``agent.executors.winrm.scripts``). A statement neither understands fails
+the way PowerShell fails on an unknown command: a CLIXML error record on stderr and exit
+1, so a test never passes because the double silently skipped a line it did not
+understand.
 
-To model a new script, add a pattern and a handler with :func:`statement`; keep handlers
-small and put machine state in :mod:`tests.winrm_server.machine`.
+To model a new script, prefer a cmdlet in ``cmdlets`` or a construct in ``pslang``; keep
+machine state in :mod:`tests.winrm_server.machine`.
 
 Exit code, as ``powershell.exe -Command`` computes it: ``exit N`` wins; else 1 when the
 last statement failed (``$?`` false), else 0.
@@ -25,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.executors.winrm import scripts as executor_scripts
 from tests.winrm_server import clixml, pslang
 from tests.winrm_server import machine as m
 from tests.winrm_server.shells import Process
@@ -339,33 +344,17 @@ def _error_action(match: re.Match[str], session: Session) -> None:
     session.stop_on_error = session.value(match["value"]).casefold() == "stop"
 
 
-@statement(rf"(?P<cmd>Write-Output|echo|Write-Host)(?P<args>(?:\s+{_STR})+)")
+@statement(rf"Write-Host(?P<args>(?:\s+{_STR})+)")
 def _write(match: re.Match[str], session: Session) -> None:
     values = [session.value(v) for v in re.findall(_STR, match["args"])]
-    if match["cmd"].casefold() == "write-host":
-        # The console host writes the text and the newline separately (recordings).
-        session.process.write_text("stdout", " ".join(values))
-        session.process.write_text("stdout", "\n")
-    else:
-        for value in values:
-            session.out(value)
-
-
-@statement(r"(?P<value>'(?:[^']|'')*'|\"(?:[^\"`]|`.)*\")")
-def _literal(match: re.Match[str], session: Session) -> None:
-    session.out(session.value(match["value"]))
+    # The console host writes the text and the newline separately (recordings).
+    session.process.write_text("stdout", " ".join(values))
+    session.process.write_text("stdout", "\n")
 
 
 @statement(r"\(pwd\)\.Path|\(Get-Location\)\.Path")
 def _pwd(match: re.Match[str], session: Session) -> None:
     session.out(session.process.cwd)
-
-
-@statement(r"\[Console\]::(?P<stream>Out|Error)\.Write(?P<line>Line)?\(" + arg("value") + r"\)")
-def _console_write(match: re.Match[str], session: Session) -> None:
-    stream = "stderr" if match["stream"].casefold() == "error" else "stdout"
-    newline = "\r\n" if match["line"] else ""
-    session.process.write_text(stream, session.value(match["value"]) + newline)
 
 
 @statement(r"Write-Error\s+(?:-Message\s+)?" + arg("value"))
@@ -396,16 +385,6 @@ def _exit(match: re.Match[str], session: Session) -> None:
     if code is None:
         raise PsExit(0)
     raise PsExit(session.last_exit_code if code.startswith("$") else int(code))
-
-
-@statement(r"Start-Sleep\s+(?:-Seconds\s+|-s\s+)?(?P<seconds>\d+(?:\.\d+)?)")
-def _sleep(match: re.Match[str], session: Session) -> None:
-    session.process.sleep(float(match["seconds"]))
-
-
-@statement(r"Start-Sleep\s+(?:-Milliseconds|-m)\s+(?P<ms>\d+)")
-def _sleep_ms(match: re.Match[str], session: Session) -> None:
-    session.process.sleep(int(match["ms"]) / 1000)
 
 
 # -- registry -----------------------------------------------------------------------------
@@ -442,16 +421,6 @@ def _registry_write(match: re.Match[str], session: Session) -> None:
     session.machine.set_value(session.value(match["key"]), session.value(match["name"]), value)
 
 
-@statement(rf"Test-Path\s+{_PATH_PARAM}{arg('path')}")
-def _test_path(match: re.Match[str], session: Session) -> None:
-    path = session.value(match["path"])
-    if re.match(r"(HK\w+:|HKEY_|Registry::)", path, re.IGNORECASE):
-        exists = session.machine.key_exists(path)
-    else:
-        exists = session.machine.file_exists(path)
-    session.out("True" if exists else "False")
-
-
 # -- files --------------------------------------------------------------------------------
 
 
@@ -462,22 +431,6 @@ def _missing_file(session: Session, statement_text: str, path: str) -> None:
         f"ObjectNotFound: ({path}:String) [], ItemNotFoundException",
         "PathNotFound",
     )
-
-
-@statement(rf"Get-Content\s+{_PATH_PARAM}{arg('path')}(?P<flags>(?:\s+-Raw|\s+-Tail\s+\d+)*)")
-def _get_content(match: re.Match[str], session: Session) -> None:
-    path = session.value(match["path"])
-    data = session.machine.read_file(path)
-    if data is None:
-        _missing_file(session, match[0], path)
-        return
-    text = data.decode("utf-8-sig", errors="replace")
-    lines = text.splitlines()
-    tail = re.search(r"-Tail\s+(\d+)", match["flags"], re.IGNORECASE)
-    if tail is not None:
-        lines = lines[-int(tail[1]) :] if int(tail[1]) else []
-    for line in lines:
-        session.out(line)
 
 
 @statement(r"\[Convert\]::ToBase64String\(\[IO\.File\]::ReadAllBytes\(" + arg("path") + r"\)\)")
@@ -509,26 +462,39 @@ def _file_hash(match: re.Match[str], session: Session) -> None:
     session.out(hashlib.sha256(data).hexdigest().upper())
 
 
-@statement(rf"Remove-Item\s+{_PATH_PARAM}{arg('path')}(?:\s+-Force)?(?:\s+-ErrorAction\s+\w+)?")
-def _remove_item(match: re.Match[str], session: Session) -> None:
-    path = session.value(match["path"])
-    if session.machine.read_file(path) is None:
-        _missing_file(session, match[0], path)
-        return
-    del session.machine.files[m.file_key(path)]
+# -- the stdin bootstraps of agent.executors.winrm.scripts --------------------------------
+# The statements are taken from the executor, not copied. The double gives the four that
+# use what pslang lacks ($input, SHA256, ScriptBlock, WriteAllBytes) what they do on
+# Windows; the digest check between them (if, [Console]::Error, exit) is interpreted like
+# any other statement.
+
+_SAMPLE_PATH = "C:\\imageprep-double\\sample"
 
 
-# -- the stdin payload bootstrap of agent.executors._winrm_scripts ------------------------
+def _bootstrap_statements() -> tuple[list[str], list[str]]:
+    run = split_statements(executor_scripts.run_from_stdin("")[0])
+    write = split_statements(executor_scripts.write_from_stdin(_SAMPLE_PATH, b"")[0])
+    # preamble, payload from stdin, digest, digest check, action: fail loudly on another shape
+    if len(run) != 5 or run[:-1] != write[:-1]:
+        raise RuntimeError("the executor's stdin bootstrap changed shape: update the double")
+    return run, write
 
 
-@statement(
-    r"\$(?P<var>\w+)\s*=\s*\[Convert\]::FromBase64String\(\(\(\$input \| Out-String\) "
-    r"-replace '\\s', ''\)\)"
-)
+def _assigned(text: str) -> str:
+    """The variable a ``$name = ...`` statement assigns."""
+    return text.split("=", 1)[0].strip().removeprefix("$")
+
+
+_RUN_BOOTSTRAP, _WRITE_BOOTSTRAP = _bootstrap_statements()
+_PAYLOAD_VAR = _assigned(_RUN_BOOTSTRAP[1])
+_DIGEST_VAR = _assigned(_RUN_BOOTSTRAP[2])
+
+
+@statement(re.escape(_RUN_BOOTSTRAP[1]))
 def _payload_from_stdin(match: re.Match[str], session: Session) -> None:
     text = session.process.read_stdin().decode("ascii", errors="replace")
     try:
-        session.variables[match["var"]] = base64.b64decode("".join(text.split()), validate=True)
+        session.variables[_PAYLOAD_VAR] = base64.b64decode("".join(text.split()), validate=True)
     except binascii.Error as exc:
         session.errors.append(
             clixml.ErrorRecord(
@@ -542,70 +508,34 @@ def _payload_from_stdin(match: re.Match[str], session: Session) -> None:
         raise PsExit(1) from exc
 
 
-@statement(
-    r"\$(?P<var>\w+)\s*=\s*\[BitConverter\]::ToString\(\[Security\.Cryptography\.SHA256\]::"
-    r"Create\(\)\.ComputeHash\(\$(?P<source>\w+)\)\) -replace '-', ''"
-)
+@statement(re.escape(_RUN_BOOTSTRAP[2]))
 def _payload_digest(match: re.Match[str], session: Session) -> None:
-    data = session.variables[match["source"]]
-    assert isinstance(data, bytes)
-    session.variables[match["var"]] = hashlib.sha256(data).hexdigest().upper()
+    session.variables[_DIGEST_VAR] = hashlib.sha256(_payload(session)).hexdigest().upper()
 
 
-@statement(
-    r"if \(\$(?P<var>\w+) -ne '(?P<expected>[0-9A-Fa-f]+)'\) \{ "
-    r"\[Console\]::Error\.WriteLine\((?P<message>\"(?:[^\"`]|`.)*\")\); exit (?P<code>\d+) \}"
-)
-def _payload_check(match: re.Match[str], session: Session) -> None:
-    if str(session.variables[match["var"]]).casefold() != match["expected"].casefold():
-        message = re.sub(
-            r"\$(\w+)", lambda v: str(session.variables.get(v[1], "")), match["message"][1:-1]
-        )
-        session.process.write_text("stderr", message + "\r\n")
-        raise PsExit(int(match["code"]))
-
-
-@statement(
-    r"& \(\[ScriptBlock\]::Create\(\[Text\.Encoding\]::UTF8\.GetString\(\$(?P<var>\w+)\)\)\)"
-)
+@statement(re.escape(_RUN_BOOTSTRAP[4]))
 def _run_payload(match: re.Match[str], session: Session) -> None:
-    data = session.variables[match["var"]]
-    assert isinstance(data, bytes)
-    script = data.decode("utf-8")
+    script = _payload(session).decode("utf-8")
     session.machine.scripts.append(script)
     run_script(session, script)
 
 
-@statement(r"\[IO\.File\]::WriteAllBytes\(" + arg("path") + r", \$(?P<var>\w+)\)")
-def _write_payload(match: re.Match[str], session: Session) -> None:
-    data = session.variables[match["var"]]
-    assert isinstance(data, bytes)
-    session.machine.write_file(session.value(match["path"]), data)
-
-
-# -- Windows state: AppX, BitLocker, Sysprep, power ---------------------------------------
-
-
-@statement(r"Get-AppxPackage\s+-AllUsers\s*\|\s*Select-Object\s+-ExpandProperty\s+PackageFullName")
-def _appx_installed(match: re.Match[str], session: Session) -> None:
-    session.load_module()
-    for package in sorted({p for ps in session.machine.appx_installed.values() for p in ps}):
-        session.out(package)
-
-
 @statement(
-    r"Get-AppxProvisionedPackage\s+-Online\s*\|\s*Select-Object\s+-ExpandProperty\s+PackageName"
+    re.escape(_WRITE_BOOTSTRAP[4]).replace(
+        re.escape(executor_scripts.quote(_SAMPLE_PATH)), arg("path")
+    )
 )
-def _appx_provisioned(match: re.Match[str], session: Session) -> None:
-    session.load_module()
-    for package in sorted(session.machine.appx_provisioned):
-        session.out(package)
+def _write_payload(match: re.Match[str], session: Session) -> None:
+    session.machine.write_file(session.value(match["path"]), _payload(session))
 
 
-@statement(r"\(Get-BitLockerVolume\s+-MountPoint\s+" + arg("mount") + r"\)\.VolumeStatus")
-def _bitlocker(match: re.Match[str], session: Session) -> None:
-    session.load_module()
-    session.out(session.machine.bitlocker_status)
+def _payload(session: Session) -> bytes:
+    data = session.variables[_PAYLOAD_VAR]
+    assert isinstance(data, bytes)
+    return data
+
+
+# -- Windows state: Sysprep, shutdown ------------------------------------------------------
 
 
 @statement(r"&\s*" + arg("exe") + r"(?P<args>(?:\s+" + _STR + r")*)")
@@ -635,8 +565,3 @@ def _native(text: str, exe: str, raw_args: list[str], session: Session) -> None:
         raise PsExit(1)
     session.last_exit_code = program(session.process, [session.value(a) for a in raw_args])
     session.failed = session.last_exit_code != 0
-
-
-@statement(r"Stop-Computer(?:\s+-Force)?")
-def _stop_computer(match: re.Match[str], session: Session) -> None:
-    session.machine.schedule_power_off(1.0)

@@ -39,16 +39,16 @@ import paramiko
 import structlog
 
 from agent.errors import PrivilegeError, TransportError, UsageError
-from agent.executors._channel import (
+from agent.executors.ssh.channel import (
+    ChannelCollector,
     Finished,
-    OutputCollector,
     drained,
     passed,
     receive,
     remaining,
 )
-from agent.executors._exec import KILL_AFTER, client_deadline, timeout_arg
-from agent.executors._ssh_errors import TRANSPORT_FAILURES, Endpoint
+from agent.executors.ssh.errors import TRANSPORT_FAILURES, Endpoint
+from agent.executors.ssh.exec import KILL_AFTER, client_deadline, timeout_arg
 from agent.secrets import Secret
 
 log = structlog.get_logger(__name__)
@@ -202,7 +202,7 @@ class RootShell:
     def run_dir(self) -> str:
         return self._tokens.run_dir
 
-    def run(self, script: str, *, timeout: float | None, collector: OutputCollector) -> Finished:
+    def run(self, script: str, *, timeout: float | None, collector: ChannelCollector) -> Finished:
         """Run ``script`` as root; ``exit_code`` None means the shell ended mid-command."""
         self._seq += 1
         out = Framer(
@@ -228,7 +228,7 @@ class RootShell:
         return f"__ip_run {self._seq} {limit} <<'{here}'\n{payload}{here}\n".encode("ascii")
 
     def _pump(
-        self, out: Framer, err: Framer, collector: OutputCollector, deadline: float | None
+        self, out: Framer, err: Framer, collector: ChannelCollector, deadline: float | None
     ) -> Finished | None:
         while True:
             got = receive(self._chan, remaining(deadline))

@@ -19,51 +19,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paramiko
 
 from agent.errors import ConnectError, TransportError, UsageError
-from agent.executors._hostkeys import HostKeyPolicy, KnownHostsVerifier
-from agent.executors._ssh_errors import (
+from agent.executors.ssh.errors import (
     TRANSPORT_FAILURES,
     Endpoint,
     map_connect_errors,
     reason,
 )
+from agent.executors.ssh.hostkeys import HostKeyPolicy, KnownHostsVerifier
+from agent.executors.ssh.options import JumpHost
 
-__all__ = ["JumpChain", "JumpHost", "open_jump_chain"]
+__all__ = ["HopAuth", "JumpChain", "open_jump_chain"]
 
 # How often an idle hop sends a keepalive (as the target's connection does).
 _KEEPALIVE_INTERVAL = 5
-
-
-@dataclass(frozen=True)
-class JumpHost:
-    """One ``--jump USER@HOST[:PORT]`` (or one entry of an ssh_config ProxyJump)."""
-
-    user: str | None
-    host: str
-    port: int = 22
-
-    @classmethod
-    def parse(cls, text: str, *, what: str = "--jump") -> JumpHost:
-        """``USER@HOST[:PORT]``, ``HOST``, ``[V6]:PORT``; anything else is a UsageError."""
-        if not text or text.startswith("-") or any(c.isspace() for c in text):
-            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT]")
-        try:
-            parts = urlsplit(f"ssh://{text}")
-            port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT] ({exc})") from None
-        if parts.password is not None or parts.path or parts.query or not parts.hostname:
-            raise UsageError(f"{what} {text!r}: expected USER@HOST[:PORT]")
-        if port is not None and not 1 <= port <= 65535:
-            raise UsageError(f"{what} {text!r}: port {port} is outside 1-65535")
-        return cls(parts.username or None, parts.hostname, port or 22)
-
-    def endpoint(self, default_user: str) -> Endpoint:
-        return Endpoint(self.user or default_user, self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -103,7 +75,7 @@ def open_jump_chain(
 ) -> JumpChain:
     """Connect through ``jumps`` in order; return the chain whose ``channel`` reaches TARGET."""
     chain = JumpChain()
-    hops = [jump.endpoint(target.user) for jump in jumps]
+    hops = [Endpoint(jump.user or target.user, jump.host, jump.port) for jump in jumps]
     try:
         sock: socket.socket | paramiko.Channel | None = None
         for index, where in enumerate(hops):

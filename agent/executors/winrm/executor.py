@@ -7,13 +7,13 @@ Layers a command passes through:
   lost; pywinrm's ``Session.run_ps`` would open and delete a shell per command;
 * each script runs as ``powershell -NoProfile -NonInteractive -EncodedCommand`` with
   ``$ProgressPreference='SilentlyContinue'`` prepended; a script too long for cmd.exe's
-  command line goes through stdin behind a SHA-256 check (``_winrm_scripts``);
+  command line goes through stdin behind a SHA-256 check (``scripts``);
 * output is read with our own Receive loop (``get_command_output_raw``): pywinrm's
   ``get_command_output`` re-polls OperationTimeout faults forever, ours stops at the
   command's deadline and then signals ``terminate`` so the process dies on the target;
-* CLIXML stderr is decoded to plain text, CRLF becomes LF (``_winrm_output``);
+* CLIXML stderr is decoded to plain text, CRLF becomes LF (``output``);
 * every pywinrm, requests and pyspnego error becomes an :mod:`agent.errors` error
-  (``_winrm_errors``); shells are deleted in every path.
+  (``errors``); shells are deleted in every path.
 
 ``become`` changes nothing on Windows: there is no sudo over WinRM. The WinRM user must be
 an administrator whose remote token is elevated (UAC filters remote logons of other local
@@ -30,8 +30,7 @@ import math
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
 import structlog
 import winrm.exceptions as wex
@@ -43,12 +42,11 @@ from agent.errors import (
     TransferError,
     TransportError,
 )
-from agent.executors import _winrm_scripts as scripts
-from agent.executors._winrm_errors import ShellGone, WinRmErrors
-from agent.executors._winrm_options import WinRmOptions, WinRmTransport, settings
-from agent.executors._winrm_output import OutputCollector
-from agent.executors.base import OutputCallback
-from agent.results import CommandResult
+from agent.executors.base import BaseExecutor, Exchanged, OutputCallback
+from agent.executors.winrm import scripts
+from agent.executors.winrm.errors import ShellGone, WinRmErrors
+from agent.executors.winrm.options import WinRmOptions, settings
+from agent.executors.winrm.output import ShellOutputDecoder
 from agent.targets import Target
 
 log = structlog.get_logger(__name__)
@@ -61,16 +59,13 @@ class _DeadlinePassed(Exception):
     """The client-side deadline of a command passed (turned into CommandTimeout)."""
 
 
-def _first_line(command: str, limit: int = 80) -> str:
-    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-class WinRmExecutor:
+class WinRmExecutor(BaseExecutor):
     """Runs PowerShell on one Windows target over one WinRS shell (see module docstring)."""
 
+    transport_name = "winrm"
+
     def __init__(self, target: Target, options: WinRmOptions) -> None:
-        self._target = target
+        super().__init__(target)
         self._options = options
         self._settings = settings(target, options)
         self._endpoint = self._settings.endpoint
@@ -84,10 +79,6 @@ class WinRmExecutor:
                 endpoint=self._endpoint,
                 risk="anyone on the path can impersonate the target and read the password",
             )
-
-    @property
-    def description(self) -> str:
-        return self._target.display
 
     def _errors(self, action: str, *, connected: bool = True) -> WinRmErrors:
         return WinRmErrors(
@@ -195,22 +186,19 @@ class WinRmExecutor:
 
     # -- commands -----------------------------------------------------------------------
 
-    def run(
+    def _exchange(
         self,
         command: str,
+        label: str,
         *,
-        become: bool = False,
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-        stdout_sink: BinaryIO | None = None,
-    ) -> CommandResult:
+        become: bool,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+        stdout_sink: BinaryIO | None,
+    ) -> Exchanged:
         """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout}")
-        label = _first_line(command)
-        collector = OutputCollector(self._options.codepage, on_output, stdout_sink)
-        started = time.monotonic()
-        deadline = started + timeout if timeout is not None else None
+        collector = ShellOutputDecoder(self._options.codepage, on_output, stdout_sink)
+        deadline = time.monotonic() + timeout if timeout is not None else None
         try:
             exit_code = self._execute(scripts.PREAMBLE + command, label, deadline, collector)
         except _DeadlinePassed:
@@ -221,32 +209,14 @@ class WinRmExecutor:
                 stdout=output.stdout,
                 stderr=output.stderr,
             ) from None
-        duration = time.monotonic() - started
-        output = collector.finish()
-        log.debug(
-            "winrm.command_end",
-            command=label,
-            exit_code=exit_code,
-            duration_s=round(duration, 3),
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
-        return CommandResult(
-            command=command,
-            exit_code=exit_code,
-            stdout=output.stdout,
-            stderr=output.stderr,
-            duration=duration,
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
+        return Exchanged(exit_code, collector.finish())
 
     def _execute(
         self,
         script: str,
         label: str,
         deadline: float | None,
-        collector: OutputCollector,
+        collector: ShellOutputDecoder,
         *,
         payload: bytes | None = None,
     ) -> int:
@@ -257,7 +227,7 @@ class WinRmExecutor:
         if payload is None and not scripts.fits_command_line(script):
             script, payload = scripts.run_from_stdin(script)
         via = "stdin" if payload is not None else "command line"
-        log.debug("winrm.command_start", command=label, via=via, deadline=deadline is not None)
+        log.debug("winrm.script_sent", command=label, via=via, deadline=deadline is not None)
         shell_id, command_id = self._start(scripts.encode(script), label)
         finished = False
         try:
@@ -329,7 +299,7 @@ class WinRmExecutor:
         command_id: str,
         label: str,
         deadline: float | None,
-        collector: OutputCollector,
+        collector: ShellOutputDecoder,
     ) -> int:
         protocol = self._require_protocol()
         try:
@@ -394,7 +364,7 @@ class WinRmExecutor:
         except OSError as exc:
             raise TransferError(f"cannot read {local}: {exc.strerror}") from exc
         label = f"put {remote}"
-        collector = OutputCollector(self._options.codepage)
+        collector = ShellOutputDecoder(self._options.codepage)
         bootstrap, payload = scripts.write_from_stdin(remote, data)
         try:
             code = self._execute(bootstrap, label, None, collector, payload=payload)
@@ -457,17 +427,5 @@ class WinRmExecutor:
         finally:
             protocol.transport.close_session()
 
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-__all__ = ["WinRmExecutor", "WinRmOptions", "WinRmTransport"]
+__all__ = ["WinRmExecutor"]

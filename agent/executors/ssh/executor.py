@@ -3,15 +3,15 @@
 Layers a command passes through:
 
 * ``become=False``: a new exec channel on the one connection; the login shell runs
-  ``timeout -k 10 T /bin/bash -s``, the script arrives on stdin (see ``_exec``).
+  ``timeout -k 10 T /bin/bash -s``, the script arrives on stdin (see ``exec``).
 * ``become=True``: the run's single root shell, opened on the first become command with
-  sudo authenticated once, fed framed scripts (see ``_rootshell``). It outlives the login
+  sudo authenticated once, fed framed scripts (see ``rootshell``). It outlives the login
   user's deletion by ``waagent -deprovision+user``.
 
 fabric's ``Connection`` opens the connection (without reading ~/.ssh/config or any fabric
 config file, so every host behaves the same); channels and SFTP are used directly on its
-paramiko transport. Host keys are checked by ``_hostkeys``; every paramiko and socket
-error is translated by ``_ssh_errors``.
+paramiko transport. Host keys are checked by ``hostkeys``; every paramiko and socket
+error is translated by ``errors``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO, Literal, Self
+from typing import Any, BinaryIO
 
 import fabric
 import paramiko
@@ -38,12 +37,9 @@ from agent.errors import (
     UsageError,
 )
 from agent.excerpt import clip
-from agent.executors._channel import Finished, Output, OutputCollector
-from agent.executors._exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
-from agent.executors._hostkeys import KnownHostsVerifier
-from agent.executors._jump import HopAuth, JumpChain, JumpHost, open_jump_chain
-from agent.executors._rootshell import RootShell, open_root_shell
-from agent.executors._ssh_errors import (
+from agent.executors.base import BaseExecutor, Exchanged, Output, OutputCallback
+from agent.executors.ssh.channel import ChannelCollector, Finished
+from agent.executors.ssh.errors import (
     TRANSPORT_FAILURES,
     Endpoint,
     map_command_errors,
@@ -51,8 +47,11 @@ from agent.executors._ssh_errors import (
     map_transfer_errors,
     reason,
 )
-from agent.executors.base import OutputCallback
-from agent.results import CommandResult
+from agent.executors.ssh.exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
+from agent.executors.ssh.hostkeys import KnownHostsVerifier
+from agent.executors.ssh.jump import HopAuth, JumpChain, open_jump_chain
+from agent.executors.ssh.options import SshOptions
+from agent.executors.ssh.rootshell import RootShell, open_root_shell
 from agent.secrets import Secret
 from agent.targets import Target
 
@@ -66,22 +65,6 @@ _TCP_USER_TIMEOUT_MS = 30_000
 # too (a power-off closes the session a moment before the connection).
 _LOSS_SETTLE = 2.0
 _COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """How to authenticate and which host keys to trust. Secrets arrive as ``Secret``."""
-
-    identity: Path | None = None
-    identity_passphrase: Secret | None = None
-    password: Secret | None = None
-    sudo_password: Secret | None = None
-    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
-    host_key_policy: Literal["strict", "accept-new"] = "strict"
-    use_agent: bool = True
-    connect_timeout: float = 15.0
-    # ProxyJump: reach the target through these SSH hosts, in order (see _jump).
-    jumps: tuple[JumpHost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,16 +158,13 @@ def _tune_socket(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _TCP_USER_TIMEOUT_MS)
 
 
-def _first_line(command: str, limit: int = 80) -> str:
-    line = next((s.strip() for s in command.splitlines() if s.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-class SshExecutor:
+class SshExecutor(BaseExecutor):
     """Runs commands on one Linux target over one SSH connection (see module docstring)."""
 
+    transport_name = "ssh"
+
     def __init__(self, target: Target, options: SshOptions) -> None:
-        self._target = target
+        super().__init__(target)
         self._options = options
         self._where = Endpoint(target.user, target.host, target.port)
         self._conn: Any = None  # fabric.Connection (untyped)
@@ -192,10 +172,6 @@ class SshExecutor:
         self._transport: paramiko.Transport | None = None
         self._root: RootShell | None = None
         self._stale_dirs: list[str] = []
-
-    @property
-    def description(self) -> str:
-        return self._target.display
 
     # -- connection ---------------------------------------------------------------------
 
@@ -319,21 +295,18 @@ class SshExecutor:
 
     # -- commands -----------------------------------------------------------------------
 
-    def run(
+    def _exchange(
         self,
         command: str,
+        label: str,
         *,
-        become: bool = False,
-        timeout: float | None = None,
-        on_output: OutputCallback | None = None,
-        stdout_sink: BinaryIO | None = None,
-    ) -> CommandResult:
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout}")
+        become: bool,
+        timeout: float | None,
+        on_output: OutputCallback | None,
+        stdout_sink: BinaryIO | None,
+    ) -> Exchanged:
         transport = self._require_transport()
-        label = _first_line(command)
-        collector = OutputCollector(on_output, stdout_sink)
-        log.debug("ssh.command_start", command=label, become=become, timeout=timeout)
+        collector = ChannelCollector(on_output, stdout_sink)
         started = time.monotonic()
         with map_command_errors(self._where, label, connected=self.is_connected):
             if become:
@@ -351,24 +324,7 @@ class SshExecutor:
         duration = time.monotonic() - started
         output = collector.output()
         exit_code = self._check_finished(finished, label, duration, timeout, output)
-        log.debug(
-            "ssh.command_end",
-            command=label,
-            become=become,
-            exit_code=exit_code,
-            duration_s=round(duration, 3),
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
-        return CommandResult(
-            command=command,
-            exit_code=exit_code,
-            stdout=output.stdout,
-            stderr=output.stderr,
-            duration=duration,
-            stdout_bytes=output.stdout_bytes,
-            stderr_bytes=output.stderr_bytes,
-        )
+        return Exchanged(exit_code, output)
 
     def _root_shell(self, transport: paramiko.Transport) -> RootShell:
         if self._root is not None and self._root.broken:
@@ -471,17 +427,5 @@ class SshExecutor:
         self._conn = None
         self._transport = None
 
-    def __enter__(self) -> Self:
-        self.connect()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-__all__ = ["SshExecutor", "SshOptions"]
+__all__ = ["SshExecutor", "load_identity"]

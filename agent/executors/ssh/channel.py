@@ -16,7 +16,7 @@ from typing import BinaryIO, Literal
 import paramiko
 
 from agent.errors import TransferError
-from agent.executors.base import OutputCallback
+from agent.executors.base import Output, OutputCallback
 
 Stream = Literal["stdout", "stderr"]
 
@@ -76,17 +76,7 @@ class Finished:
     client_timeout: bool = False
 
 
-@dataclass(frozen=True)
-class Output:
-    """What a command printed so far."""
-
-    stdout: str
-    stderr: str
-    stdout_bytes: int
-    stderr_bytes: int
-
-
-class OutputCollector:
+class ChannelCollector:
     """Keeps (or forwards) a command's output and reports decoded chunks as they come.
 
     stdout goes to ``stdout_sink`` as raw bytes when one is given (a tar stream must stay

@@ -9,8 +9,8 @@ as base64, checks its SHA-256, then runs it (or writes it to a file, for ``put``
 Ansible's approach (``$input | Out-String`` in an ``-EncodedCommand`` wrapper), with the
 digest added so that a truncated or corrupted upload never runs.
 
-The remote test double (``tests/winrm_server``) recognises these scripts statement by
-statement; change them together.
+The Windows test double (``tests/winrm_server``) imports the bootstrap's statements from
+here and interprets them one by one; it refuses a bootstrap of another shape.
 """
 
 from __future__ import annotations

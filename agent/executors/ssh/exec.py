@@ -20,9 +20,9 @@ import time
 
 import paramiko
 
-from agent.executors._channel import (
+from agent.executors.ssh.channel import (
+    ChannelCollector,
     Finished,
-    OutputCollector,
     drained,
     passed,
     receive,
@@ -75,7 +75,7 @@ def run_on_exec_channel(
     script: str,
     *,
     timeout: float | None,
-    collector: OutputCollector,
+    collector: ChannelCollector,
     open_timeout: float,
 ) -> Finished:
     """Run ``script`` with bash on a new channel; the channel is always closed after."""
@@ -89,7 +89,7 @@ def run_on_exec_channel(
         chan.close()
 
 
-def _pump(chan: paramiko.Channel, collector: OutputCollector, deadline: float | None) -> Finished:
+def _pump(chan: paramiko.Channel, collector: ChannelCollector, deadline: float | None) -> Finished:
     while True:
         got = receive(chan, remaining(deadline))
         collector.add("stdout", got.stdout)

@@ -3,6 +3,7 @@
 Every refusal happens here, before anything is sent: plain HTTP without message
 encryption, a missing password, a transport whose extra is not installed, contradictory
 TLS settings. Each is a :class:`~agent.errors.UsageError` that says what to do instead.
+No transport library is imported at module level.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import winrm.transport
-
 from agent.errors import UsageError
-from agent.executors._winrm_output import codec_for
+from agent.executors.winrm.output import codec_for
 from agent.secrets import Secret
 from agent.targets import Target
 
@@ -133,6 +132,10 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
 
 
 def _check_extras(where: str, transport: str) -> None:
+    # Imported here, not at the top: this module is imported by planning and the CLI,
+    # which must not load pywinrm (tests/unit/test_offline_imports.py).
+    import winrm.transport
+
     missing = {
         "kerberos": (winrm.transport.HAVE_KERBEROS, "pywinrm[kerberos]"),
         "credssp": (winrm.transport.HAVE_CREDSSP, "pywinrm[credssp]"),

@@ -9,11 +9,10 @@ it is decoded once, at the end, and given to ``on_output`` in one piece.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
 from typing import BinaryIO
 
-from agent.executors import _winrm_clixml as clixml
-from agent.executors.base import OutputCallback
+from agent.executors.base import Output, OutputCallback
+from agent.executors.winrm import clixml
 
 _MARKER = clixml.MARKER.encode("ascii")
 
@@ -47,15 +46,7 @@ class TextStream:
         return "".join(self._parts)
 
 
-@dataclass(frozen=True)
-class Output:
-    stdout: str
-    stderr: str
-    stdout_bytes: int
-    stderr_bytes: int
-
-
-class OutputCollector:
+class ShellOutputDecoder:
     """Receives raw chunks of one command; :meth:`finish` gives the decoded result."""
 
     def __init__(
