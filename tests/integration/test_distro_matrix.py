@@ -70,6 +70,12 @@ def _image(claim: Claim, target_image: TargetImage) -> TargetImage:
     return ensure_image(ImageSpec(suite=claim.suite, packages=PACKAGES + extra))
 
 
+@pytest.fixture
+def images(target_image: TargetImage) -> Callable[[Claim], TargetImage]:
+    """The image a row boots from (see _image), for tests that build their own claim."""
+    return lambda claim: _image(claim, target_image)
+
+
 def _ok(result: CliResult, what: str) -> None:
     failed = [s for s in result.report.get("steps", []) if s.get("status") not in ("ok", "skipped")]
     assert result.exit_code == 0, (
