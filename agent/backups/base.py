@@ -10,7 +10,6 @@ use it, and a new one plugs in by adding one :data:`PROVIDERS` entry.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import UsageError
 from agent.executors.base import Executor
+from agent.extras import import_for_scheme
 from agent.targets import Target
 
 
@@ -145,16 +145,7 @@ def provider_from_spec(spec: str) -> BackupProvider:
         )
     if not arg.strip():
         raise UsageError(f"--backup {spec!r}: nothing after '{scheme}:' ({entry.summary})")
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        if entry.extra is None:
-            raise
-        missing = f" ({exc.name} is missing)" if exc.name else ""
-        raise UsageError(
-            f"--backup {scheme}: needs optional dependencies{missing}: "
-            f"pip install 'imageprep-agent[{entry.extra}]'"
-        ) from exc
+    module = import_for_scheme("--backup", scheme, entry.module, entry.extra)
     provider: BackupProvider = module.from_arg(arg)
     return provider
 

@@ -7,7 +7,6 @@ report, so "off" is a fact and not an inference from a dropped connection.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.errors import PlatformError, PoweredOnAgain, UsageError
+from agent.extras import import_for_scheme
 
 if TYPE_CHECKING:
     from agent.capture import CaptureTarget
@@ -158,16 +158,7 @@ def platform_from_spec(spec: str) -> Platform:
         raise UsageError(f"--platform {spec!r}: unknown platform {scheme!r} (known: {known})")
     if not arg.strip():
         raise UsageError(f"--platform {spec!r}: nothing after '{scheme}:' ({entry.summary})")
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        if entry.extra is None:
-            raise
-        missing = f" ({exc.name} is missing)" if exc.name else ""
-        raise UsageError(
-            f"--platform {scheme}: needs optional dependencies{missing}: "
-            f"pip install 'imageprep-agent[{entry.extra}]'"
-        ) from exc
+    module = import_for_scheme("--platform", scheme, entry.module, entry.extra)
     platform: Platform = module.from_arg(arg)
     return platform
 

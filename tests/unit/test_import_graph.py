@@ -36,7 +36,7 @@ AGENT = Path(__file__).resolve().parents[2] / "agent"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
-        "agent errors limits excerpt secrets redaction safefiles outcome results targets "
+        "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema",
         "expressions schema schemas report",
         "executors disks",
