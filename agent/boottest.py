@@ -121,7 +121,7 @@ def console_host_keys(console: str) -> list[str]:
     if begin < 0:
         return []
     keys = []
-    for line in text[begin + len(KEYS_BEGIN):end].splitlines():
+    for line in text[begin + len(KEYS_BEGIN) : end].splitlines():
         match = _KEY_RE.search(line)
         if match:
             keys.append(f"{match.group(1)} {match.group(2)}")
@@ -162,14 +162,18 @@ def run_boot_test(request: BootTestRequest) -> BootTestOutcome:
         code, message = exit_code_for_error(exc), str(exc)
     data["timings"]["total_s"] = round(time.monotonic() - started, 2)
     data["finished_at"] = utc_now()
-    data["status"] = "passed" if code is ExitCode.OK else (
-        "interrupted" if code is ExitCode.INTERRUPTED else "failed")
+    data["status"] = (
+        "passed"
+        if code is ExitCode.OK
+        else ("interrupted" if code is ExitCode.INTERRUPTED else "failed")
+    )
     data["exit_code"] = int(code)
     data["exit_reason"] = code.name.lower()
     data["message"] = message
     folder.write_result(data)
     getattr(log, "info" if code is ExitCode.OK else "error")(
-        "boot_test.end", status=data["status"], exit_code=int(code), message=message)
+        "boot_test.end", status=data["status"], exit_code=int(code), message=message
+    )
     return BootTestOutcome(run_id, code, message, folder.path, data)
 
 
@@ -203,8 +207,12 @@ class _BootTest:
             qemu = require("qemu-system-x86_64", purpose="boot-test")["qemu-system-x86_64"]
             seed = make_seed(work)
             boot = self._boot_settings(fs, work, qemu)
-            boot["seed"] = {"instance_id": seed.instance_id, "hostname": seed.hostname,
-                            "user": seed.user, "key_fingerprint": fingerprint(seed.public_key)}
+            boot["seed"] = {
+                "instance_id": seed.instance_id,
+                "hostname": seed.hostname,
+                "user": seed.user,
+                "key_fingerprint": fingerprint(seed.public_key),
+            }
             self.data["boot"] = boot
             self.save()
             with self._booted(info, seed, boot, work) as (vm, keys, executor):
@@ -214,12 +222,14 @@ class _BootTest:
             if failed:
                 return ExitCode.VERIFICATION_FAILED, (
                     f"{disk} booted but is not a new machine: "
-                    + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+                    + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+                )
             self._record_pass(info)
             return ExitCode.OK, (
                 f"{disk} boots as a new machine: new machine-id, new host keys, cloud-init "
                 f"instance {seed.instance_id}, {seed.user} logs in "
-                f"({self.data['timings']['boot_to_ssh_s']}s to SSH, {boot['accel']})")
+                f"({self.data['timings']['boot_to_ssh_s']}s to SSH, {boot['accel']})"
+            )
 
     # -- 1. offline --------------------------------------------------------------------
 
@@ -229,8 +239,14 @@ class _BootTest:
         passwd = fs.read_text("/etc/passwd") or ""
         user = self.request.deprovisioned_user
         os_release = fs.read_text("/etc/os-release") or ""
-        pretty = next((line.split("=", 1)[1].strip('"') for line in os_release.splitlines()
-                       if line.startswith("PRETTY_NAME=")), "unknown")
+        pretty = next(
+            (
+                line.split("=", 1)[1].strip('"')
+                for line in os_release.splitlines()
+                if line.startswith("PRETTY_NAME=")
+            ),
+            "unknown",
+        )
         before = {
             "os": pretty,
             "root_filesystem": "whole disk" if fs.whole_disk else f"partition at {fs.offset}",
@@ -238,8 +254,8 @@ class _BootTest:
             "ssh_host_keys": sorted(e.name for e in ssh if e.name.startswith("ssh_host_")),
             "cloud_init_instance": fs.exists("/var/lib/cloud/instance"),
             "deprovisioned_user": user,
-            "deprovisioned_user_present": bool(user) and any(
-                line.split(":", 1)[0] == user for line in passwd.splitlines()),
+            "deprovisioned_user_present": bool(user)
+            and any(line.split(":", 1)[0] == user for line in passwd.splitlines()),
         }
         self.data["before"] = before
         self.save()
@@ -256,9 +272,10 @@ class _BootTest:
         if before["deprovisioned_user_present"]:
             problems.append(f"user {before['deprovisioned_user']} still in /etc/passwd")
         if problems:
-            raise _Verdict(ExitCode.PREFLIGHT_FAILED,
-                           f"{self.request.disk} is not generalized: {', '.join(problems)}; "
-                           "not booted")
+            raise _Verdict(
+                ExitCode.PREFLIGHT_FAILED,
+                f"{self.request.disk} is not generalized: {', '.join(problems)}; not booted",
+            )
 
     # -- 2. boot -----------------------------------------------------------------------
 
@@ -273,13 +290,15 @@ class _BootTest:
             kernel, initrd = _kernel_pair(fs)
             fs.dump(f"/boot/{kernel}", work / "vmlinuz")
             fs.dump(f"/boot/{initrd}", work / "initrd.img")
-            boot.update(method="direct kernel", kernel=kernel, initrd=initrd,
-                        append=DIRECT_KERNEL_APPEND)
+            boot.update(
+                method="direct kernel", kernel=kernel, initrd=initrd, append=DIRECT_KERNEL_APPEND
+            )
         return boot
 
     @contextlib.contextmanager
-    def _booted(self, info: DiskInfo, seed: Seed, boot: dict[str, Any], work: Path
-                ) -> Iterator[tuple[QemuVm, list[str], Any]]:
+    def _booted(
+        self, info: DiskInfo, seed: Seed, boot: dict[str, Any], work: Path
+    ) -> Iterator[tuple[QemuVm, list[str], Any]]:
         from agent.executors.ssh import SshExecutor, SshOptions
         from agent.targets import Target
 
@@ -290,16 +309,20 @@ class _BootTest:
             overlay.unlink(missing_ok=True)
             make_overlay(info, overlay)
             port = free_port()
-            vm = QemuVm(self._config(boot, accel, overlay, seed, work, port),
-                        self.folder.path / QEMU_LOG)
+            vm = QemuVm(
+                self._config(boot, accel, overlay, seed, work, port), self.folder.path / QEMU_LOG
+            )
             launched = time.monotonic()
             vm.start()
             try:
                 keys = self._wait_for_console_keys(vm, deadline, launched)
             except _Verdict:
                 vm.stop()
-                if accel == "kvm" and self.request.accel == "auto" \
-                        and "KVM internal error" in vm.log_text():
+                if (
+                    accel == "kvm"
+                    and self.request.accel == "auto"
+                    and "KVM internal error" in vm.log_text()
+                ):
                     # The probe boot: this /dev/kvm cannot run the guest; TCG can.
                     log.warning("boot_test.kvm_failed", fallback="tcg")
                     accel = boot["accel"] = "tcg"
@@ -310,8 +333,13 @@ class _BootTest:
             known_hosts = work / "known_hosts"
             known_hosts.write_text("".join(f"[127.0.0.1]:{port} {key}\n" for key in keys))
             target = Target(scheme="ssh", user=seed.user, host="127.0.0.1", port=port)
-            options = SshOptions(identity=seed.private_key, known_hosts=known_hosts,
-                                 host_key_policy="strict", use_agent=False, connect_timeout=10)
+            options = SshOptions(
+                identity=seed.private_key,
+                known_hosts=known_hosts,
+                host_key_policy="strict",
+                use_agent=False,
+                connect_timeout=10,
+            )
             last_error = ""
             while True:
                 executor = SshExecutor(target, options)
@@ -319,14 +347,16 @@ class _BootTest:
                     executor.connect()
                     break
                 except errors.HostKeyError as exc:
-                    raise _Verdict(ExitCode.VERIFICATION_FAILED,
-                                   f"the VM's SSH host key is not one it printed on its "
-                                   f"console: {exc}") from exc
+                    raise _Verdict(
+                        ExitCode.VERIFICATION_FAILED,
+                        f"the VM's SSH host key is not one it printed on its console: {exc}",
+                    ) from exc
                 except errors.TransportError as exc:
                     last_error = str(exc)
                     executor.close()
-                self._require_running(vm, deadline, launched,
-                                      f"SSH login as {seed.user} failed: {last_error}")
+                self._require_running(
+                    vm, deadline, launched, f"SSH login as {seed.user} failed: {last_error}"
+                )
                 time.sleep(_POLL_SECONDS)
             self.data["timings"]["boot_to_ssh_s"] = round(time.monotonic() - launched, 2)
             self.save()
@@ -338,8 +368,9 @@ class _BootTest:
         finally:
             vm.stop()
 
-    def _config(self, boot: dict[str, Any], accel: str, overlay: Path, seed: Seed, work: Path,
-                port: int) -> VmConfig:
+    def _config(
+        self, boot: dict[str, Any], accel: str, overlay: Path, seed: Seed, work: Path, port: int
+    ) -> VmConfig:
         direct = boot["method"] == "direct kernel"
         return VmConfig(
             qemu=require("qemu-system-x86_64", purpose="boot-test")["qemu-system-x86_64"],
@@ -353,31 +384,34 @@ class _BootTest:
             ssh_port=port,
         )
 
-    def _wait_for_console_keys(self, vm: QemuVm, deadline: float, launched: float
-                               ) -> list[str]:
+    def _wait_for_console_keys(self, vm: QemuVm, deadline: float, launched: float) -> list[str]:
         while True:
             keys = console_host_keys(vm.console_text())
             if keys:
                 self.data["console_host_keys"] = [fingerprint(k) for k in keys]
                 return keys
-            self._require_running(vm, deadline, launched,
-                                  "cloud-init printed no SSH host keys on the console")
+            self._require_running(
+                vm, deadline, launched, "cloud-init printed no SSH host keys on the console"
+            )
             time.sleep(_POLL_SECONDS)
 
-    def _require_running(self, vm: QemuVm, deadline: float, launched: float, waiting: str
-                         ) -> None:
+    def _require_running(self, vm: QemuVm, deadline: float, launched: float, waiting: str) -> None:
         elapsed = time.monotonic() - launched
         last = _last_line(vm.console_tail(5)) or "(console empty)"
         if not vm.is_running():
-            raise _Verdict(ExitCode.BOOT_FAILED,
-                           f"{self.request.disk} did not boot: QEMU exited "
-                           f"(code {vm.returncode}) after {elapsed:.0f}s; last console line: "
-                           f"{last!r}; see {self.folder.path / CONSOLE_LOG}")
+            raise _Verdict(
+                ExitCode.BOOT_FAILED,
+                f"{self.request.disk} did not boot: QEMU exited "
+                f"(code {vm.returncode}) after {elapsed:.0f}s; last console line: "
+                f"{last!r}; see {self.folder.path / CONSOLE_LOG}",
+            )
         if time.monotonic() > deadline:
-            raise _Verdict(ExitCode.BOOT_FAILED,
-                           f"{self.request.disk} did not come up within "
-                           f"{self.request.timeout:.0f}s ({waiting}); last console line: "
-                           f"{last!r}; see {self.folder.path / CONSOLE_LOG}")
+            raise _Verdict(
+                ExitCode.BOOT_FAILED,
+                f"{self.request.disk} did not come up within "
+                f"{self.request.timeout:.0f}s ({waiting}); last console line: "
+                f"{last!r}; see {self.folder.path / CONSOLE_LOG}",
+            )
 
     # -- 4. checks ---------------------------------------------------------------------
 
@@ -395,45 +429,62 @@ class _BootTest:
         after: dict[str, Any] = {}
         self.data["after"] = after
         _, whoami = remote("id -un")
-        add("new_user_logs_in", whoami == seed.user,
-            f"logged in as {whoami!r} with the new key; host key checked against the console")
+        add(
+            "new_user_logs_in",
+            whoami == seed.user,
+            f"logged in as {whoami!r} with the new key; host key checked against the console",
+        )
 
         _, machine_id = remote("cat /etc/machine-id")
         after["machine_id"] = machine_id
         previous = self.request.previous_machine_id
         ok = bool(_MACHINE_ID_RE.match(machine_id)) and machine_id != previous
-        add("machine_id_new", ok,
+        add(
+            "machine_id_new",
+            ok,
             f"{machine_id!r} (on the disk before boot: {before['machine_id']!r}"
-            + (f", recorded before generalization: {previous!r})" if previous else ")"))
+            + (f", recorded before generalization: {previous!r})" if previous else ")"),
+        )
 
         _, key_files = remote("cat /etc/ssh/ssh_host_*_key.pub")
-        guest_keys = {" ".join(line.split()[:2]) for line in key_files.splitlines()
-                      if line.strip()}
+        guest_keys = {" ".join(line.split()[:2]) for line in key_files.splitlines() if line.strip()}
         after["ssh_host_keys"] = sorted(fingerprint(k) for k in guest_keys)
         old = set(self.request.previous_host_keys)
-        ok = (not before["ssh_host_keys"] and bool(keys) and set(keys) <= guest_keys
-              and not (guest_keys & old))
-        add("ssh_host_keys_new", ok,
+        ok = (
+            not before["ssh_host_keys"]
+            and bool(keys)
+            and set(keys) <= guest_keys
+            and not (guest_keys & old)
+        )
+        add(
+            "ssh_host_keys_new",
+            ok,
             f"{len(guest_keys)} host keys generated at first boot (none on the disk before), "
-            f"{len(keys)} printed on the console"
-            + (", none of the previous ones" if old else ""))
+            f"{len(keys)} printed on the console" + (", none of the previous ones" if old else ""),
+        )
 
         _, status = remote("cloud-init status --wait --long 2>&1 | head -n 20")
         _, instance = remote("cat /var/lib/cloud/data/instance-id")
         _, hostname = remote("hostname")
         done = "status: done" in status
         after.update(instance_id=instance, hostname=hostname, cloud_init=_first(status, "status:"))
-        add("cloud_init_new_instance", done and instance == seed.instance_id,
+        add(
+            "cloud_init_new_instance",
+            done and instance == seed.instance_id,
             f"instance-id {instance!r} (seed: {seed.instance_id}), "
-            f"{_first(status, 'status:')}, hostname {hostname!r}")
+            f"{_first(status, 'status:')}, hostname {hostname!r}",
+        )
 
         user = self.request.deprovisioned_user
         if user:
             code, _ = remote(f"getent passwd {_quote(user)}")
             home_code, _ = remote(f"test -e /home/{_quote(user)}")
-            add("deprovisioned_user_absent", code == 2 and home_code != 0,
-                f"{user}: " + ("no passwd entry, no home" if code == 2 and home_code != 0
-                               else "still present"))
+            add(
+                "deprovisioned_user_absent",
+                code == 2 and home_code != 0,
+                f"{user}: "
+                + ("no passwd entry, no home" if code == 2 and home_code != 0 else "still present"),
+            )
         else:
             add("deprovisioned_user_absent", None, "no --deprovisioned-user given")
 
@@ -461,20 +512,25 @@ class _BootTest:
 def _kernel_pair(fs: Ext4Reader) -> tuple[str, str]:
     names = {e.name for e in fs.listdir("/boot") or []}
     versions = sorted(
-        (n.removeprefix("vmlinuz-") for n in names if n.startswith("vmlinuz-")
-         and f"initrd.img-{n.removeprefix('vmlinuz-')}" in names),
+        (
+            n.removeprefix("vmlinuz-")
+            for n in names
+            if n.startswith("vmlinuz-") and f"initrd.img-{n.removeprefix('vmlinuz-')}" in names
+        ),
         key=_version_key,
     )
     if not versions:
         raise errors.DiskError(
             "the disk's root filesystem has no /boot/vmlinuz-* with a matching initrd.img-*; "
-            "a whole-disk ext4 image is booted with its own kernel")
+            "a whole-disk ext4 image is booted with its own kernel"
+        )
     return f"vmlinuz-{versions[-1]}", f"initrd.img-{versions[-1]}"
 
 
 def _version_key(version: str) -> list[tuple[int, str]]:
-    return [(int(part), "") if part.isdigit() else (-1, part)
-            for part in re.split(r"[.+~-]", version)]
+    return [
+        (int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"[.+~-]", version)
+    ]
 
 
 def _quote(word: str) -> str:
@@ -482,8 +538,10 @@ def _quote(word: str) -> str:
 
 
 def _first(text: str, prefix: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip().startswith(prefix)),
-                text.splitlines()[0] if text else "no output")
+    return next(
+        (line.strip() for line in text.splitlines() if line.strip().startswith(prefix)),
+        text.splitlines()[0] if text else "no output",
+    )
 
 
 def _last_line(text: str) -> str:
@@ -495,22 +553,27 @@ def preflight_host(disk: Path) -> None:
     """Before `run --boot-test` changes anything: the disk exists and the host tools are here."""
     if not disk.is_file():
         raise errors.UsageError(f"--boot-test-disk {disk}: no such file")
-    require("qemu-system-x86_64", "qemu-img", "debugfs", "mkfs.vfat", "mcopy",
-            purpose="--boot-test")
+    require(
+        "qemu-system-x86_64", "qemu-img", "debugfs", "mkfs.vfat", "mcopy", purpose="--boot-test"
+    )
 
 
-def boot_test_after_run(outcome: Any, disk: Path, *, timeout: float, log_format: str
-                        ) -> ExitCode:
+def boot_test_after_run(outcome: Any, disk: Path, *, timeout: float, log_format: str) -> ExitCode:
     """`run --boot-test`: boot-test the generalized disk into RUN_DIR/boot-test.
 
     The user waagent deprovisioned comes from the run's facts (ovf-env.xml's UserName). The
     run's result.json gets a `boot_test` entry; the exit code is the boot test's.
     """
     facts = outcome.result.get("facts") or {}
-    result = run_boot_test(BootTestRequest(
-        disk=disk, run_dir=outcome.run_dir / "boot-test", timeout=timeout,
-        deprovisioned_user=facts.get("ovf_user"), log_format=log_format,
-    ))
+    result = run_boot_test(
+        BootTestRequest(
+            disk=disk,
+            run_dir=outcome.run_dir / "boot-test",
+            timeout=timeout,
+            deprovisioned_user=facts.get("ovf_user"),
+            log_format=log_format,
+        )
+    )
     run_result = dict(outcome.result)
     run_result["boot_test"] = _summary(result)
     with contextlib.suppress(errors.ImagePrepError):
@@ -538,8 +601,10 @@ def print_boot_test_summary(outcome: BootTestOutcome, log_format: str) -> None:
         console.write(json.dumps(_summary(outcome), sort_keys=True) + "\n")
         return
     verdict = "passed" if outcome.exit_code is ExitCode.OK else "FAILED"
-    lines = [f"imageprep boot-test {outcome.run_id} {verdict} (exit {int(outcome.exit_code)}): "
-             f"{outcome.message}"]
+    lines = [
+        f"imageprep boot-test {outcome.run_id} {verdict} (exit {int(outcome.exit_code)}): "
+        f"{outcome.message}"
+    ]
     for check in outcome.result.get("checks", []):
         lines.append(f"  {check['status']:<7} {check['name']}: {check['detail']}")
     lines.append(f"  report: {outcome.run_dir / 'result.json'}")

@@ -155,8 +155,13 @@ def _load_source(
     if expect is not None and kind is not None and kind != expect:
         other = _DIRNAMES[kind]
         raise SchemaError(
-            [doc.problem((), f"this looks like a {kind}, but it is in a {expect} directory "
-                             f"(move it to {other}/)")]
+            [
+                doc.problem(
+                    (),
+                    f"this looks like a {kind}, but it is in a {expect} directory "
+                    f"(move it to {other}/)",
+                )
+            ]
         )
     kind = kind or expect
     if kind == "profile":
@@ -611,11 +616,13 @@ def _apply(
             if isinstance(entry, StepOverride | StepDrop):
                 if entry.name not in present:
                     verb = "override" if isinstance(entry, StepOverride) else "drop"
-                    problems.append(doc.problem(
-                        loc,
-                        f'profile "{prof.id}": {verb} of step "{entry.name}": no such step in '
-                        f"{where(phase)}",
-                    ))
+                    problems.append(
+                        doc.problem(
+                            loc,
+                            f'profile "{prof.id}": {verb} of step "{entry.name}": no such step in '
+                            f"{where(phase)}",
+                        )
+                    )
                     continue
                 at = names.index(entry.name)
                 if isinstance(entry, StepDrop):
@@ -634,22 +641,28 @@ def _apply(
                 continue
             assert isinstance(entry, NewStep)
             if entry.name in present:
-                problems.append(doc.problem(
-                    (*loc, "name"),
-                    f'profile "{prof.id}": step "{entry.name}" already exists in {where(phase)}; '
-                    "use override: true to change it (or drop: true to remove it)",
-                ))
+                problems.append(
+                    doc.problem(
+                        (*loc, "name"),
+                        f'profile "{prof.id}": step "{entry.name}" already exists in '
+                        f"{where(phase)}; "
+                        "use override: true to change it (or drop: true to remove it)",
+                    )
+                )
                 continue
             anchor = entry.before or entry.after
             position = len(steps)
             if anchor is not None:
                 if anchor not in present:
                     side = "before" if entry.before else "after"
-                    problems.append(doc.problem(
-                        (*loc, side),
-                        f'profile "{prof.id}": step "{entry.name}" is placed {side} "{anchor}", '
-                        f"but there is no such step in {where(phase)}",
-                    ))
+                    problems.append(
+                        doc.problem(
+                            (*loc, side),
+                            f'profile "{prof.id}": step "{entry.name}" is placed {side} '
+                            f'"{anchor}", '
+                            f"but there is no such step in {where(phase)}",
+                        )
+                    )
                     continue
                 if entry.before:
                     position = names.index(anchor)

@@ -442,9 +442,7 @@ def plan_for(
     playbook = catalog.get_playbook(playbook_name)
     if profile_id == "auto":
         if facts is None or isinstance(facts, Mapping):
-            raise UsageError(
-                "--profile auto needs --target (or name a profile with --profile ID)"
-            )
+            raise UsageError("--profile auto needs --target (or name a profile with --profile ID)")
         profile = catalog.match_profile(facts.os_release)
     else:
         profile = catalog.get_profile(profile_id)

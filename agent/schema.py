@@ -117,9 +117,7 @@ def _var_value(value: Any) -> Any:
         return value
     # excerpt, not repr: a billion-laughs list would take gigabytes to print.
     shown = "a mapping" if isinstance(value, dict) else excerpt(value)
-    raise ValueError(
-        f"expected a string, an integer, a boolean or a list of strings, got {shown}"
-    )
+    raise ValueError(f"expected a string, an integer, a boolean or a list of strings, got {shown}")
 
 
 Slug = Annotated[str, Field(pattern=SLUG_RE.pattern)]
@@ -515,7 +513,6 @@ class Profile(BaseModel):
         return self
 
 
-
 def profile_structure_problems(data: Any) -> list[tuple[Loc, str]]:
     """Rules across a profile's fields, checked on plain data (``"[key]"`` = at the key).
 
@@ -529,20 +526,24 @@ def profile_structure_problems(data: Any) -> list[tuple[Loc, str]]:
     if isinstance(variables, dict):
         for name in variables:
             if not (isinstance(name, str) and VAR_NAME_RE.match(name)):
-                out.append((
-                    ("vars", str(name), "[key]"),
-                    f'var name "{name}" must be lowercase letters, digits and _ '
-                    "(it is used as vars.NAME)",
-                ))
+                out.append(
+                    (
+                        ("vars", str(name), "[key]"),
+                        f'var name "{name}" must be lowercase letters, digits and _ '
+                        "(it is used as vars.NAME)",
+                    )
+                )
     phases = data.get("phases")
     if not isinstance(phases, dict):
         return out
     if BACKUP_PHASE in phases:
-        out.append((
-            ("phases", BACKUP_PHASE, "[key]"),
-            f'the "{BACKUP_PHASE}" phase belongs to the backup provider; '
-            "profiles may not define steps in it",
-        ))
+        out.append(
+            (
+                ("phases", BACKUP_PHASE, "[key]"),
+                f'the "{BACKUP_PHASE}" phase belongs to the backup provider; '
+                "profiles may not define steps in it",
+            )
+        )
     for phase, entries in phases.items():
         if not isinstance(entries, list):
             continue
@@ -553,20 +554,24 @@ def profile_structure_problems(data: Any) -> list[tuple[Loc, str]]:
             name = entry.get("name")
             if isinstance(name, str):
                 if name in seen:
-                    out.append((
-                        ("phases", phase, i, "name"),
-                        f'duplicate step name "{name}" in phase {phase} '
-                        f"(first at phases.{phase}[{seen[name]}])",
-                    ))
+                    out.append(
+                        (
+                            ("phases", phase, i, "name"),
+                            f'duplicate step name "{name}" in phase {phase} '
+                            f"(first at phases.{phase}[{seen[name]}])",
+                        )
+                    )
                 else:
                     seen[name] = i
             extension = [k for k in ("override", "drop", "before", "after") if k in entry]
             if data.get("extends") is None and extension:
-                out.append((
-                    ("phases", phase, i, extension[0]),
-                    f"{extension[0]}: only a profile that extends another may override, drop "
-                    "or position steps (this one has no extends)",
-                ))
+                out.append(
+                    (
+                        ("phases", phase, i, extension[0]),
+                        f"{extension[0]}: only a profile that extends another may override, drop "
+                        "or position steps (this one has no extends)",
+                    )
+                )
     return out
 
 

@@ -62,7 +62,8 @@ def check_boot_test_pass(info: DiskInfo) -> str:
     except FileNotFoundError as exc:
         raise NotBootTested(
             f"{info.path} has not passed boot-test (no {record_path.name}); "
-            f"run `imageprep boot-test {info.path}` first, or give --force") from exc
+            f"run `imageprep boot-test {info.path}` first, or give --force"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise NotBootTested(f"{record_path}: unreadable pass record ({exc})") from exc
     recorded = record.get("disk", {})
@@ -71,16 +72,19 @@ def check_boot_test_pass(info: DiskInfo) -> str:
         if recorded.get(key) != current[key]:
             raise NotBootTested(
                 f"{info.path} changed since it passed boot-test ({key} differs from "
-                f"{record_path.name}); boot-test it again, or give --force")
+                f"{record_path.name}); boot-test it again, or give --force"
+            )
     if recorded.get("sha256") != file_identity(info)["sha256"]:
         raise NotBootTested(
             f"{info.path} changed since it passed boot-test (sha256 differs from "
-            f"{record_path.name}); boot-test it again, or give --force")
+            f"{record_path.name}); boot-test it again, or give --force"
+        )
     return str(record.get("run_dir", ""))
 
 
-def convert_to_vhd(disk: Path, out: Path, *, force: bool = False,
-                   overwrite: bool = False) -> VhdResult:
+def convert_to_vhd(
+    disk: Path, out: Path, *, force: bool = False, overwrite: bool = False
+) -> VhdResult:
     """Write `out` as a fixed VHD of `disk`, size rounded up to a MiB; check it; return it.
 
     Raises NotBootTested (without --force), UsageError, DiskError, HostToolMissing.
@@ -102,8 +106,20 @@ def convert_to_vhd(disk: Path, out: Path, *, force: bool = False,
         source = info.path
         if size != info.virtual_size:
             source = make_overlay(info, Path(scratch) / "grown.qcow2", size=size)
-        run_tool([qemu_img, "convert", "-O", "vpc", "-o", "subformat=fixed,force_size=on",
-                  str(source), str(partial)], timeout=3600, what="qemu-img convert -O vpc")
+        run_tool(
+            [
+                qemu_img,
+                "convert",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=fixed,force_size=on",
+                str(source),
+                str(partial),
+            ],
+            timeout=3600,
+            what="qemu-img convert -O vpc",
+        )
     try:
         verify_fixed_vhd(partial, size)
         os.replace(partial, out)
@@ -165,8 +181,13 @@ def refuse_overwriting_source(info: DiskInfo, out: Path) -> None:
 def verify_fixed_vhd(path: Path, expected_size: int) -> None:
     """DiskError unless `path` is a fixed VHD of exactly `expected_size` (a whole MiB)."""
     qemu_img = require("qemu-img", purpose="vhd")["qemu-img"]
-    info = json.loads(run_tool([qemu_img, "info", "--output=json", "-f", "vpc", str(path)],
-                               timeout=60, what="qemu-img info").stdout)
+    info = json.loads(
+        run_tool(
+            [qemu_img, "info", "--output=json", "-f", "vpc", str(path)],
+            timeout=60,
+            what="qemu-img info",
+        ).stdout
+    )
     problems = []
     if info.get("format") != "vpc":
         problems.append(f"format {info.get('format')!r}, not vpc")

@@ -55,17 +55,27 @@ class Ext4Reader:
 
     def _request(self, request: str) -> tuple[str, str]:
         device = f"{self.raw}?offset={self.offset}" if self.offset else str(self.raw)
-        proc = run_tool([self._debugfs, "-R", request, device], timeout=120,
-                        what=f"debugfs {request.split()[0]}")
+        proc = run_tool(
+            [self._debugfs, "-R", request, device],
+            timeout=120,
+            what=f"debugfs {request.split()[0]}",
+        )
         return proc.stdout, proc.stderr
 
     def _bytes_request(self, request: str) -> tuple[bytes, str]:
         device = f"{self.raw}?offset={self.offset}" if self.offset else str(self.raw)
-        proc = subprocess.run([self._debugfs, "-R", request, device], capture_output=True,
-                              timeout=120, check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [self._debugfs, "-R", request, device],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         if proc.returncode != 0:
-            raise DiskError(f"debugfs {request} on {self.raw} failed: "
-                            f"{proc.stderr.decode(errors='replace').strip()}")
+            raise DiskError(
+                f"debugfs {request} on {self.raw} failed: "
+                f"{proc.stderr.decode(errors='replace').strip()}"
+            )
         return proc.stdout, proc.stderr.decode(errors="replace")
 
     def lstat_mode(self, path: str) -> int | None:
@@ -108,8 +118,7 @@ class Ext4Reader:
                 target = PurePosixPath(self.readlink(candidate))
                 if target.is_absolute():
                     resolved = []
-                pending = list(target.parts[1:] if target.is_absolute() else target.parts) \
-                    + pending
+                pending = list(target.parts[1:] if target.is_absolute() else target.parts) + pending
                 continue
             resolved.append(part)
         return "/" + "/".join(resolved)
@@ -137,8 +146,11 @@ class Ext4Reader:
             fields = line.strip().split("/")
             if len(fields) < 7 or fields[5] in (".", ".."):
                 continue
-            entries.append(Entry(name="/".join(fields[5:-2]), mode=int(fields[2], 8),
-                                 size=int(fields[-2] or 0)))
+            entries.append(
+                Entry(
+                    name="/".join(fields[5:-2]), mode=int(fields[2], 8), size=int(fields[-2] or 0)
+                )
+            )
         return entries
 
     def dump(self, path: str, destination: Path) -> None:
@@ -180,11 +192,14 @@ def _partition_offsets(raw: Path) -> list[int]:
         mbr = handle.read(_SECTOR)
         if len(mbr) < _SECTOR or mbr[510:512] != b"\x55\xaa":
             return []
-        entries = [mbr[446 + 16 * i: 446 + 16 * (i + 1)] for i in range(4)]
+        entries = [mbr[446 + 16 * i : 446 + 16 * (i + 1)] for i in range(4)]
         if any(entry[4] == 0xEE for entry in entries):
             return _gpt_offsets(handle)
-        return [struct.unpack_from("<I", entry, 8)[0] * _SECTOR
-                for entry in entries if entry[4] not in (0x00, 0x05, 0x0F)]
+        return [
+            struct.unpack_from("<I", entry, 8)[0] * _SECTOR
+            for entry in entries
+            if entry[4] not in (0x00, 0x05, 0x0F)
+        ]
 
 
 def _gpt_offsets(stream: BinaryIO) -> list[int]:
@@ -197,7 +212,7 @@ def _gpt_offsets(stream: BinaryIO) -> list[int]:
     table = stream.read(min(count, 256) * size)
     offsets = []
     for i in range(min(count, 256)):
-        entry = table[i * size:(i + 1) * size]
+        entry = table[i * size : (i + 1) * size]
         if len(entry) < 48 or entry[:16] == b"\0" * 16:
             continue
         offsets.append(struct.unpack_from("<Q", entry, 32)[0] * _SECTOR)

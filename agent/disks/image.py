@@ -47,7 +47,8 @@ def disk_info(path: Path, *, wait_released: float = 0.0) -> DiskInfo:
         try:
             proc = run_tool(
                 [qemu_img, "info", "--output=json", "--backing-chain", str(path)],
-                timeout=60, what=f"qemu-img info {path}",
+                timeout=60,
+                what=f"qemu-img info {path}",
             )
             break
         except ToolFailed as exc:
@@ -66,7 +67,9 @@ def disk_info(path: Path, *, wait_released: float = 0.0) -> DiskInfo:
         raise DiskError(f"{path}: format {fmt or 'unknown'!r}; expected a raw or qcow2 disk image")
     backing = tuple(Path(str(entry["filename"])) for entry in chain[1:])
     return DiskInfo(
-        path=path.resolve(), format=fmt, virtual_size=int(top["virtual-size"]),
+        path=path.resolve(),
+        format=fmt,
+        virtual_size=int(top["virtual-size"]),
         backing_chain=backing,
     )
 
@@ -103,8 +106,18 @@ def sha256_of(path: Path) -> str:
 def make_overlay(info: DiskInfo, overlay: Path, *, size: int | None = None) -> Path:
     """A qcow2 overlay on `info` (which is only ever read), optionally grown to `size` bytes."""
     qemu_img = require("qemu-img", purpose="making a throwaway overlay")["qemu-img"]
-    argv = [qemu_img, "create", "-q", "-f", "qcow2", "-F", info.format, "-b", str(info.path),
-            str(overlay)]
+    argv = [
+        qemu_img,
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        info.format,
+        "-b",
+        str(info.path),
+        str(overlay),
+    ]
     if size is not None:
         argv.append(str(size))
     run_tool(argv, timeout=60, what="qemu-img create")
@@ -116,7 +129,9 @@ def to_raw(info: DiskInfo, destination: Path) -> Path:
     if info.format == "raw" and not info.backing_chain:
         return info.path
     qemu_img = require("qemu-img", purpose="reading a qcow2 disk")["qemu-img"]
-    run_tool([qemu_img, "convert", "-O", "raw", str(info.path), str(destination)],
-             timeout=900, what="qemu-img convert")
+    run_tool(
+        [qemu_img, "convert", "-O", "raw", str(info.path), str(destination)],
+        timeout=900,
+        what="qemu-img convert",
+    )
     return destination
-

@@ -99,10 +99,21 @@ class VmConfig:
     extra: Sequence[str] = field(default_factory=tuple)
 
     def argv(self) -> list[str]:
-        accel = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else [
-            "-accel", "tcg,thread=multi", "-cpu", "max"]
-        argv = [self.qemu, *accel, "-machine", "q35", "-m", str(self.memory_mib),
-                "-smp", str(self.smp)]
+        accel = (
+            ["-accel", "kvm", "-cpu", "host"]
+            if self.accel == "kvm"
+            else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        )
+        argv = [
+            self.qemu,
+            *accel,
+            "-machine",
+            "q35",
+            "-m",
+            str(self.memory_mib),
+            "-smp",
+            str(self.smp),
+        ]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:
@@ -146,8 +157,11 @@ class QemuVm:
         self.config.console_log.write_bytes(b"")
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
-                self.config.argv(), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                self.config.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     @property
@@ -177,8 +191,7 @@ class QemuVm:
 
     def powered_off(self) -> bool:
         """True iff QEMU exited 0 on its own and the console shows the kernel's power-down."""
-        return (self.exited_by_itself and self.returncode == 0
-                and POWER_DOWN in self.console_text())
+        return self.exited_by_itself and self.returncode == 0 and POWER_DOWN in self.console_text()
 
     def stop(self) -> None:
         """SIGTERM (QEMU quits at once), then SIGKILL; by PID, never by name."""

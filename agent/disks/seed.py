@@ -35,13 +35,17 @@ class Seed:
 def new_key_pair(private_key: Path) -> str:
     """Write a new ed25519 private key (OpenSSH format, 0600); return its public line."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
     fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
     return public.decode() + " imageprep-boot-test"
 
 
@@ -61,10 +65,23 @@ def make_seed(directory: Path) -> Seed:
         f"instance-id: {seed.instance_id}\nlocal-hostname: {seed.hostname}\n"
     )
     (directory / "user-data").write_text(_user_data(seed))
-    run_tool([tools["mkfs.vfat"], "-n", "CIDATA", "-C", str(seed.image), str(SEED_SIZE_KIB)],
-             timeout=60, what="mkfs.vfat")
-    run_tool([tools["mcopy"], "-i", str(seed.image), str(directory / "meta-data"),
-              str(directory / "user-data"), "::"], timeout=60, what="mcopy")
+    run_tool(
+        [tools["mkfs.vfat"], "-n", "CIDATA", "-C", str(seed.image), str(SEED_SIZE_KIB)],
+        timeout=60,
+        what="mkfs.vfat",
+    )
+    run_tool(
+        [
+            tools["mcopy"],
+            "-i",
+            str(seed.image),
+            str(directory / "meta-data"),
+            str(directory / "user-data"),
+            "::",
+        ],
+        timeout=60,
+        what="mcopy",
+    )
     return seed
 
 

@@ -43,7 +43,11 @@ def run_tool(
     """Run a host tool, capture its output; ToolFailed with its stderr on a non-zero exit."""
     try:
         proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
@@ -56,4 +60,3 @@ def run_tool(
             stderr=proc.stderr,
         )
     return proc
-
