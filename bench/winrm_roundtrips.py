@@ -42,8 +42,7 @@ from agent.catalog import Catalog
 from agent.executors.winrm import WinRmExecutor, WinRmOptions
 from agent.executors.winrm import scripts as winrm_scripts
 from agent.facts_windows import gather_windows_facts
-from agent.plan import PlannedStep, Selection
-from agent.runner import plan_for
+from agent.plan import PlannedStep, Selection, plan_for
 from agent.secrets import Secret
 from agent.targets import Target
 from tests.winrm_server import (

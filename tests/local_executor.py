@@ -6,6 +6,7 @@ is missing, not the behaviour. It never becomes root and never goes away on its 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
@@ -59,10 +60,11 @@ class LocalShellExecutor:
             env=self.env,
             start_new_session=True,
         ) as proc:
-            assert proc.stdout is not None
-            assert proc.stderr is not None
+            assert isinstance(proc.stdout, io.BufferedReader)
+            stderr_pipe = proc.stderr
+            assert stderr_pipe is not None
             stderr_parts: list[bytes] = []
-            reader = threading.Thread(target=lambda: stderr_parts.append(proc.stderr.read()))
+            reader = threading.Thread(target=lambda: stderr_parts.append(stderr_pipe.read()))
             reader.start()
             killed = threading.Event()
 

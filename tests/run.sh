@@ -8,6 +8,7 @@ cd "$repo"
 
 bash tests/setup.sh
 .venv/bin/ruff check agent tests bench
+.venv/bin/ruff format --check agent tests bench
 .venv/bin/mypy
 # A runner without root or targets must fail, not skip its way to green.
 export IMAGEPREP_REQUIRE_TARGETS=1

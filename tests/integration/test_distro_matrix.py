@@ -451,9 +451,9 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
             assert "HWADDR" not in g("/etc/sysconfig/network-scripts/ifcfg-ens192").read_text()
     if claim.family == "suse":
         assert "blscfg" not in g("/boot/grub2/grub.cfg").read_text()
-        ifcfg = g("/etc/sysconfig/network/ifcfg-eth0").read_text()
-        assert "LLADDR" not in ifcfg
-        assert "BOOTPROTO='dhcp'" in ifcfg
+        suse_ifcfg = g("/etc/sysconfig/network/ifcfg-eth0").read_text()
+        assert "LLADDR" not in suse_ifcfg
+        assert "BOOTPROTO='dhcp'" in suse_ifcfg
         assert (
             'DHCLIENT_SET_HOSTNAME="no"'
             in g("/etc/sysconfig/network/dhcp").read_text().splitlines()

@@ -774,7 +774,7 @@ def setting(
 
 
 def recorded_file(
-    make: Callable[[Path], None],
+    make: Callable[[Path], object],
 ) -> Callable[[dict[str, object], Path], dict[str, object]]:
     """The header records a profile file that is now a FIFO, a device...; the plan differs."""
 
@@ -790,7 +790,7 @@ def recorded_file(
 
 
 def in_recorded_dir(
-    name: str, make: Callable[[Path], None]
+    name: str, make: Callable[[Path], object]
 ) -> Callable[[dict[str, object], Path], dict[str, object]]:
     """Put a special file into the profiles directory the journal records (header as is)."""
 
@@ -809,6 +809,13 @@ def event(seq: int, kind: str, **fields: object) -> str:
     return json.dumps(
         {"v": 1, "seq": seq, "at": "2026-01-01T00:00:00Z", "session": 1, "event": kind, **fields}
     )
+
+
+def _resume_with_journal(c: Ctx, make: Callable[[Path], object]) -> list[str]:
+    """`run --resume` on a fresh run folder whose journal.jsonl is what `make` leaves."""
+    c.run_dir.mkdir()
+    make(c.run_dir / "journal.jsonl")
+    return ["run", "--resume", str(c.run_dir)]
 
 
 def journal_case(case_id: str, build: Callable[[Ctx], list[str]], names: str) -> Case:
@@ -1012,26 +1019,17 @@ JOURNAL_CASES = [
     ),
     journal_case(
         "journal-is-fifo",
-        lambda c: (
-            (c.run_dir.mkdir(), os.mkfifo(c.run_dir / "journal.jsonl"))[0]
-            or ["run", "--resume", str(c.run_dir)]
-        ),
+        lambda c: _resume_with_journal(c, os.mkfifo),
         r"no journal\.jsonl in it",
     ),
     journal_case(
         "journal-is-dir",
-        lambda c: (
-            (c.run_dir.mkdir(), (c.run_dir / "journal.jsonl").mkdir())[0]
-            or ["run", "--resume", str(c.run_dir)]
-        ),
+        lambda c: _resume_with_journal(c, Path.mkdir),
         r"no journal\.jsonl",
     ),
     journal_case(
         "journal-empty",
-        lambda c: (
-            (c.run_dir.mkdir(), (c.run_dir / "journal.jsonl").write_text(""))[0]
-            or ["run", "--resume", str(c.run_dir)]
-        ),
+        lambda c: _resume_with_journal(c, lambda p: p.write_text("")),
         r"is empty",
     ),
 ]

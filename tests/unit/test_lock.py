@@ -97,7 +97,8 @@ def test_cli_second_run_is_one_line_exit_11_and_leaves_no_folder(tmp_path: Path)
                 "json",
             ],
         )
-    assert result.exit_code == ExitCode.TARGET_BUSY == 11
+    assert result.exit_code == ExitCode.TARGET_BUSY
+    assert int(ExitCode.TARGET_BUSY) == 11
     lines = [line for line in result.output.splitlines() if line.startswith("imageprep:")]
     assert len(lines) == 1
     assert "ssh://builder@192.0.2.10:22 is busy: run abcd1234 (pid" in lines[0]

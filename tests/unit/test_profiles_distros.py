@@ -212,9 +212,9 @@ def test_family_specific_steps(catalog: Catalog) -> None:
         assert "sudoers-no-targetpw" in names(pid, "azure-prepare")
         assert "selinux-relabel" not in deprovision
     for pid in ("debian", "ubuntu"):
-        assert (
-            "update-grub" in catalog.get_profile(pid).step("azure-prepare", "grub-regenerate").run
-        )  # type: ignore[union-attr]
+        grub = catalog.get_profile(pid).step("azure-prepare", "grub-regenerate")
+        assert grub is not None
+        assert "update-grub" in grub.run
         assert "selinux-relabel" not in names(pid, "deprovision")
 
 

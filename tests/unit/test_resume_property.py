@@ -189,12 +189,12 @@ def test_no_destructive_step_without_backup_or_twice(
             seen_backups = int(line.split()[1])
             assert seen_backups >= 1, f"{line.split()[0]} ran before any backup was journaled"
             assert backup_mode in ("ok", "waiver")
-        events = [json.loads(x) for x in _lines(run_dir / JOURNAL_FILE)]
-        recorded = [e for e in events if e["event"] == "backup_recorded"]
+        journal_events = [json.loads(x) for x in _lines(run_dir / JOURNAL_FILE)]
+        recorded = [e for e in journal_events if e["event"] == "backup_recorded"]
         assert len(recorded) <= 1, "a second backup was taken after one was recorded"
         # Only a backup stopped before the journal heard of it is taken again.
         assert len(taken) - len(recorded) <= stopped
-        starts = [e for e in events if e["event"] == "step_started" and e["destructive"]]
+        starts = [e for e in journal_events if e["event"] == "step_started" and e["destructive"]]
         assert all(e["attempt"] == 1 for e in starts)
 
 

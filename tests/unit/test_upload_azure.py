@@ -91,7 +91,16 @@ def _upload(arm: FakeArm, tls: TlsFiles, vhd: Path, **shape: str) -> dict[str, o
     target = parse_disk_target(
         f"azure-disk:{DISK_ID}", location="westeurope", sku="Premium_LRS", zone="2"
     )
-    return upload_vhd(vhd, target, force=False, uploader=_uploader(arm, tls), **options)
+    return upload_vhd(
+        vhd,
+        target,
+        force=False,
+        uploader=_uploader(arm, tls),
+        os_type=options["os_type"],
+        hyper_v_generation=options["hyper_v_generation"],
+        architecture=options["architecture"],
+        security_type=options["security_type"],
+    )
 
 
 def test_only_non_zero_ranges_are_sent_and_land_where_they_belong(

@@ -115,8 +115,13 @@ def server() -> Iterator[WinRmTestServer]:
     # Virtual time at 1/50: the recorded PT10S time-out and `Start-Sleep 30` take 0.2 s
     # and 0.6 s, keeping their ratio and so the recorded sequence of answers.
     machine = WindowsMachine(time_scale=0.02)
-    account = {"username": "vagrant", "password": "vagrant"}  # the recordings' account
-    with WinRmTestServer(machine, auth=("basic",), **account) as running:
+    # The recordings' account (public: the Vagrant box default).
+    with WinRmTestServer(
+        machine,
+        auth=("basic",),
+        username="vagrant",
+        password="vagrant",  # noqa: S106
+    ) as running:
         yield running
 
 

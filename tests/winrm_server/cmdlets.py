@@ -657,7 +657,7 @@ def _get_process(call: Call) -> list[Any]:
         found = [
             p
             for p in call.machine.process_table()
-            if p["Name"].casefold() == to_text(name).casefold()
+            if str(p["Name"]).casefold() == to_text(name).casefold()
         ]
         if not found:
             call.error(

@@ -310,9 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif scheme in ("negotiate", "ntlm") and "ntlm" in self.owner.auth:
             return self._ntlm_step(scheme, base64.b64decode(value))
         elif header == CERTIFICATE_AUTH and self.owner.client_ca is not None:
-            user = self._certificate_user()
-            if user is not None:
-                return user
+            cert_user = self._certificate_user()
+            if cert_user is not None:
+                return cert_user
         elif not header and self.ntlm_user is not None:
             return self.ntlm_user  # this connection authenticated earlier
         self._challenge()
@@ -378,7 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Abort from exc
 
     def _wrap(self, data: bytes) -> bytes:
-        wrapped = self.ntlm.wrap(data, encrypt=True).data
+        wrapped: bytes = self.ntlm.wrap(data, encrypt=True).data
         signature, sealed = wrapped[:16], wrapped[16:]
         return (
             _BOUNDARY + b"\r\n"
