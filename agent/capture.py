@@ -29,6 +29,13 @@ from urllib.parse import parse_qsl
 
 from agent.errors import Disconnected, ImagePrepError, UsageError
 from agent.outcome import ExitCode, exit_code_for_error
+from agent.provenance import (
+    TAG_PLAYBOOK,
+    TAG_PROFILE,
+    TAG_RESULT_SHA256,
+    TAG_RUN_ID,
+    freeze_evidence,
+)
 
 if TYPE_CHECKING:
     from agent.engine import EngineResult
@@ -36,9 +43,6 @@ if TYPE_CHECKING:
     from agent.platforms.base import CaptureRecord, Platform
     from agent.recorder import Recorder
 
-TAG_RUN_ID = "imageprep-run-id"
-TAG_PROFILE = "imageprep-profile"
-TAG_PLAYBOOK = "imageprep-playbook"
 _SEG = r"[^/?]+"
 _GROUP = (
     rf"/subscriptions/(?P<sub>{_SEG})/resourceGroups/(?P<rg>{_SEG})/providers/Microsoft\.Compute"
@@ -274,6 +278,9 @@ def finish_on_platform(
         if stage.capture is not None:
             if not _verified(result):
                 raise UsageError("capture refused: the generalization was not verified")
+            # The generalization's record, as it stands now, is what the image points at.
+            recorder.save()
+            evidence_sha256 = freeze_evidence(recorder.folder.result_path)
             record = capture_and_record(
                 stage.platform,
                 stage.capture,
@@ -283,6 +290,7 @@ def finish_on_platform(
                     TAG_RUN_ID: run_id,
                     TAG_PROFILE: plan.profile_id,
                     TAG_PLAYBOOK: plan.playbook_name,
+                    TAG_RESULT_SHA256: evidence_sha256,
                 },
             )
             message = f"{result.message}; captured {record.image_id}"

@@ -41,9 +41,9 @@ from azure.mgmt.compute.models import Snapshot, VirtualMachine
 from agent.backups.base import BackupContext, BackupRecord, utc_timestamp
 from agent.errors import BackupError, UsageError
 from agent.executors.base import Executor
+from agent.provenance import TAG_RUN_ID
 
 SCHEME = "azure-snapshot"
-TAG_RUN_ID = "imageprep-run-id"
 _SNAPSHOT_NAME_MAX = 80  # ARM: a-z, A-Z, 0-9, _ and -, at most 80 characters
 _VM_ID = re.compile(
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"

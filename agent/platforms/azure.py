@@ -37,6 +37,7 @@ from azure.mgmt.compute import ComputeManagementClient
 
 from agent.errors import CaptureMismatch, PlatformError, UsageError
 from agent.platforms.base import CaptureRecord, PowerState
+from agent.provenance import TAG_RUN_ID
 
 if TYPE_CHECKING:
     from agent.capture import CaptureTarget
@@ -49,7 +50,6 @@ _VM_ID = re.compile(
 )
 _OFF = {"PowerState/stopped", "PowerState/deallocated"}
 _RUNNING = {"PowerState/running", "PowerState/starting"}
-_TAG_RUN_ID = "imageprep-run-id"
 # Which image definition SecurityType values accept a VM of each security type
 # (Compute Gallery "Trusted launch" / "Confidential VM" image definition features).
 _SECURITY_FITS = {
@@ -218,7 +218,7 @@ class AzurePlatform:
             return shape, location, None, False
         tags = existing.tags or {}
         state = _text(existing.properties.provisioning_state if existing.properties else None)
-        if run_id is not None and tags.get(_TAG_RUN_ID) == run_id:
+        if run_id is not None and tags.get(TAG_RUN_ID) == run_id:
             if state == "Failed":
                 return shape, location, None, True
             return shape, location, existing, False
@@ -228,7 +228,7 @@ class AzurePlatform:
         hint = " (or give --replace-version)" if target.kind == "gallery" else ""
         raise CaptureMismatch(
             f"--capture {target.spec}: the {what} already exists ({state or 'unknown state'}, "
-            f"made by run {tags.get(_TAG_RUN_ID, 'unknown')}); choose another name{hint}"
+            f"made by run {tags.get(TAG_RUN_ID, 'unknown')}); choose another name{hint}"
         )
 
     def _shape(self) -> VmShape:

@@ -10,13 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent.backups import BackupContext, provider_from_spec
-from agent.backups.azure_snapshot import (
-    TAG_RUN_ID,
-    AzureSnapshotProvider,
-    parse_arg,
-    snapshot_name,
-)
+from agent.backups.azure_snapshot import AzureSnapshotProvider, parse_arg, snapshot_name
 from agent.errors import BackupError, UsageError
+from agent.provenance import TAG_RUN_ID
 from agent.targets import Target
 from tests.arm_fake import FakeArm, FakeTokenCredential, Principal
 from tests.local_executor import LocalShellExecutor

@@ -8,6 +8,7 @@ power state follows the double's, for the power state and makes the image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from click.testing import CliRunner, Result
 from agent.cli import main
 from agent.outcome import ExitCode
 from agent.platforms import azure as azure_platform
+from agent.provenance import EVIDENCE_FILE
 from tests.arm_fake import FakeArm, FakeTokenCredential
 
 # The Windows runs' fixtures, shared (pytest finds them by name in this module).
@@ -77,6 +79,10 @@ def _journal(run: Run) -> list[dict[str, Any]]:
 
 def _events(run: Run, name: str) -> list[dict[str, Any]]:
     return [e for e in _journal(run) if e["event"] == name]
+
+
+def _evidence_sha256(run: Run) -> str:
+    return hashlib.sha256((run.run_dir / EVIDENCE_FILE).read_bytes()).hexdigest()
 
 
 def test_power_off_is_confirmed_by_the_platform(
@@ -147,6 +153,7 @@ def test_capture_makes_the_gallery_version_and_records_it(
         "imageprep-run-id": report["run_id"],
         "imageprep-profile": "windows-server",
         "imageprep-playbook": "generalize",
+        "imageprep-result-sha256": _evidence_sha256(run),
     }
     capture = report["capture"]
     assert capture["image_id"] == VERSION  # type: ignore[index]
@@ -161,6 +168,26 @@ def test_capture_makes_the_gallery_version_and_records_it(
     assert finished["image_id"] == VERSION
     assert VM_ID.lower() in arm.generalized
     assert arm.power_state(VM_ID) == "PowerState/deallocated"
+
+
+def test_tagged_hash_names_the_verified_generalization_record(
+    server: WinRmTestServer,
+    tls: TlsFiles,
+    tmp_path: Path,
+    arm: FakeArm,
+) -> None:
+    """The frozen record the image's sha256 tag points at shows the verified, confirmed run."""
+    run = imageprep_run(
+        server, tls, tmp_path, "--platform", f"azure:{VM_ID}", "--capture", f"gallery:{VERSION}"
+    )
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    evidence = json.loads((run.run_dir / EVIDENCE_FILE).read_text())
+    assert evidence["run_id"] == run.report["run_id"]
+    verify = [s for s in evidence["steps"] if s["phase"] == "verify"]
+    assert verify
+    assert {s["status"] for s in verify} == {"ok"}
+    assert evidence["power_state"] == "PowerState/stopped"
+    assert evidence.get("capture") is None
 
 
 def test_definition_mismatch_is_exit_2_before_anything_changes(

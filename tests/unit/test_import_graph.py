@@ -37,7 +37,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
-        "yamlload console logging lock sshconfig varfile inventory result_schema",
+        "yamlload console logging lock sshconfig varfile inventory result_schema provenance",
         "expressions schema schemas report",
         "executors disks",
         "facts facts_windows",
