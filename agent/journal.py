@@ -1,11 +1,22 @@
-"""The journal: a run's progress on the controller, one JSON line per event, fsync'd.
+"""The journal: a run's progress on the controller, one JSON line per event.
 
 ``journal.jsonl`` lives in the run folder next to result.json. result.json is the
 report (rewritten whole); the journal is the record ``run --resume`` trusts: it is only
-ever appended to, each event is one ``write`` followed by ``fsync`` *before* the run
-moves on, so an event that is not on disk is something the run never went past. In
-particular ``step_started`` is durable before the step's command is sent: a step with no
-``step_started`` line never ran.
+ever appended to, each event is one ``write`` *before* the run moves on, so an event
+that is not in the file is something the run never went past, whatever kills the
+process. In particular ``step_started`` is written before the step's command is sent: a
+step with no ``step_started`` line never ran.
+
+Surviving a crash of the controller's machine (power loss) is what ``fsync`` adds, and it
+costs a disk flush per call: about one step's worth of a run's time for every 20 steps.
+So an event is fsync'd only when losing it could make a resume do something twice or
+too early: the ``step_started`` of a destructive step (it also carries every earlier
+line to disk: the backup record before the first destructive step, each step finished
+before it), and every rare event (header, backup, notes, interruptions, the end).
+Losing the unsynced lines of non-destructive steps only makes a resume run those steps
+again, which profiles keep idempotent; losing the ``step_finished`` of a destructive
+step makes it look unreported, and its ``resume_check`` settles it or resuming is
+refused: the safe direction.
 
 Events (every line has ``v``, ``seq``, ``at``, ``session`` and ``event``)::
 
@@ -35,7 +46,7 @@ continues from it is :mod:`agent.resume`'s job. The rules it applies:
   (:class:`~agent.errors.ResumeUnsafe`): restore from the backup.
 
 Test hook: ``IMAGEPREP_TEST_KILL_AFTER=EVENT[:PHASE/STEP]`` makes the process SIGKILL
-itself right after that event is durable (for the interruption tests; see README). It
+itself right after that event is written (for the interruption tests; see README). It
 is read only from the environment, refuses malformed values and logs a warning when armed.
 """
 
@@ -265,6 +276,10 @@ class Journal:
         )
 
     def append(self, event: str, **fields: Any) -> None:
+        """Write one event and fsync it (see the module's docstring for the exceptions)."""
+        self._write(event, fields, sync=True)
+
+    def _write(self, event: str, fields: Mapping[str, Any], *, sync: bool) -> None:
         if self._fd is None:
             raise RunDirError(f"{self.path} is closed")
         self._seq += 1
@@ -280,7 +295,8 @@ class Journal:
         line = json.dumps(clean, sort_keys=False, default=str, separators=(",", ":")) + "\n"
         try:
             os.write(self._fd, line.encode("utf-8"))
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError as exc:
             raise RunDirError(f"cannot write {self.path}: {exc}") from exc
         if self._kill_hook is not None and self._kill_hook.matches(event, fields):
@@ -307,12 +323,19 @@ class Journal:
         attempt = self._started.get(step.key, 0) + 1
         self._started[step.key] = attempt
         self.running = step
-        self.append("step_started", step=step.key, attempt=attempt, destructive=step.destructive)
+        # Write-ahead for destructive steps only: see the module's docstring.
+        self._write(
+            "step_started",
+            {"step": step.key, "attempt": attempt, "destructive": step.destructive},
+            sync=step.destructive,
+        )
 
     def step_finished(self, step: PlannedStep, result: StepResult, **extra: Any) -> None:
         if self.running is not None and self.running.key == step.key:
             self.running = None
-        self.append("step_finished", step=step.key, result=step_entry(result), **extra)
+        self._write(
+            "step_finished", {"step": step.key, "result": step_entry(result), **extra}, sync=False
+        )
 
     def step_note(self, step: PlannedStep, key: str, value: str) -> None:
         """A fact the running step reported (an ``imageprep-journal: KEY=VALUE`` line)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,53 @@ def test_every_event_is_one_json_line_in_order(tmp_path: Path, run_dir: Path) ->
     assert {"event": "step_started", "step": "deprovision/wipe", "attempt": 1}.items() <= next(
         e for e in events if e.get("step") == "deprovision/wipe"
     ).items()
+
+
+def _synced_lines(
+    monkeypatch: pytest.MonkeyPatch, run_dir: Path, tmp_path: Path
+) -> list[dict[str, object]]:
+    """Run a session; the journal's last line at each fsync of the journal file."""
+    real_fsync = os.fsync
+    synced: list[dict[str, object]] = []
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}") == str(run_dir / JOURNAL_FILE):
+            synced.append(json.loads((run_dir / JOURNAL_FILE).read_text().splitlines()[-1]))
+
+    monkeypatch.setattr("agent.journal.os.fsync", recording_fsync)
+    first_session(make_plan(tmp_path), run_dir, gate(tmp_path))
+    return synced
+
+
+def test_destructive_step_start_is_synced_before_it_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_dir: Path
+) -> None:
+    """The write-ahead line of a destructive step is fsync'd: a power loss cannot hide it."""
+    synced = _synced_lines(monkeypatch, run_dir, tmp_path)
+    assert {"event": "step_started", "step": "deprovision/wipe"}.items() <= synced[2].items()
+    assert [e["event"] for e in synced] == [
+        "run_started",
+        "backup_recorded",
+        "step_started",
+        "run_finished",
+    ]
+
+
+def test_routine_step_lines_are_written_without_a_flush(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_dir: Path
+) -> None:
+    """Non-destructive starts and every step_finished are written, not fsync'd one by one."""
+    synced = _synced_lines(monkeypatch, run_dir, tmp_path)
+    written = [json.loads(x) for x in (run_dir / JOURNAL_FILE).read_text().splitlines()]
+    unsynced = [e for e in written if e not in synced]
+    assert [(e["event"], e["step"]) for e in unsynced] == [
+        ("step_started", "cleanup/clean"),
+        ("step_finished", "cleanup/clean"),
+        ("step_finished", "deprovision/wipe"),
+        ("step_started", "verify/check"),
+        ("step_finished", "verify/check"),
+    ]
 
 
 def test_new_run_refuses_a_folder_with_a_journal(tmp_path: Path, run_dir: Path) -> None:
