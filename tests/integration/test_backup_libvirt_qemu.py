@@ -1,18 +1,20 @@
 """libvirt: against a real QEMU domain (TCG) under a real libvirtd, restored with the hint.
 
-Uses the host's libvirtd when its socket exists; otherwise starts a private libvirtd (and
-virtlogd if none runs) with its own socket directory, and stops them afterwards. Needs
-root and Debian's libvirt-daemon-system (the libvirt-qemu user, libvirtd, virtlogd),
-libvirt-clients (virsh) and qemu-system-x86 + qemu-utils; skips, saying what is missing,
-where those are absent: tests/setup.sh does not install a libvirt daemon, which on a
-systemd host would start system services and a default network. Slow: without /dev/kvm
-libvirt 9.0 re-probes QEMU's capabilities before starting the domain (about 40 s here).
+Never the host's libvirtd: a private one, with virtlogd, in a mount namespace of its
+own (``unshare --mount``). libvirt's directories (/etc/libvirt, /run/libvirt,
+/var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt) are the test's own folders
+there, so the host's are never written; its qemu.conf runs QEMU as root, and the
+libvirt-qemu account libvirtd insists on exists only in the namespace's view of
+/etc/passwd. Needs root and Debian's libvirt-daemon and libvirt-daemon-driver-qemu (binaries, no services: tests/setup.sh
+installs them; libvirt-daemon-system, which starts system services and a default
+network, is not needed), libvirt-clients (virsh) and qemu-system-x86 + qemu-utils.
+Without them it skips, and with IMAGEPREP_REQUIRE_TARGETS=1 (CI) it fails. About 20 s
+here: without /dev/kvm libvirt 9.0 probes QEMU's capabilities first.
 """
 
 from __future__ import annotations
 
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -34,9 +36,40 @@ from tests.local_executor import LocalShellExecutor
 
 pytestmark = pytest.mark.integration
 
-_SYSTEM_SOCKET = Path("/run/libvirt/libvirt-sock")
-_VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 _TOOLS = ("/usr/sbin/libvirtd", "/usr/sbin/virtlogd", "virsh", "qemu-system-x86_64", "qemu-img")
+# Where libvirtd and virtlogd keep configuration and state: private in the namespace.
+_LIBVIRT_DIRS = (
+    "/etc/libvirt",
+    "/run/libvirt",
+    "/var/lib/libvirt",
+    "/var/log/libvirt",
+    "/var/cache/libvirt",
+)
+# Inside the namespace: every libvirt directory bound to the test's own, then virtlogd
+# (QEMU's console log goes through it) and libvirtd in the foreground.
+_PRIVATE_DAEMONS = """
+set -eu
+work=$1
+for dir in {dirs}; do
+    mkdir -p "$work/root$dir"
+    mount --bind "$work/root$dir" "$dir"
+done
+cp "$work/qemu.conf" /etc/libvirt/qemu.conf
+# libvirtd resolves its built-in QEMU user before it reads qemu.conf: that user exists
+# in the namespace's view of the account files only.
+if ! getent passwd libvirt-qemu >/dev/null; then
+    cp /etc/passwd "$work/passwd"
+    cp /etc/group "$work/group"
+    echo "libvirt-qemu:x:64055:64055:libvirt (test namespace):/nonexistent:/usr/sbin/nologin" \
+        >>"$work/passwd"
+    echo "libvirt-qemu:x:64055:" >>"$work/group"
+    mount --bind "$work/passwd" /etc/passwd
+    mount --bind "$work/group" /etc/group
+fi
+# In the background, not --daemon: it stays in this process group, which _stop ends.
+/usr/sbin/virtlogd --pid-file "$work/virtlogd.pid" &
+exec /usr/sbin/libvirtd -f "$work/libvirtd.conf" --pid-file "$work/libvirtd.pid"
+""".format(dirs=" ".join(_LIBVIRT_DIRS))
 
 
 def _missing() -> str | None:
@@ -44,11 +77,10 @@ def _missing() -> str | None:
         return "needs root to run a system-mode libvirtd"
     absent = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if absent:
-        return f"missing {', '.join(absent)} (apt install libvirt-daemon-system libvirt-clients)"
-    try:
-        pwd.getpwnam("libvirt-qemu")
-    except KeyError:
-        return "no libvirt-qemu user: apt install libvirt-daemon-system"
+        return (
+            f"missing {', '.join(absent)} "
+            "(apt install libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)"
+        )
     return None
 
 
@@ -56,54 +88,58 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while not path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.skip(f"libvirtd cannot run here: {log.read_text()[-600:]}")
+            pytest.fail(f"the private libvirtd did not start: {log.read_text()[-600:]}")
         time.sleep(0.05)
 
 
-def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
+    # The namespace's processes: libvirtd (the leader after exec) and virtlogd.
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _private_libvirtd(work: Path, stack: ExitStack) -> str:
+    for mount_point in _LIBVIRT_DIRS:
+        # Empty mount points on the host, what the packages would have made.
+        Path(mount_point).mkdir(parents=True, exist_ok=True)
+    (work / "sock").mkdir()
+    (work / "libvirtd.conf").write_text(
+        f'unix_sock_dir = "{work}/sock"\nunix_sock_rw_perms = "0700"\n'
+        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+    )
+    (work / "qemu.conf").write_text('user = "root"\ngroup = "root"\n')
+    log = work / "libvirtd.log"
+    with log.open("wb") as out:
+        daemons = subprocess.Popen(
+            [
+                *("unshare", "--mount", "--propagation", "private"),
+                *("sh", "-c", _PRIVATE_DAEMONS, "sh", str(work)),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack.callback(_stop, daemons)
+    _wait_for(work / "sock" / "libvirt-sock", daemons, log)
+    return f"qemu:///system?socket={work}/sock/libvirt-sock"
 
 
 @pytest.fixture(scope="module")
 def libvirt_uri() -> Iterator[str]:
-    """A qemu:///system URI of a running libvirtd: the host's, or a private one."""
+    """The qemu:///system URI of a private libvirtd, stopped afterwards."""
     reason = _missing()
+    if reason and os.environ.get("IMAGEPREP_REQUIRE_TARGETS") == "1":
+        pytest.fail(f"no real libvirtd for QEMU: {reason}")
     if reason:
         pytest.skip(f"no real libvirtd for QEMU: {reason}")
-    if _SYSTEM_SOCKET.exists():
-        yield "qemu:///system"
-        return
     with ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="imageprep-libvirtd-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        (work / "sock").mkdir()
-        conf = work / "libvirtd.conf"
-        conf.write_text(
-            f'unix_sock_dir = "{work}/sock"\nunix_sock_rw_perms = "0700"\n'
-            'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-        )
-        if not _VIRTLOGD_SOCKET.exists():  # QEMU's console log goes through virtlogd
-            log = work / "virtlogd.log"
-            virtlogd = _start(["/usr/sbin/virtlogd", "-p", str(work / "virtlogd.pid")], log)
-            stack.callback(_stop, virtlogd)
-            _wait_for(_VIRTLOGD_SOCKET, virtlogd, log)
-        log = work / "libvirtd.log"
-        libvirtd = _start(
-            ["/usr/sbin/libvirtd", "-f", str(conf), "-p", str(work / "libvirtd.pid")], log
-        )
-        stack.callback(_stop, libvirtd)
-        _wait_for(work / "sock" / "libvirt-sock", libvirtd, log)
-        yield f"qemu:///system?socket={work}/sock/libvirt-sock"
+        yield _private_libvirtd(work, stack)
 
 
 @pytest.fixture
@@ -112,7 +148,6 @@ def qemu_domain(libvirt_uri: str) -> Iterator[tuple[str, Path]]:
     import libvirt
 
     work = Path(tempfile.mkdtemp(prefix="imageprep-qemu-"))
-    work.chmod(0o755)  # QEMU runs as libvirt-qemu and must reach the image
     disk = work / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
     name = f"imageprep-it-{uuid.uuid4().hex[:8]}"

@@ -4,8 +4,11 @@
 # their private links (ip) and reaching them (ssh); VM targets and `imageprep boot-test`/`vhd`
 # (qemu-system-x86, qemu-utils, e2fsprogs' debugfs, dosfstools + mtools for the seed).
 # Debian's packer (1.6.6) runs the examples/packer recipe for real.
-# What pip needs to build libvirt-python (gcc, pkg-config, libvirt-dev; the libvirt: backup
-# tests then use libvirt's in-process test driver, no daemon).
+# What pip needs to build libvirt-python (gcc, pkg-config, libvirt-dev; most libvirt: backup
+# tests use libvirt's in-process test driver). One test runs a real QEMU domain under a
+# private libvirtd: libvirt-daemon and its QEMU driver are the binaries alone (not
+# libvirt-daemon-system, whose services and default network would start on the host),
+# libvirt-clients has virsh for the restore hint.
 # Debian hosts; run as root. Idempotent: installs only what is missing, and runs
 # `apt-get update` only if something is.
 set -eu
@@ -29,6 +32,9 @@ mtools
 gcc
 pkg-config
 libvirt-dev
+libvirt-daemon
+libvirt-daemon-driver-qemu
+libvirt-clients
 packer
 "
 
