@@ -5,9 +5,10 @@ own (``unshare --mount``). libvirt's directories (/etc/libvirt, /run/libvirt,
 /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt) are the test's own folders
 there, so the host's are never written; its qemu.conf runs QEMU as root, and the
 libvirt-qemu account libvirtd insists on exists only in the namespace's view of
-/etc/passwd. Needs root and Debian's libvirt-daemon and libvirt-daemon-driver-qemu (binaries, no services: tests/setup.sh
-installs them; libvirt-daemon-system, which starts system services and a default
-network, is not needed), libvirt-clients (virsh) and qemu-system-x86 + qemu-utils.
+/etc/passwd. Needs root and Debian's libvirt-daemon and libvirt-daemon-driver-qemu
+(binaries, no services: tests/setup.sh installs them; libvirt-daemon-system, which
+starts system services and a default network, is not needed), libvirt-clients (virsh)
+and qemu-system-x86 + qemu-utils.
 Without them it skips, and with IMAGEPREP_REQUIRE_TARGETS=1 (CI) it fails. About 20 s
 here: without /dev/kvm libvirt 9.0 probes QEMU's capabilities first.
 """
