@@ -74,7 +74,8 @@ def inline_run_files(doc: YamlDocument, directory: Path) -> InlinedScripts:
             continue
         new_entries = []
         for i, entry in enumerate(entries):
-            if isinstance(entry, dict) and "run_file" in entry:
+            # A drop entry has no script: the schema reports a run_file there as unknown.
+            if isinstance(entry, dict) and "run_file" in entry and "drop" not in entry:
                 loc = ("phases", phase, i, "run_file")
                 entry = dict(entry)
                 try:

@@ -175,6 +175,20 @@ def test_validate_reports_the_problem_with_the_others(tmp_path: Path) -> None:
     ]
 
 
+def test_run_file_on_a_drop_entry_is_an_unknown_field(tmp_path: Path) -> None:
+    """A drop entry takes no script: its run_file is refused by the schema, nothing read."""
+    directory = profiles(tmp_path)
+    (directory / "child.yaml").write_text(
+        "id: child\ndescription: Child\nextends: base\nphases:\n  cleanup:\n"
+        "    - {name: one, drop: true, run_file: base.d/one.sh}\n"
+    )
+    (line,) = problem_lines(directory)
+    assert line == (
+        f'{directory}/child.yaml:6:31: phases.cleanup[0]: unknown field "run_file" '
+        "(expected one of: name, drop)"
+    )
+
+
 def test_files_read_are_reported_with_their_hash(tmp_path: Path) -> None:
     """inline_run_files returns each file it read, resolved, with its sha256."""
     directory = profiles(tmp_path)
