@@ -20,7 +20,6 @@ problem of every file, located), a broken ``extends`` chain or an unknown id rai
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,7 +168,7 @@ def _load_source(
     kind = kind or expect
     if kind == "profile":
         scripts = inline_run_files(doc, path.parent)
-        doc = dataclasses.replace(doc, data=scripts.data)
+        doc = scripts.doc
         try:
             profile = validate_document(doc, Profile)
         except SchemaError as exc:

@@ -16,10 +16,13 @@ or records what a catalog was built from.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import yaml
 
 from agent.errors import SchemaProblem
 from agent.limits import MAX_SCRIPT_BYTES
@@ -43,9 +46,9 @@ class ScriptFile:
 
 @dataclass(frozen=True)
 class InlinedScripts:
-    """A profile's data with each ``run_file`` read into ``run``, and what that took."""
+    """A profile's document with each ``run_file`` read into ``run``, and what that took."""
 
-    data: Any
+    doc: YamlDocument
     files: tuple[ScriptFile, ...]
     problems: tuple[SchemaProblem, ...]
 
@@ -55,18 +58,21 @@ class _Refused(Exception):
 
 
 def inline_run_files(doc: YamlDocument, directory: Path) -> InlinedScripts:
-    """``doc``'s data (a copy where needed) with every step's ``run_file`` read into ``run``.
+    """``doc`` (a copy where needed) with every step's ``run_file`` read into ``run``.
 
-    ``directory`` is where the YAML file lives. ``doc.data`` itself is left as it is (YAML
+    ``directory`` is where the YAML file lives. ``doc`` itself is left as it is (YAML
     aliases share one dict between two steps). A ``run_file`` that was read stays in its
     entry (the schema knows the field); one that was refused is removed, and reported.
+    In the copy's node tree each such ``run`` sits where the ``run_file`` value is, so a
+    problem found later in the script (an unknown var) is located at that line.
     """
     data = doc.data
     phases = data.get("phases") if isinstance(data, dict) else None
     if not isinstance(phases, dict):
-        return InlinedScripts(data, (), ())
+        return InlinedScripts(doc, (), ())
     files: dict[Path, ScriptFile] = {}
     problems: list[SchemaProblem] = []
+    read: list[tuple[Any, int]] = []  # (phase, index) of each entry given a script
     new_phases: dict[Any, Any] = {}
     for phase, entries in phases.items():
         if not isinstance(entries, list):
@@ -89,9 +95,52 @@ def inline_run_files(doc: YamlDocument, directory: Path) -> InlinedScripts:
                 else:
                     files.setdefault(script.path, script.file)
                     entry["run"] = script.text
+                    read.append((phase, i))
             new_entries.append(entry)
         new_phases[phase] = new_entries
-    return InlinedScripts({**data, "phases": new_phases}, tuple(files.values()), tuple(problems))
+    new_doc = YamlDocument(doc.file, {**data, "phases": new_phases}, _with_run_keys(doc, read))
+    return InlinedScripts(new_doc, tuple(files.values()), tuple(problems))
+
+
+def _with_run_keys(doc: YamlDocument, entries: list[tuple[Any, int]]) -> yaml.Node | None:
+    """``doc.root`` with a ``run`` key beside each entry's ``run_file`` (nodes copied on
+    the way down, never changed: the original tree stays the file's)."""
+    if not entries:
+        return doc.root
+    root = _copied(doc.root)
+    for phase, index in entries:
+        node: yaml.Node | None = root
+        for part in ("phases", phase, index):
+            node = _copied_child(node, part)
+        key = doc.node_at(("phases", phase, index, "run_file"), key=True)
+        value = doc.node_at(("phases", phase, index, "run_file"))
+        if isinstance(node, yaml.MappingNode) and key is not None and value is not None:
+            run_key = yaml.ScalarNode("tag:yaml.org,2002:str", "run", key.start_mark, key.end_mark)
+            node.value.append((run_key, value))
+    return root
+
+
+def _copied(node: yaml.Node | None) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return node
+    twin = copy.copy(node)
+    twin.value = list(node.value)
+    return twin
+
+
+def _copied_child(node: yaml.Node | None, part: str | int) -> yaml.Node | None:
+    """Replace ``node``'s child ``part`` with a copy (in ``node``, itself a copy); return it."""
+    if isinstance(node, yaml.MappingNode):
+        for i, (k, v) in enumerate(node.value):
+            if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                twin = _copied(v)
+                node.value[i] = (k, twin)
+                return twin
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        twin = _copied(node.value[part])
+        node.value[part] = twin
+        return twin
+    return None
 
 
 @dataclass(frozen=True)

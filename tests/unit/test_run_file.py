@@ -157,11 +157,11 @@ def test_non_utf8_file_is_refused(tmp_path: Path) -> None:
     assert line.endswith("base.d/one.sh: not UTF-8 text (byte 6)")
 
 
-def test_unknown_var_in_a_script_is_located_at_its_step(tmp_path: Path) -> None:
-    """A template error inside a script file names the YAML file and the step's line."""
+def test_unknown_var_in_a_script_is_located_at_its_run_file(tmp_path: Path) -> None:
+    """A template error inside a script file names the YAML file and the run_file line."""
     directory = profiles(tmp_path, script="echo {{ vars.nope }}\n")
     (line,) = problem_lines(directory)
-    assert line.startswith(f"{directory}/base.yaml:6:7: phases.cleanup[0].run: ")
+    assert line.startswith(f"{directory}/base.yaml:8:17: phases.cleanup[0].run: ")
     assert "nope" in line
 
 
@@ -187,6 +187,14 @@ def test_run_file_on_a_drop_entry_is_an_unknown_field(tmp_path: Path) -> None:
         f'{directory}/child.yaml:6:31: phases.cleanup[0]: unknown field "run_file" '
         "(expected one of: name, drop)"
     )
+
+
+def test_the_file_node_tree_is_left_as_it_was(tmp_path: Path) -> None:
+    """The located copy does not change the loaded document (aliases share its nodes)."""
+    directory = profiles(tmp_path)
+    doc = load_yaml(directory / "base.yaml")
+    inline_run_files(doc, directory)
+    assert doc.node_at(("phases", "cleanup", 0, "run")) is doc.node_at(("phases", "cleanup", 0))
 
 
 def test_files_read_are_reported_with_their_hash(tmp_path: Path) -> None:
