@@ -242,3 +242,15 @@ def test_profiles_show_prints_the_scripts_text(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["phases"]["cleanup"][0]["run"] == SCRIPT
+
+
+def test_validate_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    """imageprep validate: a run_file leading out is exit 2, the problem's line and a count."""
+    directory = profiles(tmp_path, BASE.replace("base.d/one.sh", "../../etc/passwd"))
+    result = CliRunner().invoke(main, ["validate", str(directory / "base.yaml")])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{directory}/base.yaml:8:7: phases.cleanup[0].run_file: ../../etc/passwd: may not "
+        "contain .. (the file must be beside the profile)",
+        "imageprep: 1 problem(s) in 1 file(s)",
+    ]
