@@ -92,6 +92,16 @@ class Check:
         return {"name": self.name, "status": self.status, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """A started VM and what its first boot showed."""
+
+    vm: QemuVm
+    keys: list[str]  # host keys printed on the console
+    port: int  # forwarded to the guest's SSH
+    started: float  # time.monotonic() at launch
+
+
 class _Verdict(Exception):
     """Ends the boot test with one exit code and one line."""
 
@@ -299,10 +309,24 @@ class _BootTest:
     def _booted(
         self, info: DiskInfo, seed: Seed, boot: dict[str, Any], work: Path
     ) -> Iterator[tuple[QemuVm, list[str], Any]]:
-        from agent.executors.ssh import SshExecutor, SshOptions
-        from agent.targets import Target
-
         deadline = time.monotonic() + self.request.timeout
+        launch = self._launch(info, seed, boot, work, deadline)
+        try:
+            executor = self._login(launch, seed, work, deadline)
+            self.data["timings"]["boot_to_ssh_s"] = round(time.monotonic() - launch.started, 2)
+            self.save()
+            log.info("boot_test.ssh_ready", seconds=self.data["timings"]["boot_to_ssh_s"])
+            try:
+                yield launch.vm, launch.keys, executor
+            finally:
+                executor.close()
+        finally:
+            launch.vm.stop()
+
+    def _launch(
+        self, info: DiskInfo, seed: Seed, boot: dict[str, Any], work: Path, deadline: float
+    ) -> _Launch:
+        """Start the VM on a fresh overlay until it prints its host keys (KVM, else TCG)."""
         accel = boot["accel"]
         while True:
             overlay = work / "overlay.qcow2"
@@ -328,45 +352,44 @@ class _BootTest:
                     accel = boot["accel"] = "tcg"
                     continue
                 raise
-            break
-        try:
-            known_hosts = work / "known_hosts"
-            known_hosts.write_text("".join(f"[127.0.0.1]:{port} {key}\n" for key in keys))
-            target = Target(scheme="ssh", user=seed.user, host="127.0.0.1", port=port)
-            options = SshOptions(
-                identity=seed.private_key,
-                known_hosts=known_hosts,
-                host_key_policy="strict",
-                use_agent=False,
-                connect_timeout=10,
-            )
-            last_error = ""
-            while True:
-                executor = SshExecutor(target, options)
-                try:
-                    executor.connect()
-                    break
-                except errors.HostKeyError as exc:
-                    raise _Verdict(
-                        ExitCode.VERIFICATION_FAILED,
-                        f"the VM's SSH host key is not one it printed on its console: {exc}",
-                    ) from exc
-                except errors.TransportError as exc:
-                    last_error = str(exc)
-                    executor.close()
-                self._require_running(
-                    vm, deadline, launched, f"SSH login as {seed.user} failed: {last_error}"
-                )
-                time.sleep(_POLL_SECONDS)
-            self.data["timings"]["boot_to_ssh_s"] = round(time.monotonic() - launched, 2)
-            self.save()
-            log.info("boot_test.ssh_ready", seconds=self.data["timings"]["boot_to_ssh_s"])
+            return _Launch(vm, keys, port, launched)
+
+    def _login(self, launch: _Launch, seed: Seed, work: Path, deadline: float) -> Any:
+        """An SSH session as the seed's user, the host key checked against the console's."""
+        from agent.executors.ssh import SshExecutor, SshOptions
+        from agent.targets import Target
+
+        known_hosts = work / "known_hosts"
+        known_hosts.write_text("".join(f"[127.0.0.1]:{launch.port} {key}\n" for key in launch.keys))
+        target = Target(scheme="ssh", user=seed.user, host="127.0.0.1", port=launch.port)
+        options = SshOptions(
+            identity=seed.private_key,
+            known_hosts=known_hosts,
+            host_key_policy="strict",
+            use_agent=False,
+            connect_timeout=10,
+        )
+        last_error = ""
+        while True:
+            executor = SshExecutor(target, options)
             try:
-                yield vm, keys, executor
-            finally:
+                executor.connect()
+                return executor
+            except errors.HostKeyError as exc:
+                raise _Verdict(
+                    ExitCode.VERIFICATION_FAILED,
+                    f"the VM's SSH host key is not one it printed on its console: {exc}",
+                ) from exc
+            except errors.TransportError as exc:
+                last_error = str(exc)
                 executor.close()
-        finally:
-            vm.stop()
+            self._require_running(
+                launch.vm,
+                deadline,
+                launch.started,
+                f"SSH login as {seed.user} failed: {last_error}",
+            )
+            time.sleep(_POLL_SECONDS)
 
     def _config(
         self, boot: dict[str, Any], accel: str, overlay: Path, seed: Seed, work: Path, port: int
@@ -416,39 +439,47 @@ class _BootTest:
     # -- 4. checks ---------------------------------------------------------------------
 
     def _check(self, executor: Any, seed: Seed, before: dict[str, Any], keys: list[str]) -> None:
-        def remote(command: str) -> tuple[int | None, str]:
-            result = executor.run(command, timeout=_COMMAND_TIMEOUT)
-            return result.exit_code, (result.stdout + result.stderr).strip()
+        self.data["after"] = {}
+        self._check_login(executor, seed)
+        self._check_machine_id(executor, before)
+        self._check_host_keys(executor, before, keys)
+        self._check_cloud_init(executor, seed)
+        self._check_user_gone(executor)
 
-        def add(name: str, ok: bool | None, detail: str) -> None:
-            status = "skipped" if ok is None else ("ok" if ok else "failed")
-            self.checks.append(Check(name, status, detail))
-            log.info("boot_test.check", check=name, status=status, detail=detail)
-            self.save()
+    def _remote(self, executor: Any, command: str) -> tuple[int | None, str]:
+        result = executor.run(command, timeout=_COMMAND_TIMEOUT)
+        return result.exit_code, (result.stdout + result.stderr).strip()
 
-        after: dict[str, Any] = {}
-        self.data["after"] = after
-        _, whoami = remote("id -un")
-        add(
+    def _add(self, name: str, ok: bool | None, detail: str) -> None:
+        status = "skipped" if ok is None else ("ok" if ok else "failed")
+        self.checks.append(Check(name, status, detail))
+        log.info("boot_test.check", check=name, status=status, detail=detail)
+        self.save()
+
+    def _check_login(self, executor: Any, seed: Seed) -> None:
+        _, whoami = self._remote(executor, "id -un")
+        self._add(
             "new_user_logs_in",
             whoami == seed.user,
             f"logged in as {whoami!r} with the new key; host key checked against the console",
         )
 
-        _, machine_id = remote("cat /etc/machine-id")
-        after["machine_id"] = machine_id
+    def _check_machine_id(self, executor: Any, before: dict[str, Any]) -> None:
+        _, machine_id = self._remote(executor, "cat /etc/machine-id")
+        self.data["after"]["machine_id"] = machine_id
         previous = self.request.previous_machine_id
         ok = bool(_MACHINE_ID_RE.match(machine_id)) and machine_id != previous
-        add(
+        self._add(
             "machine_id_new",
             ok,
             f"{machine_id!r} (on the disk before boot: {before['machine_id']!r}"
             + (f", recorded before generalization: {previous!r})" if previous else ")"),
         )
 
-        _, key_files = remote("cat /etc/ssh/ssh_host_*_key.pub")
+    def _check_host_keys(self, executor: Any, before: dict[str, Any], keys: list[str]) -> None:
+        _, key_files = self._remote(executor, "cat /etc/ssh/ssh_host_*_key.pub")
         guest_keys = {" ".join(line.split()[:2]) for line in key_files.splitlines() if line.strip()}
-        after["ssh_host_keys"] = sorted(fingerprint(k) for k in guest_keys)
+        self.data["after"]["ssh_host_keys"] = sorted(fingerprint(k) for k in guest_keys)
         old = set(self.request.previous_host_keys)
         ok = (
             not before["ssh_host_keys"]
@@ -456,37 +487,41 @@ class _BootTest:
             and set(keys) <= guest_keys
             and not (guest_keys & old)
         )
-        add(
+        self._add(
             "ssh_host_keys_new",
             ok,
             f"{len(guest_keys)} host keys generated at first boot (none on the disk before), "
             f"{len(keys)} printed on the console" + (", none of the previous ones" if old else ""),
         )
 
-        _, status = remote("cloud-init status --wait --long 2>&1 | head -n 20")
-        _, instance = remote("cat /var/lib/cloud/data/instance-id")
-        _, hostname = remote("hostname")
+    def _check_cloud_init(self, executor: Any, seed: Seed) -> None:
+        _, status = self._remote(executor, "cloud-init status --wait --long 2>&1 | head -n 20")
+        _, instance = self._remote(executor, "cat /var/lib/cloud/data/instance-id")
+        _, hostname = self._remote(executor, "hostname")
         done = "status: done" in status
-        after.update(instance_id=instance, hostname=hostname, cloud_init=_first(status, "status:"))
-        add(
+        self.data["after"].update(
+            instance_id=instance, hostname=hostname, cloud_init=_first(status, "status:")
+        )
+        self._add(
             "cloud_init_new_instance",
             done and instance == seed.instance_id,
             f"instance-id {instance!r} (seed: {seed.instance_id}), "
             f"{_first(status, 'status:')}, hostname {hostname!r}",
         )
 
+    def _check_user_gone(self, executor: Any) -> None:
         user = self.request.deprovisioned_user
-        if user:
-            code, _ = remote(f"getent passwd {_quote(user)}")
-            home_code, _ = remote(f"test -e /home/{_quote(user)}")
-            add(
-                "deprovisioned_user_absent",
-                code == 2 and home_code != 0,
-                f"{user}: "
-                + ("no passwd entry, no home" if code == 2 and home_code != 0 else "still present"),
-            )
-        else:
-            add("deprovisioned_user_absent", None, "no --deprovisioned-user given")
+        if not user:
+            self._add("deprovisioned_user_absent", None, "no --deprovisioned-user given")
+            return
+        code, _ = self._remote(executor, f"getent passwd {_quote(user)}")
+        home_code, _ = self._remote(executor, f"test -e /home/{_quote(user)}")
+        gone = code == 2 and home_code != 0
+        self._add(
+            "deprovisioned_user_absent",
+            gone,
+            f"{user}: " + ("no passwd entry, no home" if gone else "still present"),
+        )
 
     # -- pass record -------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from agent.schema import (
     VersionRange,
     profile_structure_problems,
 )
+from agent.scriptfiles import ScriptFile, inline_run_files
 from agent.targets import WINDOWS_ID
 from agent.yamlload import YamlDocument, load_yaml, problems_from_pydantic, validate_document
 
@@ -106,6 +107,7 @@ class _Source:
 @dataclass(frozen=True)
 class _ProfileSource(_Source):
     profile: Profile
+    scripts: tuple[ScriptFile, ...] = ()  # the run_file scripts read, for a cache key
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def _load_source(
         )
     kind = kind or expect
     if kind == "profile":
+        scripts = inline_run_files(doc, path.parent)
+        doc = scripts.doc
         try:
             profile = validate_document(doc, Profile)
         except SchemaError as exc:
@@ -175,8 +179,10 @@ def _load_source(
                 if (problem := doc.problem(loc, message, key="[key]" in loc)).line is None
                 or (problem.line, problem.column) not in seen  # one line per spot
             ]
-            raise SchemaError(_sorted([*exc.problems, *rules])) from None
-        return _ProfileSource(doc, path, layer, builtin, profile)
+            raise SchemaError(_sorted([*exc.problems, *rules, *scripts.problems])) from None
+        if scripts.problems:
+            raise SchemaError(_sorted(scripts.problems))
+        return _ProfileSource(doc, path, layer, builtin, profile, scripts.files)
     if kind == "playbook":
         return _PlaybookSource(doc, path, layer, builtin, validate_document(doc, Playbook))
     raise SchemaError(

@@ -188,36 +188,8 @@ class Engine:
     def _run_step(self, step: PlannedStep) -> None:
         progress = self._progress
         bound = log.bind(phase=step.phase, step=step.name)
-        earlier = self._resume.completed.get(step.key)
-        if earlier is not None:
-            progress.results[step.key] = earlier  # finished in an earlier session
-            bound.debug("step.done_earlier", status=earlier.status.value)
+        if self._settled_without_running(step, bound):
             return
-        if not step.will_run:
-            reason = step.skip_reason or f"condition false: {step.when}"
-            self._record(
-                step, StepResult(step.phase, step.name, StepStatus.SKIPPED, message=reason)
-            )
-            bound.info("step.end", status="skipped", reason=reason)
-            return
-        if progress.connection_gone:
-            self._record(
-                step,
-                StepResult(step.phase, step.name, StepStatus.NOT_RUN, message="target is gone"),
-            )
-            return
-        if step.destructive and not self._backup_recorded():
-            message = "refusing a destructive step: this run recorded no successful backup"
-            result = StepResult(
-                step.phase, step.name, StepStatus.FAILED, message=message, destructive=True
-            )
-            self._fail(step, result)
-            bound.error("step.end", status="failed", message=message)
-            return
-        if step.key in self._resume.in_doubt:
-            self._settle_in_doubt(step, bound)
-            return
-
         if step.destructive:
             # Before anyone hears of the start: an interruption from here on is past it.
             progress.point_of_no_return = True
@@ -236,6 +208,49 @@ class Engine:
             bound.warning("step.command_lost", step=step.key, message=result.message)
             self._settle_in_doubt(step, bound, why="its command was lost while it ran")
             return
+        self._conclude(step, result, bound)
+
+    def _settled_without_running(
+        self, step: PlannedStep, bound: structlog.stdlib.BoundLogger
+    ) -> bool:
+        """Record a step that is not to be sent (done, skipped, unsafe, in doubt): True."""
+        progress = self._progress
+        earlier = self._resume.completed.get(step.key)
+        if earlier is not None:
+            progress.results[step.key] = earlier  # finished in an earlier session
+            bound.debug("step.done_earlier", status=earlier.status.value)
+            return True
+        if not step.will_run:
+            reason = step.skip_reason or f"condition false: {step.when}"
+            self._record(
+                step, StepResult(step.phase, step.name, StepStatus.SKIPPED, message=reason)
+            )
+            bound.info("step.end", status="skipped", reason=reason)
+            return True
+        if progress.connection_gone:
+            self._record(
+                step,
+                StepResult(step.phase, step.name, StepStatus.NOT_RUN, message="target is gone"),
+            )
+            return True
+        if step.destructive and not self._backup_recorded():
+            message = "refusing a destructive step: this run recorded no successful backup"
+            result = StepResult(
+                step.phase, step.name, StepStatus.FAILED, message=message, destructive=True
+            )
+            self._fail(step, result)
+            bound.error("step.end", status="failed", message=message)
+            return True
+        if step.key in self._resume.in_doubt:
+            self._settle_in_doubt(step, bound)
+            return True
+        return False
+
+    def _conclude(
+        self, step: PlannedStep, result: StepResult, bound: structlog.stdlib.BoundLogger
+    ) -> None:
+        """Wait for an expected power-off, note a lost target, log and record the result."""
+        progress = self._progress
         if result.status is StepStatus.OK and step.expect_disconnect and not result.disconnected:
             result = self._await_power_off(step, result, bound)
         if result.disconnected:

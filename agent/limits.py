@@ -6,8 +6,10 @@ parser into a one-line error naming the file (and line) instead.
 
 from __future__ import annotations
 
-#: Largest profile, playbook or --var-file read (the biggest built-in profile is ~55 KB).
+#: Largest profile, playbook or --var-file read (the biggest built-in profile is ~38 KB).
 MAX_YAML_BYTES = 1 << 20
+#: Largest script a step's run_file names (the longest built-in script is ~4 KB).
+MAX_SCRIPT_BYTES = 256 << 10
 #: Deepest nesting of mappings and lists in a YAML file or a journal line (profiles use ~8).
 MAX_DEPTH = 50
 #: Most values a YAML document may hold once its aliases are expanded (billion laughs).

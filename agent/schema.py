@@ -197,6 +197,9 @@ def parse_version_range(text: str) -> VersionRange:
 # ---------------------------------------------------------------------------------- steps
 
 
+_RUN_FILE_TEXT = "a file beside the profile holding the script (a relative path)"
+
+
 class Step(BaseModel):
     """One self-describing command: what it does, how to run it, what failure means."""
 
@@ -244,9 +247,18 @@ class Step(BaseModel):
         return self
 
 
+def _run_or_run_file(schema: dict[str, Any]) -> None:
+    # The loader reads run_file into run (agent.scriptfiles); editors see the file's form.
+    schema["required"] = [k for k in schema.get("required", []) if k != "run"]
+    schema["oneOf"] = [{"required": ["run"]}, {"required": ["run_file"]}]
+
+
 class NewStep(Step):
     """A full step in a profile; ``before``/``after`` place it among the base's steps."""
 
+    model_config = ConfigDict(**_STRICT, json_schema_extra=_run_or_run_file)
+
+    run_file: str | None = Field(default=None, json_schema_extra=_x(_RUN_FILE_TEXT))
     before: Slug | None = Field(default=None, json_schema_extra=_x("a step name"))
     after: Slug | None = Field(default=None, json_schema_extra=_x("a step name"))
 
@@ -257,7 +269,7 @@ class NewStep(Step):
         return self
 
     def to_step(self) -> Step:
-        return Step.model_validate(self.model_dump(exclude={"before", "after"}))
+        return Step.model_validate(self.model_dump(exclude={"before", "after", "run_file"}))
 
 
 class StepOverride(BaseModel):
@@ -271,6 +283,7 @@ class StepOverride(BaseModel):
         default=None, json_schema_extra=_x("a one-line description")
     )
     run: Script | None = Field(default=None, json_schema_extra=_x("a shell script (a string)"))
+    run_file: str | None = Field(default=None, json_schema_extra=_x(_RUN_FILE_TEXT))
     become: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
     when: WhenExpr | None = Field(default=None, json_schema_extra=_x("an expression (a string)"))
     timeout: int | None = Field(
@@ -304,7 +317,7 @@ class StepOverride(BaseModel):
         return {
             k: getattr(self, k)
             for k in self.model_fields_set
-            if k not in ("name", "override") and getattr(self, k) is not None
+            if k not in ("name", "override", "run_file") and getattr(self, k) is not None
         }
 
 

@@ -12,6 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 bash tests/targets/host-deps.sh
+# shellcheck checks every Linux step script (tests/unit/test_shellcheck.py).
+if ! command -v shellcheck >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck
+fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

@@ -94,6 +94,32 @@ class AzureDiskUploader:
             polling_interval=self._polling_interval,
             **self._base_url(),
         )
+        sas = self._create_for_upload(client, target, size, shape)
+        sent = 0
+        try:
+            if not sas:
+                raise PlatformError(
+                    f"azure-disk: ARM granted access to disk {target.name} without a SAS"
+                )
+            sent = self._write(sas, path, ranges, on_progress, target.disk_id)
+        except KeyboardInterrupt:
+            raise
+        finally:
+            self._arm(
+                f"revoke access to disk {target.name} (it is left partly written: "
+                f"{target.disk_id})",
+                "Microsoft.Compute/disks/endGetAccess/action",
+                lambda: client.disks.begin_revoke_access(
+                    target.resource_group, target.name
+                ).result(),
+            )
+        state = self._check_uploaded(client, target, size)
+        return UploadRecord(
+            target.disk_id, size, sent, len(ranges), state, time.monotonic() - started
+        )
+
+    def _create_for_upload(self, client: Any, target: Any, size: int, shape: DiskShape) -> str:
+        """Create the empty upload disk and get write access: its SAS ("" if ARM gave none)."""
         group, name = target.resource_group, target.name
         body: Any = _disk_body(target, size, shape)  # the REST shape, sent as is
         self._arm(
@@ -110,23 +136,15 @@ class AzureDiskUploader:
         )
         sas = str(getattr(granted, "access_sas", None) or "")
         REGISTRY.add(sas)
-        sent = 0
-        try:
-            if not sas:
-                raise PlatformError(f"azure-disk: ARM granted access to disk {name} without a SAS")
-            sent = self._write(sas, path, ranges, on_progress, target.disk_id)
-        except KeyboardInterrupt:
-            raise
-        finally:
-            self._arm(
-                f"revoke access to disk {name} (it is left partly written: {target.disk_id})",
-                "Microsoft.Compute/disks/endGetAccess/action",
-                lambda: client.disks.begin_revoke_access(group, name).result(),
-            )
+        return sas
+
+    def _check_uploaded(self, client: Any, target: Any, size: int) -> str:
+        """The disk holds the VHD without its footer and is Unattached: its state."""
+        name = target.name
         disk = self._arm(
             f"read disk {name}",
             "Microsoft.Compute/disks/read",
-            lambda: client.disks.get(group, name),
+            lambda: client.disks.get(target.resource_group, name),
         )
         props = disk.properties
         state = str(getattr(props.disk_state, "value", props.disk_state)) if props else ""
@@ -140,9 +158,7 @@ class AzureDiskUploader:
             raise PlatformError(
                 f"azure-disk: disk {name} is {state} after the upload, not Unattached"
             )
-        return UploadRecord(
-            target.disk_id, size, sent, len(ranges), state, time.monotonic() - started
-        )
+        return state
 
     def _base_url(self) -> dict[str, Any]:
         return {"base_url": self._endpoint} if self._endpoint else {}

@@ -261,8 +261,33 @@ class FakeArm:
         )
         os_disk["properties"]["hyperVGeneration"] = hyper_v_generation
         os_disk["properties"]["supportedCapabilities"] = {"architecture": architecture}
+        data_disks = self._add_data_disks(group, name, location, data_disk_luns)
+        vm_id = f"{self._group_id(group)}/providers/Microsoft.Compute/virtualMachines/{name}"
+        vm: dict[str, Any] = {
+            "name": name,
+            "id": vm_id,
+            "type": "Microsoft.Compute/virtualMachines",
+            "location": location,
+            "tags": {},
+            "properties": _vm_properties(name, self._group_id(group), os_type, os_disk, data_disks),
+        }
+        if zones:
+            vm["zones"] = zones
+        if security_type:
+            vm["properties"]["securityProfile"] = {
+                "securityType": security_type,
+                "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+            }
+        self.vms[vm_id.lower()] = vm
+        self.power[vm_id.lower()] = ["PowerState/running"]
+        return vm_id
+
+    def _add_data_disks(
+        self, group: str, name: str, location: str, luns: tuple[int, ...]
+    ) -> list[dict[str, Any]]:
+        """A 64 GB disk per LUN, as the VM's storageProfile.dataDisks entries."""
         data_disks = []
-        for lun in data_disk_luns:
+        for lun in luns:
             disk = self.add_disk(group, f"{name}-data{lun}", location=location, size_gb=64)
             data_disks.append(
                 {
@@ -276,67 +301,7 @@ class FakeArm:
                     "toBeDetached": False,
                 }
             )
-        vm_id = f"{self._group_id(group)}/providers/Microsoft.Compute/virtualMachines/{name}"
-        vm: dict[str, Any] = {
-            "name": name,
-            "id": vm_id,
-            "type": "Microsoft.Compute/virtualMachines",
-            "location": location,
-            "tags": {},
-            "properties": {
-                "vmId": str(uuid.uuid4()),
-                "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
-                "storageProfile": {
-                    "imageReference": {
-                        "publisher": "Debian",
-                        "offer": "debian-12",
-                        "sku": "12-gen2",
-                        "version": "latest",
-                        "exactVersion": "0.20250101.1",
-                    },
-                    "osDisk": {
-                        "osType": os_type,
-                        "name": os_disk["name"],
-                        "createOption": "FromImage",
-                        "caching": "ReadWrite",
-                        "managedDisk": {
-                            "storageAccountType": "Premium_LRS",
-                            "id": os_disk["id"],
-                        },
-                        "deleteOption": "Delete",
-                        "diskSizeGB": 30,
-                    },
-                    "dataDisks": data_disks,
-                    "diskControllerType": "SCSI",
-                },
-                "osProfile": {
-                    "computerName": name,
-                    "adminUsername": "azureuser",
-                    "linuxConfiguration": {"disablePasswordAuthentication": True},
-                    "secrets": [],
-                },
-                "networkProfile": {
-                    "networkInterfaces": [
-                        {
-                            "id": f"{self._group_id(group)}/providers/Microsoft.Network/"
-                            f"networkInterfaces/{name}-nic"
-                        }
-                    ]
-                },
-                "provisioningState": "Succeeded",
-                "timeCreated": _now(),
-            },
-        }
-        if zones:
-            vm["zones"] = zones
-        if security_type:
-            vm["properties"]["securityProfile"] = {
-                "securityType": security_type,
-                "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
-            }
-        self.vms[vm_id.lower()] = vm
-        self.power[vm_id.lower()] = ["PowerState/running"]
-        return vm_id
+        return data_disks
 
     def add_gallery_image(
         self,
@@ -570,29 +535,7 @@ class FakeArm:
                 400, "InvalidParameter", f"The snapshot name '{match['name']}' is invalid."
             )
         source, location = self._check_snapshot_body(body)
-        operation_id = str(uuid.uuid4())
         incremental = bool(body["properties"].get("incremental", False))
-        properties: dict[str, Any] = {
-            "creationData": {
-                "createOption": "Copy",
-                "sourceResourceId": source["id"],
-                "sourceUniqueId": source["properties"]["uniqueId"],
-            },
-            "diskSizeGB": source["properties"]["diskSizeGB"],
-            "diskSizeBytes": source["properties"]["diskSizeBytes"],
-            "uniqueId": str(uuid.uuid4()),
-            "incremental": incremental,
-            "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
-            "networkAccessPolicy": "AllowAll",
-            "publicNetworkAccess": "Enabled",
-            "provisioningState": "Creating",
-            "timeCreated": _now(),
-        }
-        if incremental:
-            properties["incrementalSnapshotFamilyId"] = str(uuid.uuid4())
-        for key in ("osType", "hyperVGeneration"):
-            if key in source["properties"]:
-                properties[key] = source["properties"][key]
         self.snapshots[snapshot_id.lower()] = {
             "name": match["name"],
             "id": snapshot_id,
@@ -600,9 +543,16 @@ class FakeArm:
             "location": location,
             "tags": dict(body.get("tags") or {}),
             "sku": {"name": "Standard_LRS", "tier": "Standard"},
-            "properties": properties,
+            "properties": _snapshot_properties(source, incremental),
         }
-        self.operations[operation_id] = _Operation(snapshot_id.lower(), _now())
+        return 202, self._disk_operation(snapshot_id, location, query), None
+
+    def _disk_operation(
+        self, resource_id: str, location: str, query: dict[str, str]
+    ) -> dict[str, str]:
+        """Start a DiskOperations status for ``resource_id``: the 202's headers."""
+        operation_id = str(uuid.uuid4())
+        self.operations[operation_id] = _Operation(resource_id.lower(), _now())
         status_url = (
             f"{self.endpoint}/subscriptions/{self.subscription}/providers/Microsoft.Compute/"
             f"locations/{location}/DiskOperations/{operation_id}"
@@ -611,7 +561,7 @@ class FakeArm:
         headers = {"Azure-AsyncOperation": status_url, "Location": f"{status_url}&monitor=true"}
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
-        return 202, headers, None
+        return headers
 
     def _check_snapshot_body(self, body: Any) -> tuple[dict[str, Any], str]:
         if not isinstance(body, dict) or not body.get("location"):
@@ -903,6 +853,34 @@ class FakeArm:
         version_id = match.group(0)
         self._deny("Microsoft.Compute/galleries/images/versions/write", version_id, principal)
         self._check_group(match["rg"])
+        self._check_new_version(match, version_id, body)
+        properties = body.get("properties") or {}
+        source = (properties.get("storageProfile") or {}).get("source") or {}
+        self._source_vm(source.get("virtualMachineId"), None)
+        version = {
+            "name": match["name"],
+            "id": version_id,
+            "type": "Microsoft.Compute/galleries/images/versions",
+            "location": body["location"],
+            "tags": dict(body.get("tags") or {}),
+            "properties": {
+                "publishingProfile": _publishing_profile(body, properties),
+                "storageProfile": {"source": source},
+                "provisioningState": "Creating",
+            },
+        }
+        self.gallery_versions[version_id.lower()] = version
+
+        def finish() -> None:
+            version["properties"]["provisioningState"] = "Succeeded"
+
+        def fail() -> None:
+            version["properties"]["provisioningState"] = "Failed"
+
+        return self._start_job("version", body["location"], query, finish, fail, version)
+
+    def _check_new_version(self, match: re.Match[str], version_id: str, body: Any) -> None:
+        """The image exists, the name is a version, it is new, and it is in the image's region."""
         image_id = version_id.rsplit("/versions/", 1)[0]
         image = self.gallery_images.get(image_id.lower())
         if image is None:
@@ -934,39 +912,6 @@ class FakeArm:
                 "A gallery image version must be created in its gallery's region "
                 f"'{image['location']}'.",
             )
-        properties = body.get("properties") or {}
-        source = (properties.get("storageProfile") or {}).get("source") or {}
-        self._source_vm(source.get("virtualMachineId"), None)
-        publishing = dict(properties.get("publishingProfile") or {})
-        regions = publishing.get("targetRegions") or [{"name": body["location"]}]
-        if not any(r["name"].lower() == str(body["location"]).lower() for r in regions):
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"The target regions must include the gallery's region '{body['location']}'.",
-            )
-        publishing |= {"targetRegions": regions, "publishedDate": _now()}
-        version = {
-            "name": match["name"],
-            "id": version_id,
-            "type": "Microsoft.Compute/galleries/images/versions",
-            "location": body["location"],
-            "tags": dict(body.get("tags") or {}),
-            "properties": {
-                "publishingProfile": publishing,
-                "storageProfile": {"source": source},
-                "provisioningState": "Creating",
-            },
-        }
-        self.gallery_versions[version_id.lower()] = version
-
-        def finish() -> None:
-            version["properties"]["provisioningState"] = "Succeeded"
-
-        def fail() -> None:
-            version["properties"]["provisioningState"] = "Failed"
-
-        return self._start_job("version", body["location"], query, finish, fail, version)
 
     def _delete_version(
         self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
@@ -1076,27 +1021,8 @@ class FakeArm:
         self._check_group(match["rg"])
         if disk_id.lower() in self.disks:
             raise ArmError(409, "Conflict", f"Disk '{match['name']}' already exists.")
-        if not isinstance(body, dict) or not body.get("location"):
-            raise ArmError(
-                400, "LocationRequired", "The location property is required for this definition."
-            )
+        size = _upload_size(body)
         properties = body.get("properties") or {}
-        creation = properties.get("creationData") or {}
-        size = creation.get("uploadSizeBytes")
-        if creation.get("createOption") != "Upload" or not isinstance(size, int):
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                "This fake makes upload disks only: creationData.createOption 'Upload' with "
-                "uploadSizeBytes.",
-            )
-        if size < MIN_UPLOAD or (size - 512) % MIB:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                f"uploadSizeBytes {size} must be at least {MIN_UPLOAD} and 512 bytes more "
-                "than a whole number of MiB.",
-            )
         disk = {
             "name": match["name"],
             "id": disk_id,
@@ -1233,6 +1159,127 @@ class FakeArm:
             },
             None,
         )
+
+
+def _vm_properties(
+    name: str,
+    group_id: str,
+    os_type: str,
+    os_disk: dict[str, Any],
+    data_disks: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A running VM's properties: size, disks, OS profile, one NIC."""
+    return {
+        "vmId": str(uuid.uuid4()),
+        "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
+        "storageProfile": _storage_profile(os_type, os_disk, data_disks),
+        "osProfile": {
+            "computerName": name,
+            "adminUsername": "azureuser",
+            "linuxConfiguration": {"disablePasswordAuthentication": True},
+            "secrets": [],
+        },
+        "networkProfile": {
+            "networkInterfaces": [
+                {"id": f"{group_id}/providers/Microsoft.Network/networkInterfaces/{name}-nic"}
+            ]
+        },
+        "provisioningState": "Succeeded",
+        "timeCreated": _now(),
+    }
+
+
+def _storage_profile(
+    os_type: str, os_disk: dict[str, Any], data_disks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A VM's storageProfile: a marketplace Debian image, the OS disk, the data disks."""
+    return {
+        "imageReference": {
+            "publisher": "Debian",
+            "offer": "debian-12",
+            "sku": "12-gen2",
+            "version": "latest",
+            "exactVersion": "0.20250101.1",
+        },
+        "osDisk": {
+            "osType": os_type,
+            "name": os_disk["name"],
+            "createOption": "FromImage",
+            "caching": "ReadWrite",
+            "managedDisk": {
+                "storageAccountType": "Premium_LRS",
+                "id": os_disk["id"],
+            },
+            "deleteOption": "Delete",
+            "diskSizeGB": 30,
+        },
+        "dataDisks": data_disks,
+        "diskControllerType": "SCSI",
+    }
+
+
+def _upload_size(body: Any) -> int:
+    """The uploadSizeBytes of an upload disk's PUT body, checked as ARM checks it."""
+    if not isinstance(body, dict) or not body.get("location"):
+        raise ArmError(
+            400, "LocationRequired", "The location property is required for this definition."
+        )
+    creation = (body.get("properties") or {}).get("creationData") or {}
+    size = creation.get("uploadSizeBytes")
+    if creation.get("createOption") != "Upload" or not isinstance(size, int):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "This fake makes upload disks only: creationData.createOption 'Upload' with "
+            "uploadSizeBytes.",
+        )
+    if size < MIN_UPLOAD or (size - 512) % MIB:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"uploadSizeBytes {size} must be at least {MIN_UPLOAD} and 512 bytes more "
+            "than a whole number of MiB.",
+        )
+    return size
+
+
+def _snapshot_properties(source: dict[str, Any], incremental: bool) -> dict[str, Any]:
+    """A new snapshot's properties: a copy of ``source``'s size, OS type and generation."""
+    properties: dict[str, Any] = {
+        "creationData": {
+            "createOption": "Copy",
+            "sourceResourceId": source["id"],
+            "sourceUniqueId": source["properties"]["uniqueId"],
+        },
+        "diskSizeGB": source["properties"]["diskSizeGB"],
+        "diskSizeBytes": source["properties"]["diskSizeBytes"],
+        "uniqueId": str(uuid.uuid4()),
+        "incremental": incremental,
+        "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
+        "networkAccessPolicy": "AllowAll",
+        "publicNetworkAccess": "Enabled",
+        "provisioningState": "Creating",
+        "timeCreated": _now(),
+    }
+    if incremental:
+        properties["incrementalSnapshotFamilyId"] = str(uuid.uuid4())
+    for key in ("osType", "hyperVGeneration"):
+        if key in source["properties"]:
+            properties[key] = source["properties"][key]
+    return properties
+
+
+def _publishing_profile(body: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    """A version's publishingProfile; its target regions must include the gallery's."""
+    publishing = dict(properties.get("publishingProfile") or {})
+    regions = publishing.get("targetRegions") or [{"name": body["location"]}]
+    if not any(r["name"].lower() == str(body["location"]).lower() for r in regions):
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The target regions must include the gallery's region '{body['location']}'.",
+        )
+    return publishing | {"targetRegions": regions, "publishedDate": _now()}
 
 
 def _storage_error(code: str, message: str) -> bytes:

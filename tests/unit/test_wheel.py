@@ -56,6 +56,7 @@ def test_wheel_carries_builtin_yaml(installed: InstalledWheel) -> None:
     names = zipfile.ZipFile(installed.wheel).namelist()
     assert "agent/_builtin/playbooks/generalize.yaml" in names
     assert "agent/_builtin/distro_profiles/debian.yaml" in names
+    assert "agent/_builtin/distro_profiles/linux-base.d/azure-prepare/kernel-cmdline.sh" in names
 
 
 def test_installed_version_matches_source(installed: InstalledWheel) -> None:

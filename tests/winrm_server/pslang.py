@@ -112,65 +112,76 @@ def tokenize(text: str) -> list[Tok]:
             space = True
         if i >= n:
             break
-        start, c = i, text[i]
-        after_member = (
-            bool(tokens) and tokens[-1].value in (".", "::") and tokens[-1].kind == "PUNCT"
-        )
-        if after_member:
-            m = _IDENT.match(text, i)
-            if m is None:
-                raise NotModelled(text[i : i + 10])
-            i = m.end()
-            tokens.append(Tok("WORD", m.group(0), start, i, space))
-        elif c == "#" and (space or not tokens or tokens[-1].kind == "NL"):
-            while i < n and text[i] != "\n":
-                i += 1
-        elif c in "\r\n":
-            i += 1
-            tokens.append(Tok("NL", "\n", start, i, space))
-        elif c == "'":
-            i = _single_quoted(text, i, tokens, space)
-        elif c == '"':
-            i += 1
-            while i < n and text[i] != '"':
-                i += 2 if text[i] == "`" else 1
-            i += 1
-            tokens.append(Tok("DSTR", text[start + 1 : i - 1], start, i, space))
-        elif c == "$" and text[i + 1 : i + 2] != "(":
-            m = _VAR.match(text, i)
-            if m is None:
-                raise NotModelled(text[i : i + 10])
-            i = m.end()
-            tokens.append(Tok("VAR", m.group(0)[1:], start, i, space))
-        elif c == "[" and (m := _TYPE.match(text, i)) is not None:
-            i = m.end()
-            tokens.append(Tok("TYPE", m.group(1), start, i, space))
-        elif (
-            c == "-"
-            and (m := _DASH.match(text, i)) is not None
-            and (space or not tokens or tokens[-1].kind in ("PUNCT", "NL"))
-        ):
-            i = m.end()
-            tokens.append(Tok("DASH", m.group(0).lower(), start, i, space))
-        elif c.isdigit() and (m := _NUM.match(text, i)) is not None:
-            i = m.end()
-            tokens.append(Tok("NUM", m.group(0), start, i, space))
-        elif c == "." and _member_position(tokens, space):
-            i += 1
-            tokens.append(Tok("PUNCT", ".", start, i, space))
-        elif (p := next((p for p in _PUNCT if text.startswith(p, i)), None)) is not None and not (
-            p in "./" and i + 1 < n and (text[i + 1].isalnum() or text[i + 1] == "\\")
-        ):
-            i += len(p)
-            tokens.append(Tok("PUNCT", p, start, i, space))
-        else:
-            while i < n and text[i] not in _WORD_STOP:
-                i += 1
-            if i == start:
-                raise NotModelled(text[i : i + 10])
-            tokens.append(Tok("WORD", text[start:i], start, i, space))
+        i = _token(text, i, tokens, space)
     tokens.append(Tok("EOF", "", n, n, False))
     return tokens
+
+
+def _token(text: str, start: int, tokens: list[Tok], space: bool) -> int:
+    """Append the token at ``start`` (a comment appends none); where it ends."""
+    i, n, c = start, len(text), text[start]
+    after_member = bool(tokens) and tokens[-1].value in (".", "::") and tokens[-1].kind == "PUNCT"
+    if after_member:
+        m = _IDENT.match(text, i)
+        if m is None:
+            raise NotModelled(text[i : i + 10])
+        i = m.end()
+        tokens.append(Tok("WORD", m.group(0), start, i, space))
+    elif c == "#" and (space or not tokens or tokens[-1].kind == "NL"):
+        while i < n and text[i] != "\n":
+            i += 1
+    elif c in "\r\n":
+        i += 1
+        tokens.append(Tok("NL", "\n", start, i, space))
+    elif c == "'":
+        i = _single_quoted(text, i, tokens, space)
+    elif c == '"':
+        i = _double_quoted(text, i, tokens, space)
+    elif c == "$" and text[i + 1 : i + 2] != "(":
+        m = _VAR.match(text, i)
+        if m is None:
+            raise NotModelled(text[i : i + 10])
+        i = m.end()
+        tokens.append(Tok("VAR", m.group(0)[1:], start, i, space))
+    elif c == "[" and (m := _TYPE.match(text, i)) is not None:
+        i = m.end()
+        tokens.append(Tok("TYPE", m.group(1), start, i, space))
+    elif (
+        c == "-"
+        and (m := _DASH.match(text, i)) is not None
+        and (space or not tokens or tokens[-1].kind in ("PUNCT", "NL"))
+    ):
+        i = m.end()
+        tokens.append(Tok("DASH", m.group(0).lower(), start, i, space))
+    elif c.isdigit() and (m := _NUM.match(text, i)) is not None:
+        i = m.end()
+        tokens.append(Tok("NUM", m.group(0), start, i, space))
+    elif c == "." and _member_position(tokens, space):
+        i += 1
+        tokens.append(Tok("PUNCT", ".", start, i, space))
+    elif (p := next((p for p in _PUNCT if text.startswith(p, i)), None)) is not None and not (
+        p in "./" and i + 1 < n and (text[i + 1].isalnum() or text[i + 1] == "\\")
+    ):
+        i += len(p)
+        tokens.append(Tok("PUNCT", p, start, i, space))
+    else:
+        while i < n and text[i] not in _WORD_STOP:
+            i += 1
+        if i == start:
+            raise NotModelled(text[i : i + 10])
+        tokens.append(Tok("WORD", text[start:i], start, i, space))
+    return i
+
+
+def _double_quoted(text: str, i: int, tokens: list[Tok], space: bool) -> int:
+    """A "..." string (backtick escapes kept as written for the expander); where it ends."""
+    start, n = i, len(text)
+    i += 1
+    while i < n and text[i] != '"':
+        i += 2 if text[i] == "`" else 1
+    i += 1
+    tokens.append(Tok("DSTR", text[start + 1 : i - 1], start, i, space))
+    return i
 
 
 def _single_quoted(text: str, i: int, tokens: list[Tok], space: bool) -> int:

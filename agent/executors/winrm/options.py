@@ -70,8 +70,19 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
     if target.scheme not in ("winrm", "winrm+https"):
         raise UsageError(f"target {target.display}: not a winrm:// or winrm+https:// target")
     https = target.scheme == "winrm+https"
+    _check_authentication(target.display, options, https)
+    _check_transport_options(target.display, options)
+    scheme = "https" if https else "http"
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    encrypted = https or options.transport in ENCRYPTING
+    return Settings(
+        f"{scheme}://{host}:{target.port}/wsman", encrypted, _pywinrm_kwargs(target, options)
+    )
+
+
+def _check_authentication(where: str, options: WinRmOptions, https: bool) -> None:
+    """The transport is known and installed, has its credentials, and is safe on the wire."""
     transport = options.transport
-    where = target.display
     if transport not in TRANSPORTS:
         raise UsageError(
             f"{where}: unknown WinRM transport {transport!r} ({', '.join(TRANSPORTS)})"
@@ -96,6 +107,10 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
             "every command in clear text; use winrm+https://, or transport ntlm, kerberos or "
             "credssp (encrypted messages), or allow it explicitly with --allow-unencrypted"
         )
+
+
+def _check_transport_options(where: str, options: WinRmOptions) -> None:
+    """Certificate verification, time-outs and code page are consistent and known."""
     if options.insecure_skip_verify and options.ca_cert is not None:
         raise UsageError(f"{where}: --ca-cert and --insecure-skip-verify contradict each other")
     if options.ca_cert is not None and not options.ca_cert.is_file():
@@ -109,10 +124,12 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
         codec_for(options.codepage)
     except LookupError as exc:
         raise UsageError(f"{where}: code page {options.codepage} is unknown here") from exc
-    scheme = "https" if https else "http"
-    host = f"[{target.host}]" if ":" in target.host else target.host
+
+
+def _pywinrm_kwargs(target: Target, options: WinRmOptions) -> dict[str, Any]:
+    """pywinrm's ``Protocol`` arguments for checked options."""
     kwargs: dict[str, Any] = {
-        "transport": transport,
+        "transport": options.transport,
         "username": target.user,
         "password": options.password.value if options.password is not None else None,
         "server_cert_validation": "ignore" if options.insecure_skip_verify else "validate",
@@ -124,11 +141,10 @@ def settings(target: Target, options: WinRmOptions) -> Settings:
         "operation_timeout_sec": options.operation_timeout,
         "message_encryption": "auto",  # encrypt on HTTP when the transport can
     }
-    if transport == "certificate":
+    if options.transport == "certificate":
         kwargs["cert_pem"] = str(options.client_cert)
         kwargs["cert_key_pem"] = str(options.client_key)
-    encrypted = https or transport in ENCRYPTING
-    return Settings(f"{scheme}://{host}:{target.port}/wsman", encrypted, kwargs)
+    return kwargs
 
 
 def _check_extras(where: str, transport: str) -> None:

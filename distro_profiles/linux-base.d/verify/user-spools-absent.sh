@@ -1,0 +1,9 @@
+set -eu
+user={{ vars.deprovision_user }}
+[ -n "$user" ] || user={{ facts.ovf_user }}
+left=""
+for f in "/var/spool/cron/crontabs/$user" "/var/spool/cron/$user" "/var/spool/cron/tabs/$user" \
+         "/var/spool/mail/$user" "/var/mail/$user"; do
+  if [ -e "$f" ]; then left="$left $f"; fi
+done
+if [ -n "$left" ]; then echo "spools of $user left:$left" >&2; exit 1; fi
