@@ -307,7 +307,9 @@ class Journal:
         attempt = self._started.get(step.key, 0) + 1
         self._started[step.key] = attempt
         self.running = step
-        self.append("step_started", step=step.key, attempt=attempt, destructive=step.destructive)
+        self.append(
+            "step_started", step=step.key, attempt=attempt, destructive=step.spec.destructive
+        )
 
     def step_finished(self, step: PlannedStep, result: StepResult, **extra: Any) -> None:
         if self.running is not None and self.running.key == step.key:
@@ -322,7 +324,7 @@ class Journal:
         """Record that the running step (if any) was interrupted; return it."""
         step, self.running = self.running, None
         if step is not None:
-            self.append("step_interrupted", step=step.key, destructive=step.destructive)
+            self.append("step_interrupted", step=step.key, destructive=step.spec.destructive)
         return step
 
     def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:

@@ -17,6 +17,7 @@ from agent.errors import SchemaProblem
 from agent.facts import Facts, gather_facts
 from agent.facts_windows import WindowsFacts, gather_windows_facts
 from agent.plan import Plan, Selection, plan_for
+from agent.records import BACKUP_PHASE
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
@@ -83,29 +84,29 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"facts    {os_facts.get('id')} {os_facts.get('version_id')}")
     for phase in plan.phases:
         lines.append("")
-        if phase == "backup":
+        if phase == BACKUP_PHASE:
             paths = " ".join(plan.backup_paths)
             lines.append(f"[backup]  provider given by --backup; archive paths: {paths}")
             continue
         lines.append(f"[{phase}]")
         for step in plan.steps_in(phase):
             flags = []
-            if step.destructive:
+            if step.spec.destructive:
                 flags.append("DESTRUCTIVE")
-            if step.expect_disconnect:
+            if step.spec.expect_disconnect:
                 flags.append("ends the connection")
             if step.skip_reason:
                 status = f"skip: {step.skip_reason}"
             elif step.condition is None:
-                status = f"undecided: when {step.when}"
+                status = f"undecided: when {step.spec.when}"
             elif step.condition is False:
-                status = f"skip: when {step.when} is false"
+                status = f"skip: when {step.spec.when} is false"
             else:
                 status = "run"
             flag_text = f" [{', '.join(flags)}]" if flags else ""
             lines.append(f"  {step.index:>2}. {step.name}{flag_text}  ({status})")
-            lines.append(f"      {step.description}")
-            if step.no_log:
+            lines.append(f"      {step.spec.description}")
+            if step.spec.no_log:
                 lines.append("      $ (no_log: command hidden)")
             else:
                 for command_line in step.command.strip().splitlines():
@@ -210,7 +211,7 @@ def profiles_data(
         {
             "id": profile.id,
             "abstract": profile.abstract,
-            "match": profile.match.model_dump(mode="json") if profile.match else None,
+            "match": profile.match.to_dict() if profile.match else None,
             "file": catalog.profile_origin(profile.id).file,
         }
         for profile in catalog.profiles()
@@ -229,11 +230,11 @@ def profile_data(
         "file": origin.file,
         "shadows": list(origin.shadowed),
         "extends": [str(f) for f in profile.chain[1:]],
-        "match": profile.match.model_dump(mode="json") if profile.match else None,
+        "match": profile.match.to_dict() if profile.match else None,
         "vars": profile.vars,
         "backup_paths": profile.backup_paths,
         "phases": {
-            phase: [step.model_dump(mode="json", exclude_none=True) for step in steps]
+            phase: [{k: v for k, v in step.to_dict().items() if v is not None} for step in steps]
             for phase, steps in profile.phases.items()
         },
     }

@@ -108,13 +108,13 @@ class Recorder(RunObserver):
             "name": step.name,
             "status": "running",
             "started_at": utc_now(),
-            "destructive": step.destructive,
+            "destructive": step.spec.destructive,
         }
         if self.journal is not None:
             self.journal.step_started(step)
-        if step.destructive:
+        if step.spec.destructive:
             self.data["point_of_no_return_reached"] = True
-        self._refresh_steps(force=step.destructive)
+        self._refresh_steps(force=step.spec.destructive)
         self._console.step_started(step)
 
     def step_output(self, step: PlannedStep, stream: str, line: str) -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from agent.catalog import load_file
 from agent.errors import SchemaError
-from agent.schema import Playbook, Step, parse_version_range
+from agent.records import Step, parse_version_range
+from agent.schema import Playbook
 from agent.yamlload import load_yaml, validate_document
 
 PROFILE_HEAD = """\

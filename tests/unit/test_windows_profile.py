@@ -14,7 +14,7 @@ from agent.catalog import Catalog, validate_files
 from agent.cli import main
 from agent.errors import CatalogError
 from agent.plan import quote_powershell
-from agent.schema import ResolvedProfile
+from agent.records import ResolvedProfile
 
 GENERALIZE_PHASES = ["preflight", "cleanup", "deprovision", "verify", "shutdown"]
 
