@@ -241,10 +241,10 @@ class _Contents:
         """Rebuild from :meth:`to_dict`'s data; KeyError/TypeError/ValueError if foreign."""
         return cls(
             profiles={k: ResolvedProfile.from_dict(v) for k, v in data["profiles"].items()},
-            profile_origins={k: Origin(**v) for k, v in data["profile_origins"].items()},
+            profile_origins={k: _origin_of(v) for k, v in data["profile_origins"].items()},
             ancestors={k: [str(a) for a in v] for k, v in data["ancestors"].items()},
             playbooks={k: Playbook.from_dict(v) for k, v in data["playbooks"].items()},
-            playbook_origins={k: Origin(**v) for k, v in data["playbook_origins"].items()},
+            playbook_origins={k: _origin_of(v) for k, v in data["playbook_origins"].items()},
         )
 
 
@@ -257,6 +257,20 @@ def _origin_dict(origin: Origin) -> dict[str, Any]:
         "builtin": origin.builtin,
         "shadowed": list(origin.shadowed),
     }
+
+
+def _origin_of(data: Mapping[str, Any]) -> Origin:
+    kind = data["kind"]
+    if kind not in _DIRNAMES:
+        raise ValueError(f"not a catalog kind: {kind!r}")
+    return Origin(
+        kind=kind,
+        id=str(data["id"]),
+        file=str(data["file"]),
+        path=Path(data["path"]),
+        builtin=bool(data["builtin"]),
+        shadowed=tuple(str(f) for f in data["shadowed"]),
+    )
 
 
 class Catalog:
@@ -865,6 +879,14 @@ def check_files(
     A path or directory that does not exist raises CatalogError (a usage problem).
     """
     builtin_named = not paths
+    if builtin_named and not profiles_dirs and not playbooks_dirs:
+        # The built-ins alone are checked exactly as Catalog.load reads them: a clean load
+        # (from the cache when nothing changed) means no problems. Anything else is
+        # checked file by file below, which finds and words every problem.
+        try:
+            return CatalogCheck([], Catalog.load().ties())
+        except (SchemaError, CatalogError):
+            pass
     problems: list[SchemaProblem] = []
     given: list[_Source] = []
     top = len(profiles_dirs) + len(playbooks_dirs) + 1

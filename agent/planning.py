@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
-from agent.facts import Facts, gather_facts
-from agent.facts_windows import WindowsFacts, gather_windows_facts
 from agent.plan import Plan, Selection, plan_for
 from agent.records import BACKUP_PHASE
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
     from agent.executors.winrm import WinRmOptions
+    from agent.facts import Facts
+    from agent.facts_windows import WindowsFacts
 
 
 def _catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
@@ -32,7 +32,11 @@ def _read_facts(
     target_url: str, ssh_options: SshOptions | None, winrm_options: WinRmOptions | None = None
 ) -> Facts | WindowsFacts:
     """Linux facts over SSH, Windows facts over WinRM (read-only on both)."""
+    # Here, not above: facts load the executors (and structlog), which an offline
+    # command never needs.
     from agent.executors import create_executor
+    from agent.facts import gather_facts
+    from agent.facts_windows import gather_windows_facts
     from agent.targets import parse_target
 
     target = parse_target(target_url)
