@@ -228,8 +228,16 @@ class _Contents:
     playbook_origins: dict[str, Origin]
 
     def to_dict(self) -> dict[str, Any]:
+        # Each step once: profiles share the steps they inherit (a tenth of the size).
+        steps: dict[Step, int] = {}
+
+        def number(step: Step) -> int:
+            return steps.setdefault(step, len(steps))
+
+        profiles = {k: p.to_dict(number) for k, p in self.profiles.items()}
         return {
-            "profiles": {k: p.to_dict() for k, p in self.profiles.items()},
+            "steps": [s.to_dict() for s in steps],
+            "profiles": profiles,
             "profile_origins": {k: _origin_dict(o) for k, o in self.profile_origins.items()},
             "ancestors": self.ancestors,
             "playbooks": {k: p.to_dict() for k, p in self.playbooks.items()},
@@ -238,9 +246,17 @@ class _Contents:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> _Contents:
-        """Rebuild from :meth:`to_dict`'s data; KeyError/TypeError/ValueError if foreign."""
+        """Rebuild from :meth:`to_dict`'s data; KeyError/TypeError/ValueError/IndexError if
+        foreign."""
+        steps = [Step(**s) for s in data["steps"]]
+
+        def step(number: Any) -> Step:
+            if not isinstance(number, int):
+                raise TypeError(f"a step number, got {type(number).__name__}")
+            return steps[number]
+
         return cls(
-            profiles={k: ResolvedProfile.from_dict(v) for k, v in data["profiles"].items()},
+            profiles={k: ResolvedProfile.from_dict(v, step) for k, v in data["profiles"].items()},
             profile_origins={k: _origin_of(v) for k, v in data["profile_origins"].items()},
             ancestors={k: [str(a) for a in v] for k, v in data["ancestors"].items()},
             playbooks={k: Playbook.from_dict(v) for k, v in data["playbooks"].items()},
@@ -306,12 +322,13 @@ class Catalog:
             dirs += [(builtin_dir("playbook"), 0, True, "playbook")]
         dirs += [(Path(d), i + 1, False, "profile") for i, d in enumerate(profiles_dirs)]
         dirs += [(Path(d), i + 1, False, "playbook") for i, d in enumerate(playbooks_dirs)]
-        key = [[str(d.resolve()), layer, kind] for d, layer, _b, kind in dirs]
+        # The path as given names files in messages; resolved, it says which directory.
+        key = [[str(d), str(d.resolve()), layer, kind] for d, layer, _b, kind in dirs]
         stored = catalog_cache.lookup(key)
         if stored is not None:
             try:
                 return cls(_Contents.from_dict(stored))
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 pass  # written by another version, or damaged: load the files instead
         with readlog.recording() as reads:
             sources, problems = _load_dirs(dirs, set())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +114,8 @@ def store(key: Any, reads: readlog.ReadLog, catalog: dict[str, Any]) -> None:
     directory = cache_dir()
     if directory is None:
         return
+    import tempfile  # here, not above: only a miss writes, and a hit should start fast
+
     identity = _identity(key)
     doc = {"identity": identity, "files": reads.files, "listings": reads.listings}
     try:

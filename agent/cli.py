@@ -791,7 +791,8 @@ def plan(**kw: Any) -> None:
     from agent.planning import show_plan
 
     try:
-        _configure_console_logging(_resolve_log_format(kw["log_format"]))
+        if kw["target_url"]:  # without a target nothing logs: no structlog to set up
+            _configure_console_logging(_resolve_log_format(kw["log_format"]))
         ssh_options = winrm_options = None
         if kw["target_url"]:
             target = _target_for(kw)

@@ -168,6 +168,10 @@ class Step:
         return data
 
 
+def _step_of(data: Mapping[str, Any]) -> Step:
+    return Step(**data)
+
+
 class _RuleFields(Protocol):
     @property
     def destructive(self) -> bool: ...
@@ -299,14 +303,25 @@ class ResolvedProfile:
         """The step ``name`` of ``phase``, or None."""
         return next((s for s in self.phases.get(phase, []) if s.name == name), None)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["match"] = self.match.to_dict() if self.match else None
-        data["phases"] = {p: [s.to_dict() for s in steps] for p, steps in self.phases.items()}
+    def to_dict(self, step: Callable[[Step], Any] = Step.to_dict) -> dict[str, Any]:
+        """JSON-ready data; ``step`` gives what stands for each step (default: its fields)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "description": self.description,
+            "match": self.match.to_dict() if self.match else None,
+            "vars": self.vars,
+            "backup_paths": self.backup_paths,
+            "phases": {p: [step(s) for s in steps] for p, steps in self.phases.items()},
+            "source_file": self.source_file,
+            "chain": self.chain,
+        }
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ResolvedProfile:
+    def from_dict(
+        cls, data: Mapping[str, Any], step: Callable[[Any], Step] = _step_of
+    ) -> ResolvedProfile:
+        """Rebuild from :meth:`to_dict`'s data (``step`` undoes its ``step``)."""
         match = data["match"]
         return cls(
             id=str(data["id"]),
@@ -314,7 +329,7 @@ class ResolvedProfile:
             match=Match.from_dict(match) if match is not None else None,
             vars=dict(data["vars"]),
             backup_paths=list(data["backup_paths"]),
-            phases={p: [Step(**s) for s in steps] for p, steps in data["phases"].items()},
+            phases={p: [step(s) for s in steps] for p, steps in data["phases"].items()},
             source_file=str(data["source_file"]),
             chain=list(data["chain"]),
         )

@@ -163,3 +163,15 @@ def test_every_file_read_through_read_regular_is_recorded(tmp_path: Path) -> Non
     with readlog.recording() as log:
         read_regular(script, 1000)
     assert log.files == {str(script.absolute()): readlog.digest(b"echo hi\n")}
+
+
+def test_same_directory_spelled_otherwise_keeps_its_spelling(
+    cache_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages name a file as the directory was given, hit or miss."""
+    directory = tmp_path / "p"
+    directory.mkdir()
+    (directory / "mine.yaml").write_text(PROFILE)
+    monkeypatch.chdir(tmp_path)
+    assert _user_catalog(directory).profile_file("mine") == str(directory / "mine.yaml")
+    assert _user_catalog(Path("p")).profile_file("mine") == "p/mine.yaml"
