@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent import catalog_cache, expressions, readlog
+from agent import catalog_cache, readlog
 from agent.errors import CatalogError, SchemaError, SchemaProblem
 from agent.records import Playbook, ResolvedProfile, Step, VersionRange
 from agent.targets import WINDOWS_ID
@@ -835,6 +835,8 @@ class _PhaseEdit:
 
 def _check_references(res: _Resolution) -> list[SchemaProblem]:
     """Every ``vars.X`` a step uses is defined; every ``facts.X`` is a known fact."""
+    from agent import expressions
+
     problems = []
     names = list(res.profile.vars)
     for phase, steps in res.profile.phases.items():

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
-from agent.plan import Plan, Selection, plan_for
 from agent.records import BACKUP_PHASE
 
 if TYPE_CHECKING:
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from agent.executors.winrm import WinRmOptions
     from agent.facts import Facts
     from agent.facts_windows import WindowsFacts
+    from agent.plan import Plan, Selection
 
 
 def _catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
@@ -60,6 +60,8 @@ def show_plan(
     winrm_options: WinRmOptions | None = None,
     var_origins: Mapping[str, str] | None = None,
 ) -> str:
+    from agent.plan import plan_for  # here: the listing commands need no plan
+
     catalog = _catalog(profiles_dirs, playbooks_dirs)
     facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
     plan = plan_for(

@@ -15,10 +15,14 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from agent import expressions
 from agent.excerpt import excerpt
+
+# Versions are compared only to match a target or to check a range: a command that just
+# reads the catalog (from the cache) does not import the expression language.
+if TYPE_CHECKING:
+    from agent import expressions
 
 __all__ = [
     "BACKUP_PHASE",
@@ -65,6 +69,8 @@ class VersionRange:
         """Whether ``version_id`` satisfies every clause; a missing or odd one never does."""
         if not version_id:
             return False
+        from agent import expressions
+
         try:
             have = expressions.parse_version(version_id)
         except ValueError:
@@ -87,6 +93,8 @@ _OPS: dict[str, Callable[[expressions.Version, expressions.Version], bool]] = {
 
 def parse_version_range(text: str) -> VersionRange:
     """Parse ``">=20.04,<25"``; raise ValueError on anything else."""
+    from agent import expressions
+
     clauses = []
     for raw in text.split(","):
         m = _CLAUSE_RE.match(raw)
