@@ -15,7 +15,6 @@ it is a miss. ``IMAGEPREP_NO_CACHE=1`` turns it off.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -72,7 +71,7 @@ def _identity(key: Any) -> dict[str, Any]:
 
 def _path(directory: Path, identity: dict[str, Any]) -> Path:
     text = json.dumps(identity, sort_keys=True)
-    return directory / f"catalog-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+    return directory / f"catalog-{readlog.digest(text.encode())[:32]}.json"
 
 
 def lookup(key: Any) -> dict[str, Any] | None:

@@ -11,12 +11,16 @@ the same bytes and every listing the same names: a new kind of file the catalog 
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:  # CPython's own BLAKE2: `import hashlib` would first start OpenSSL (a few ms per start)
+    from _blake2 import blake2b
+except ImportError:  # another interpreter
+    from hashlib import blake2b
 
 __all__ = ["ReadLog", "digest", "note_file", "note_listing", "recording"]
 
@@ -36,7 +40,7 @@ _active: contextvars.ContextVar[ReadLog | None] = contextvars.ContextVar(
 
 def digest(data: bytes) -> str:
     """The digest a read is recorded (and later compared) with."""
-    return hashlib.sha256(data).hexdigest()
+    return blake2b(data, digest_size=32).hexdigest()
 
 
 @contextmanager
