@@ -16,6 +16,11 @@ Everything is parsed, resolved and checked when the catalog is built, so a broke
 fails early and in full: schema problems raise :class:`~agent.errors.SchemaError` (every
 problem of every file, located), a broken ``extends`` chain or an unknown id raises
 :class:`~agent.errors.CatalogError`.
+
+What a load built is cached (:mod:`agent.catalog_cache`): the key is every file the load
+read through :func:`agent.safefiles.read_regular` and every directory it listed
+(:mod:`agent.readlog`), so a new kind of file a profile refers to is covered as long as it
+is read that way. The catalog itself holds only the plain records of :mod:`agent.records`.
 """
 
 from __future__ import annotations

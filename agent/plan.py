@@ -80,6 +80,7 @@ class PlannedStep:
 
     @property
     def name(self) -> str:
+        """The step's name (with ``phase``, what identifies it in a plan)."""
         return self.spec.name
 
     @property
@@ -318,9 +319,9 @@ def build_plan(
     for phase in playbook_phases:
         if phase == BACKUP_PHASE:
             continue
+        rendering = _Rendering(phase, facts, variables, shell)
         for spec in profile_phases.get(phase, ()):
-            render = _Rendering(phase, facts, variables, shell)
-            steps.append(render.step(len(steps) + 1, spec, selection))
+            steps.append(rendering.step(len(steps) + 1, spec, selection))
     plan = Plan(
         profile_id=profile_id,
         profile_file=profile_file,
