@@ -17,8 +17,10 @@ A *playbook* (``playbooks/*.yaml``) says which phases run, in which order. After
 ``extends`` is resolved (``agent.catalog``), a profile becomes a
 :class:`agent.records.ResolvedProfile` whose phases hold plain step records only.
 
-Models validate themselves wherever they are built (YAML, merges, tests): a destructive
-step can never carry retries, a ``when`` always parses, templates are dotted paths.
+Everything read from YAML is checked here, field by field: a ``when`` always parses,
+templates are dotted paths. The rules across a step's fields hold wherever a step is
+built (YAML, an override merged into its base, code: the record checks them too), so a
+destructive step can never carry retries.
 """
 
 from __future__ import annotations
