@@ -69,8 +69,10 @@ def _identity(key: Any) -> dict[str, Any]:
     return {"format": _FORMAT, "version": __version__, "code": code, "key": key}
 
 
-def _path(directory: Path, identity: dict[str, Any]) -> Path:
-    text = json.dumps(identity, sort_keys=True)
+def _path(directory: Path, key: Any) -> Path:
+    # Named by the directories alone: another version's (or older code's) file for the
+    # same directories is replaced, not kept beside; the identity inside tells them apart.
+    text = json.dumps(key, sort_keys=True)
     return directory / f"catalog-{readlog.digest(text.encode())[:32]}.json"
 
 
@@ -81,7 +83,7 @@ def lookup(key: Any) -> dict[str, Any] | None:
         return None
     identity = _identity(key)
     try:
-        doc = json.loads(read_regular(_path(directory, identity), _MAX_CACHE_BYTES))
+        doc = json.loads(read_regular(_path(directory, key), _MAX_CACHE_BYTES))
     except (OSError, ValueError):  # missing, unreadable, not JSON, not UTF-8
         return None
     if not isinstance(doc, dict) or doc.get("identity") != identity:
@@ -124,7 +126,7 @@ def store(key: Any, reads: readlog.ReadLog, catalog: dict[str, Any]) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
-            os.replace(temporary, _path(directory, identity))  # readers see all or nothing
+            os.replace(temporary, _path(directory, key))  # readers see all or nothing
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise

@@ -175,3 +175,15 @@ def test_same_directory_spelled_otherwise_keeps_its_spelling(
     monkeypatch.chdir(tmp_path)
     assert _user_catalog(directory).profile_file("mine") == str(directory / "mine.yaml")
     assert _user_catalog(Path("p")).profile_file("mine") == "p/mine.yaml"
+
+
+def test_newer_code_replaces_the_cache_file_of_older(cache_home: Path) -> None:
+    """One file per set of directories: a file of another version is replaced, not kept."""
+    Catalog.load()
+    (cache_file,) = _cache_files(cache_home)
+    doc = json.loads(cache_file.read_text())
+    doc["identity"]["version"] = "0.0.0-other"
+    cache_file.write_text(json.dumps(doc))
+    Catalog.load()
+    assert _cache_files(cache_home) == [cache_file]
+    assert json.loads(cache_file.read_text())["identity"]["version"] != "0.0.0-other"
