@@ -268,7 +268,7 @@ def finish_on_platform(
     data = recorder.data
     data["platform"] = {"spec": stage.spec, "vm_id": stage.platform.vm_id}
     try:
-        shut_down = any(s.expect_disconnect and s.will_run for s in plan.steps)
+        shut_down = any(s.spec.expect_disconnect and s.will_run for s in plan.steps)
         if result.powered_off or (offline and shut_down):
             check = confirm_powered_off(stage.platform)
             data["power_state"] = check.state.words

@@ -32,7 +32,8 @@ from agent.backups.base import BackupContext, BackupProvider, BackupRecord
 from agent.errors import BackupError, CommandTimeout, Disconnected
 from agent.executors.base import Executor
 from agent.outcome import ExitCode
-from agent.plan import PREFLIGHT_PHASE, VERIFY_PHASE, Plan, PlannedStep
+from agent.plan import Plan, PlannedStep
+from agent.records import BACKUP_PHASE, PREFLIGHT_PHASE, VERIFY_PHASE
 from agent.results import CommandResult, StepResult, StepStatus
 
 log = structlog.get_logger("agent.engine")
@@ -130,7 +131,7 @@ class Engine:
         for phase in self._plan.phases:
             if progress.aborted:
                 break
-            if phase == "backup":
+            if phase == BACKUP_PHASE:
                 if self._resume.backup_done:
                     # Taken (or waived) by an earlier session of this run: never twice.
                     reference = progress.backup.reference if progress.backup else None
@@ -190,16 +191,16 @@ class Engine:
         bound = log.bind(phase=step.phase, step=step.name)
         if self._settled_without_running(step, bound):
             return
-        if step.destructive:
+        if step.spec.destructive:
             # Before anyone hears of the start: an interruption from here on is past it.
             progress.point_of_no_return = True
         self._observer.step_started(step)
-        if step.destructive:
+        if step.spec.destructive:
             bound.warning("point_of_no_return", step=step.key)
         result = self._attempt(step, bound)
         if (
             result.status is StepStatus.DISCONNECTED
-            and step.destructive
+            and step.spec.destructive
             and step.resume_check is not None
             and self._executor.is_connected()
         ):
@@ -221,7 +222,7 @@ class Engine:
             bound.debug("step.done_earlier", status=earlier.status.value)
             return True
         if not step.will_run:
-            reason = step.skip_reason or f"condition false: {step.when}"
+            reason = step.skip_reason or f"condition false: {step.spec.when}"
             self._record(
                 step, StepResult(step.phase, step.name, StepStatus.SKIPPED, message=reason)
             )
@@ -233,7 +234,7 @@ class Engine:
                 StepResult(step.phase, step.name, StepStatus.NOT_RUN, message="target is gone"),
             )
             return True
-        if step.destructive and not self._backup_recorded():
+        if step.spec.destructive and not self._backup_recorded():
             message = "refusing a destructive step: this run recorded no successful backup"
             result = StepResult(
                 step.phase, step.name, StepStatus.FAILED, message=message, destructive=True
@@ -251,7 +252,11 @@ class Engine:
     ) -> None:
         """Wait for an expected power-off, note a lost target, log and record the result."""
         progress = self._progress
-        if result.status is StepStatus.OK and step.expect_disconnect and not result.disconnected:
+        if (
+            result.status is StepStatus.OK
+            and step.spec.expect_disconnect
+            and not result.disconnected
+        ):
             result = self._await_power_off(step, result, bound)
         if result.disconnected:
             progress.connection_gone = True
@@ -268,7 +273,7 @@ class Engine:
         )
         if result.succeeded:
             self._record(step, result)
-        elif step.on_failure == "ignore":
+        elif step.spec.on_failure == "ignore":
             self._record(step, replace(result, status=StepStatus.IGNORED))
         else:
             self._fail(step, result)
@@ -296,9 +301,7 @@ class Engine:
         check = replace(
             step,
             command=step.resume_check,
-            retries=0,
-            ok_exit_codes=(0,),
-            expect_disconnect=False,
+            spec=replace(step.spec, retries=0, ok_exit_codes=(0,), expect_disconnect=False),
         )
         result = replace(self._attempt_once(check, 1, time.monotonic(), bound), attempts=0)
         if result.status is StepStatus.OK:
@@ -321,7 +324,7 @@ class Engine:
     def _attempt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> StepResult:
         # Destructive steps never run twice, whatever the YAML says (the schema refuses
         # retries there too; this is the second lock on the same door).
-        max_attempts = 1 if step.destructive else step.retries + 1
+        max_attempts = 1 if step.spec.destructive else step.spec.retries + 1
         started = time.monotonic()
         result: StepResult | None = None
         for attempt in range(1, max_attempts + 1):
@@ -334,9 +337,9 @@ class Engine:
                     attempt=attempt,
                     status=result.status.value,
                     exit_code=result.exit_code,
-                    delay=step.retry_delay,
+                    delay=step.spec.retry_delay,
                 )
-                self._sleep(step.retry_delay)
+                self._sleep(step.spec.retry_delay)
         assert result is not None
         return result
 
@@ -366,15 +369,22 @@ class Engine:
 
         on_output = (
             None
-            if step.no_log
+            if step.spec.no_log
             else _LineLogger(bound, note=self._noter(step), echo=self._echoer(step))
         )
         base = StepResult(
-            step.phase, step.name, StepStatus.FAILED, attempts=attempt, destructive=step.destructive
+            step.phase,
+            step.name,
+            StepStatus.FAILED,
+            attempts=attempt,
+            destructive=step.spec.destructive,
         )
         try:
             command = self._executor.run(
-                step.command, become=step.become, timeout=step.timeout, on_output=on_output
+                step.command,
+                become=step.spec.become,
+                timeout=step.spec.timeout,
+                on_output=on_output,
             )
         except CommandTimeout as exc:
             if on_output is not None:
@@ -383,12 +393,12 @@ class Engine:
                 base,
                 status=StepStatus.TIMED_OUT,
                 duration=elapsed(),
-                message=f"timed out after {step.timeout} s",
+                message=f"timed out after {step.spec.timeout} s",
                 stdout_tail=_tail(step, exc.stdout),
                 stderr_tail=_tail(step, exc.stderr),
             )
         except Disconnected as exc:
-            if step.expect_disconnect:
+            if step.spec.expect_disconnect:
                 return replace(
                     base,
                     status=StepStatus.OK,
@@ -416,11 +426,11 @@ class Engine:
             stdout_tail=_tail(step, command.stdout),
             stderr_tail=_tail(step, command.stderr),
         )
-        if command.exit_code in step.ok_exit_codes:
+        if command.exit_code in step.spec.ok_exit_codes:
             return replace(judged, status=StepStatus.OK)
         last_line = _last_line(command.stderr) or _last_line(command.stdout)
         message = f"exit code {command.exit_code}"
-        if last_line and not step.no_log:
+        if last_line and not step.spec.no_log:
             message += f": {last_line}"
         return replace(judged, message=message)
 
@@ -454,14 +464,15 @@ class Engine:
         self._record(step, result)
         if progress.first_failure is None:
             progress.first_failure = (step, result)
-        if step.on_failure != "continue" or result.status is StepStatus.DISCONNECTED:
+        if step.spec.on_failure != "continue" or result.status is StepStatus.DISCONNECTED:
             progress.aborted = True
 
     def _finish(self) -> EngineResult:
         progress = self._progress
         steps = tuple(
             progress.results.get(
-                s.key, StepResult(s.phase, s.name, StepStatus.NOT_RUN, destructive=s.destructive)
+                s.key,
+                StepResult(s.phase, s.name, StepStatus.NOT_RUN, destructive=s.spec.destructive),
             )
             for s in self._plan.steps
         )
@@ -514,7 +525,7 @@ def _last_line(text: str) -> str:
 
 def _tail(step: PlannedStep, text: str) -> str:
     """The last lines (at most TAIL_CHARS) of a step's output; nothing for a no_log step."""
-    if step.no_log:
+    if step.spec.no_log:
         return ""
     return "\n".join(text.splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
 

@@ -326,8 +326,8 @@ class Journal:
         # Write-ahead for destructive steps only: see the module's docstring.
         self._write(
             "step_started",
-            {"step": step.key, "attempt": attempt, "destructive": step.destructive},
-            sync=step.destructive,
+            {"step": step.key, "attempt": attempt, "destructive": step.spec.destructive},
+            sync=step.spec.destructive,
         )
 
     def step_finished(self, step: PlannedStep, result: StepResult, **extra: Any) -> None:
@@ -345,7 +345,7 @@ class Journal:
         """Record that the running step (if any) was interrupted; return it."""
         step, self.running = self.running, None
         if step is not None:
-            self.append("step_interrupted", step=step.key, destructive=step.destructive)
+            self.append("step_interrupted", step=step.key, destructive=step.spec.destructive)
         return step
 
     def backup_finished(self, record: BackupRecord | None, error: str | None) -> None:

@@ -13,60 +13,17 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from agent import expressions
 from agent.errors import UsageError, ValidationError
+from agent.records import BACKUP_PHASE, Step
 
 if TYPE_CHECKING:  # plan_for's callers load these; building a plan needs neither
     from agent.catalog import Catalog
     from agent.facts import Facts
     from agent.facts_windows import WindowsFacts
-
-BACKUP_PHASE = "backup"
-PREFLIGHT_PHASE = "preflight"
-VERIFY_PHASE = "verify"
-
-
-class StepSpec(Protocol):
-    """What the plan needs from a schema step (agent.schema.Step satisfies it).
-
-    Read-only properties, because schema steps are frozen models.
-    """
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def run(self) -> str: ...
-    @property
-    def become(self) -> bool: ...
-    @property
-    def when(self) -> str | None: ...
-    @property
-    def timeout(self) -> int: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def retry_delay(self) -> float: ...
-    @property
-    def ok_exit_codes(self) -> Sequence[int]: ...
-    @property
-    def on_failure(self) -> str: ...
-    @property
-    def destructive(self) -> bool: ...
-    @property
-    def resume_check(self) -> str | None: ...
-    @property
-    def expect_disconnect(self) -> bool: ...
-    @property
-    def no_log(self) -> bool: ...
-    @property
-    def tags(self) -> Sequence[str]: ...
-    @property
-    def enabled(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +34,7 @@ class Selection:
     skip: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
 
-    def reason_to_skip(self, phase: str, step: StepSpec) -> str | None:
+    def reason_to_skip(self, phase: str, step: Step) -> str | None:
         names = {step.name, f"{phase}/{step.name}"}
         if names & self.skip:
             return "deselected with --skip"
@@ -90,24 +47,31 @@ class Selection:
         return None
 
 
+#: The step fields a plan's JSON shows after its command (``run`` rendered).
+_SHOWN_FIELDS = (
+    "become",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "ok_exit_codes",
+    "on_failure",
+    "destructive",
+    "expect_disconnect",
+    "no_log",
+    "tags",
+    "when",
+)
+
+
 @dataclass(frozen=True)
 class PlannedStep:
+    """A step of the profile (``spec``) with what planning added: its place, its
+    rendered command and resume check, and whether it runs."""
+
     index: int
     phase: str
-    name: str
-    description: str
+    spec: Step
     command: str
-    become: bool
-    timeout: int
-    retries: int
-    retry_delay: float
-    ok_exit_codes: tuple[int, ...]
-    on_failure: str
-    destructive: bool
-    expect_disconnect: bool
-    no_log: bool
-    tags: tuple[str, ...]
-    when: str | None
     # True/False once decided; None when it needs facts that a target-less plan lacks.
     condition: bool | None
     skip_reason: str | None
@@ -115,19 +79,34 @@ class PlannedStep:
     resume_check: str | None = None
 
     @property
+    def name(self) -> str:
+        """The step's name (with ``phase``, what identifies it in a plan)."""
+        return self.spec.name
+
+    @property
     def key(self) -> str:
-        return f"{self.phase}/{self.name}"
+        return f"{self.phase}/{self.spec.name}"
 
     @property
     def will_run(self) -> bool:
         return self.skip_reason is None and self.condition is not False
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.no_log:
-            data["command"] = "(no_log: hidden)"
-            if self.resume_check is not None:
-                data["resume_check"] = "(no_log: hidden)"
+        spec = self.spec.to_dict()
+        hidden = self.spec.no_log
+        data: dict[str, Any] = {
+            "index": self.index,
+            "phase": self.phase,
+            "name": spec["name"],
+            "description": spec["description"],
+            "command": "(no_log: hidden)" if hidden else self.command,
+        }
+        data |= {k: spec[k] for k in _SHOWN_FIELDS}
+        data["condition"] = self.condition
+        data["skip_reason"] = self.skip_reason
+        data["resume_check"] = self.resume_check
+        if hidden and self.resume_check is not None:
+            data["resume_check"] = "(no_log: hidden)"
         return data
 
 
@@ -149,7 +128,7 @@ class Plan:
 
     @property
     def has_destructive_steps(self) -> bool:
-        return any(s.destructive and s.will_run for s in self.steps)
+        return any(s.spec.destructive and s.will_run for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -240,7 +219,7 @@ def _needs_facts(text: str) -> bool:
 
 
 def _decide(
-    step: StepSpec, phase: str, facts: Mapping[str, Any] | None, variables: Mapping[str, Any]
+    step: Step, phase: str, facts: Mapping[str, Any] | None, variables: Mapping[str, Any]
 ) -> bool | None:
     if step.when is None:
         return True
@@ -272,7 +251,7 @@ _FACTS_PLACEHOLDER = re.compile(r"\{\{\s*facts\.[^}]*\}\}")
 
 
 def _render(
-    step: StepSpec,
+    step: Step,
     phase: str,
     facts: Mapping[str, Any] | None,
     variables: Mapping[str, Any],
@@ -306,7 +285,7 @@ def build_plan(
     *,
     profile_id: str,
     profile_file: str,
-    profile_phases: Mapping[str, Sequence[StepSpec]],
+    profile_phases: Mapping[str, Sequence[Step]],
     profile_vars: Mapping[str, Any],
     backup_paths: Sequence[str],
     playbook_name: str,
@@ -329,53 +308,20 @@ def build_plan(
     if shell not in _QUOTING:
         raise ValidationError(f"unknown step language {shell!r} (known: {', '.join(_QUOTING)})")
     selection = selection or Selection()
-    variables: dict[str, Any] = dict(profile_vars)
-    origins = var_origins or {}
-    for key, value in (var_overrides or {}).items():
-        if key not in variables:
-            known = ", ".join(sorted(variables)) or "none"
-            where = f"{origins[key]}: var {key}" if key in origins else f"--var {key}"
-            raise ValidationError(f"{where}: profile {profile_id} has no such var (known: {known})")
-        variables[key] = coerce_var(key, value, variables[key], origins.get(key))
+    variables = _resolve_vars(profile_id, profile_vars, var_overrides or {}, var_origins or {})
     if requires_backup and BACKUP_PHASE not in playbook_phases:
         raise ValidationError(
             f"playbook {playbook_name} ({playbook_file}): requires_backup is true "
             f"but its phases do not include '{BACKUP_PHASE}'"
         )
     _check_selection_names(selection, profile_phases, playbook_phases)
-
     steps: list[PlannedStep] = []
     for phase in playbook_phases:
         if phase == BACKUP_PHASE:
             continue
+        rendering = _Rendering(phase, facts, variables, shell)
         for spec in profile_phases.get(phase, ()):
-            steps.append(
-                PlannedStep(
-                    index=len(steps) + 1,
-                    phase=phase,
-                    name=spec.name,
-                    description=spec.description,
-                    command=_render(spec, phase, facts, variables, shell),
-                    become=spec.become,
-                    timeout=spec.timeout,
-                    retries=spec.retries,
-                    retry_delay=spec.retry_delay,
-                    ok_exit_codes=tuple(spec.ok_exit_codes),
-                    on_failure=spec.on_failure,
-                    destructive=spec.destructive,
-                    expect_disconnect=spec.expect_disconnect,
-                    no_log=spec.no_log,
-                    tags=tuple(spec.tags),
-                    when=spec.when,
-                    condition=_decide(spec, phase, facts, variables),
-                    skip_reason=selection.reason_to_skip(phase, spec),
-                    resume_check=(
-                        None
-                        if spec.resume_check is None
-                        else _render(spec, phase, facts, variables, shell, field="resume_check")
-                    ),
-                )
-            )
+            steps.append(rendering.step(len(steps) + 1, spec, selection))
     plan = Plan(
         profile_id=profile_id,
         profile_file=profile_file,
@@ -392,9 +338,55 @@ def build_plan(
     return plan
 
 
+def _resolve_vars(
+    profile_id: str,
+    profile_vars: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    origins: Mapping[str, str],
+) -> dict[str, Any]:
+    """The profile's vars with the overrides applied, each typed by its default."""
+    variables: dict[str, Any] = dict(profile_vars)
+    for key, value in overrides.items():
+        if key not in variables:
+            known = ", ".join(sorted(variables)) or "none"
+            where = f"{origins[key]}: var {key}" if key in origins else f"--var {key}"
+            raise ValidationError(f"{where}: profile {profile_id} has no such var (known: {known})")
+        variables[key] = coerce_var(key, value, variables[key], origins.get(key))
+    return variables
+
+
+@dataclass(frozen=True)
+class _Rendering:
+    """What rendering a step of one phase needs: the facts (None: no target), the vars
+    and the step language."""
+
+    phase: str
+    facts: Mapping[str, Any] | None
+    variables: Mapping[str, Any]
+    shell: str
+
+    def step(self, index: int, spec: Step, selection: Selection) -> PlannedStep:
+        """``spec`` rendered, decided and selected: the plan's step number ``index``."""
+        phase, facts, variables, shell = self.phase, self.facts, self.variables, self.shell
+        check = spec.resume_check
+        return PlannedStep(
+            index=index,
+            phase=phase,
+            spec=spec,
+            command=_render(spec, phase, facts, variables, shell),
+            condition=_decide(spec, phase, facts, variables),
+            skip_reason=selection.reason_to_skip(phase, spec),
+            resume_check=(
+                None
+                if check is None
+                else _render(spec, phase, facts, variables, shell, field="resume_check")
+            ),
+        )
+
+
 def _check_selection_names(
     selection: Selection,
-    profile_phases: Mapping[str, Sequence[StepSpec]],
+    profile_phases: Mapping[str, Sequence[Step]],
     playbook_phases: Sequence[str],
 ) -> None:
     known: set[str] = set()
@@ -417,7 +409,7 @@ def _check_destructive_after_backup(plan: Plan) -> None:
         return
     backup_at = plan.phases.index(BACKUP_PHASE)
     for step in plan.steps:
-        if step.destructive and plan.phases.index(step.phase) < backup_at:
+        if step.spec.destructive and plan.phases.index(step.phase) < backup_at:
             raise ValidationError(
                 f"playbook {plan.playbook_name}: destructive step {step.key} runs before "
                 f"the '{BACKUP_PHASE}' phase"

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from agent.catalog import Catalog, check_files, files_to_validate
 from agent.errors import SchemaProblem
-from agent.facts import Facts, gather_facts
-from agent.facts_windows import WindowsFacts, gather_windows_facts
-from agent.plan import Plan, Selection, plan_for
+from agent.records import BACKUP_PHASE
 
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
     from agent.executors.winrm import WinRmOptions
+    from agent.facts import Facts
+    from agent.facts_windows import WindowsFacts
+    from agent.plan import Plan, Selection
 
 
 def _catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ...]) -> Catalog:
@@ -31,7 +32,11 @@ def _read_facts(
     target_url: str, ssh_options: SshOptions | None, winrm_options: WinRmOptions | None = None
 ) -> Facts | WindowsFacts:
     """Linux facts over SSH, Windows facts over WinRM (read-only on both)."""
+    # Here, not above: facts load the executors (and structlog), which an offline
+    # command never needs.
     from agent.executors import create_executor
+    from agent.facts import gather_facts
+    from agent.facts_windows import gather_windows_facts
     from agent.targets import parse_target
 
     target = parse_target(target_url)
@@ -55,6 +60,8 @@ def show_plan(
     winrm_options: WinRmOptions | None = None,
     var_origins: Mapping[str, str] | None = None,
 ) -> str:
+    from agent.plan import plan_for  # here: the listing commands need no plan
+
     catalog = _catalog(profiles_dirs, playbooks_dirs)
     facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
     plan = plan_for(
@@ -83,29 +90,29 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"facts    {os_facts.get('id')} {os_facts.get('version_id')}")
     for phase in plan.phases:
         lines.append("")
-        if phase == "backup":
+        if phase == BACKUP_PHASE:
             paths = " ".join(plan.backup_paths)
             lines.append(f"[backup]  provider given by --backup; archive paths: {paths}")
             continue
         lines.append(f"[{phase}]")
         for step in plan.steps_in(phase):
             flags = []
-            if step.destructive:
+            if step.spec.destructive:
                 flags.append("DESTRUCTIVE")
-            if step.expect_disconnect:
+            if step.spec.expect_disconnect:
                 flags.append("ends the connection")
             if step.skip_reason:
                 status = f"skip: {step.skip_reason}"
             elif step.condition is None:
-                status = f"undecided: when {step.when}"
+                status = f"undecided: when {step.spec.when}"
             elif step.condition is False:
-                status = f"skip: when {step.when} is false"
+                status = f"skip: when {step.spec.when} is false"
             else:
                 status = "run"
             flag_text = f" [{', '.join(flags)}]" if flags else ""
             lines.append(f"  {step.index:>2}. {step.name}{flag_text}  ({status})")
-            lines.append(f"      {step.description}")
-            if step.no_log:
+            lines.append(f"      {step.spec.description}")
+            if step.spec.no_log:
                 lines.append("      $ (no_log: command hidden)")
             else:
                 for command_line in step.command.strip().splitlines():
@@ -210,7 +217,7 @@ def profiles_data(
         {
             "id": profile.id,
             "abstract": profile.abstract,
-            "match": profile.match.model_dump(mode="json") if profile.match else None,
+            "match": profile.match.to_dict() if profile.match else None,
             "file": catalog.profile_origin(profile.id).file,
         }
         for profile in catalog.profiles()
@@ -229,11 +236,11 @@ def profile_data(
         "file": origin.file,
         "shadows": list(origin.shadowed),
         "extends": [str(f) for f in profile.chain[1:]],
-        "match": profile.match.model_dump(mode="json") if profile.match else None,
+        "match": profile.match.to_dict() if profile.match else None,
         "vars": profile.vars,
         "backup_paths": profile.backup_paths,
         "phases": {
-            phase: [step.model_dump(mode="json", exclude_none=True) for step in steps]
+            phase: [{k: v for k, v in step.to_dict().items() if v is not None} for step in steps]
             for phase, steps in profile.phases.items()
         },
     }

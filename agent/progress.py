@@ -120,7 +120,7 @@ class ConsoleProgress(ProgressSink):
         self._total = len(plan.steps)
 
     def step_started(self, step: PlannedStep) -> None:
-        if step.destructive:
+        if step.spec.destructive:
             self._write(f"{self._counter(step)}>>> {step.key}: the point of no return\n")
         self._write(f"{self._counter(step)}{step.key} ...\n")
         self._running = (f"{self._counter(step)}{step.key}", time.monotonic())

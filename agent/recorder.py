@@ -108,15 +108,15 @@ class Recorder(RunObserver):
             "name": step.name,
             "status": "running",
             "started_at": utc_now(),
-            "destructive": step.destructive,
+            "destructive": step.spec.destructive,
         }
         if self.journal is not None:
             self.journal.step_started(step)
         # Saved at once when the run crosses the point of no return: a reader of a run
         # whose controller died must see that the VM may be half-changed. Later steps
         # are saved at the usual pace (the journal is the record a resume trusts).
-        crossing = step.destructive and not self.data.get("point_of_no_return_reached")
-        if step.destructive:
+        crossing = step.spec.destructive and not self.data.get("point_of_no_return_reached")
+        if step.spec.destructive:
             self.data["point_of_no_return_reached"] = True
         self._refresh_steps(force=crossing)
         self._console.step_started(step)

@@ -196,7 +196,7 @@ def cannot_reconnect(
     done = state.last_finished() or "none"
     left = [s for s in plan.steps if s.will_run and s.key not in resume.completed]
     started = [s.key for s in left if s.key in state.steps and state.steps[s.key].started]
-    if left and started and all(s.expect_disconnect for s in left):
+    if left and started and all(s.spec.expect_disconnect for s in left):
         return (
             ExitCode.CONNECTION_FAILED,
             f"cannot connect to resume: {exc}. Every step before {started[0]} had finished "
@@ -284,7 +284,7 @@ def resume_state(state: JournalState, plan: Plan) -> ResumeState:
         if result is not None and result.succeeded:
             completed[step.key] = result
             continue
-        if not step.destructive or history.started == 0:
+        if not step.spec.destructive or history.started == 0:
             continue  # runs (again): idempotent, or never started (refused, not reached)
         if result is not None and result.status not in _UNKNOWN_OUTCOME:
             raise errors.ResumeUnsafe(

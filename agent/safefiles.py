@@ -13,6 +13,8 @@ import os
 import stat
 from pathlib import Path
 
+from agent import readlog
+
 __all__ = ["NotRegularFile", "TooLarge", "read_regular"]
 
 
@@ -49,6 +51,7 @@ def read_regular(path: Path, limit: int) -> bytes:
         data = b"".join(chunks)
         if len(data) > limit:
             raise TooLarge(f"more than the {limit} bytes accepted")
+        readlog.note_file(path, data)  # a cache keyed on what was read sees this file
         return data
     finally:
         os.close(fd)

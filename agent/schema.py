@@ -3,21 +3,29 @@
 A *profile* (``distro_profiles/*.yaml``) names its phases, each a list of step entries. In
 a profile that ``extends`` another, an entry is one of:
 
-* a full :class:`NewStep` (a :class:`Step` plus optional ``before:``/``after:`` NAME),
-* a :class:`StepOverride` ``{name, override: true, <some step fields>}``,
+* a full :data:`NewStep` (a step plus optional ``before:``/``after:`` NAME),
+* a :data:`StepOverride` ``{name, override: true, <some step fields>}``,
 * a :class:`StepDrop` ``{name, drop: true}``.
 
-A *playbook* (``playbooks/*.yaml``) says which phases run, in which order. After
-``extends`` is resolved (``agent.catalog``), a profile becomes a :class:`ResolvedProfile`
-whose phases hold plain :class:`Step` records only.
+The step models are generated from the one definition of a step,
+:class:`agent.records.Step` (its fields and their :class:`~agent.records.FieldRule`):
+``StepModel`` checks a full step, ``NewStep`` adds the anchors, ``StepOverride`` makes
+every field optional with the same checks. Validated data becomes the pydantic-free
+records of :mod:`agent.records` (``to_record``, :func:`step_from_model`).
 
-Models validate themselves wherever they are built (YAML, merges, tests): a destructive
-step can never carry retries, a ``when`` always parses, templates are dotted paths.
+A *playbook* (``playbooks/*.yaml``) says which phases run, in which order. After
+``extends`` is resolved (``agent.catalog``), a profile becomes a
+:class:`agent.records.ResolvedProfile` whose phases hold plain step records only.
+
+Everything read from YAML is checked here, field by field: a ``when`` always parses,
+templates are dotted paths. The rules across a step's fields hold wherever a step is
+built (YAML, an override merged into its base, code: the record checks them too), so a
+destructive step can never carry retries.
 """
 
 from __future__ import annotations
 
-import operator
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,41 +39,44 @@ from pydantic import (
     Field,
     PlainValidator,
     Tag,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from agent import expressions
+from agent import expressions, records
 from agent.errors import ValidationError
 from agent.excerpt import excerpt
+from agent.records import BACKUP_PHASE, SLUG_TEXT, VersionRange, parse_version_range
 
 __all__ = [
     "BACKUP_PHASE",
+    "Entry",
     "Match",
     "NewStep",
     "Playbook",
     "Profile",
-    "ResolvedProfile",
-    "Step",
     "StepDrop",
     "StepEntry",
+    "StepModel",
     "StepOverride",
     "VarValue",
     "VersionRange",
     "WindowsMatch",
+    "entry_of",
+    "override_changes",
     "parse_version_range",
     "profile_structure_problems",
+    "step_from_model",
+    "validate_step",
 ]
 
 Loc = tuple[str | int, ...]
 
-#: The phase the backup provider runs; profiles may not put steps in it.
-BACKUP_PHASE = "backup"
-
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 VAR_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-_SLUG_TEXT = "a slug (lowercase letters, digits and '-', not starting with '-')"
+_SLUG_TEXT = SLUG_TEXT
 
 
 def _rule(message: str, *at: str | int) -> PydanticCustomError:
@@ -143,182 +154,173 @@ def _x(expected: str, item: str | None = None, key: str | None = None) -> dict[s
     return out
 
 
-# ------------------------------------------------------------------------------- versions
+# ---------------------------------------------------------------------------------- steps
 
-
-_CLAUSE_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
-
-
-@dataclass(frozen=True)
-class VersionRange:
-    """A VERSION_ID range like ``">=20.04,<25"``: every clause must hold."""
-
-    text: str
-    clauses: tuple[tuple[str, expressions.Version], ...]
-
-    def contains(self, version_id: str | None) -> bool:
-        """Whether ``version_id`` satisfies every clause; a missing or odd one never does."""
-        if not version_id:
-            return False
-        try:
-            have = expressions.parse_version(version_id)
-        except ValueError:
-            return False
-        return all(_OPS[op](have, want) for op, want in self.clauses)
-
-    def __str__(self) -> str:
-        return self.text
-
-
-_OPS: dict[str, Callable[[expressions.Version, expressions.Version], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
+#: The schema's value types, by the ``kind`` a :class:`~agent.records.FieldRule` names.
+_KINDS: dict[str, Any] = {
+    "slug": Slug,
+    "description": Description,
+    "script": Script,
+    "when": WhenExpr,
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "exit_codes": list[ExitCode],
+    "on_failure": OnFailure,
+    "slugs": list[Slug],
 }
 
 
-def parse_version_range(text: str) -> VersionRange:
-    """Parse ``">=20.04,<25"``; raise ValueError on anything else."""
-    clauses = []
-    for raw in text.split(","):
-        m = _CLAUSE_RE.match(raw)
-        if m is None:
-            raise ValueError(
-                f'expected a version range like ">=20.04,<25" '
-                f"(operators >= <= > < == !=, numeric dotted versions), got {excerpt(text)}"
-            )
-        clauses.append((m.group(1), expressions.parse_version(m.group(2))))
-    return VersionRange(text.strip(), tuple(clauses))
-
-
-# ---------------------------------------------------------------------------------- steps
-
-
 _RUN_FILE_TEXT = "a file beside the profile holding the script (a relative path)"
+# The loader reads ``run_file`` into ``run`` (agent.scriptfiles) before validation: the
+# field is here so that a document whose file could not be read is not also told that
+# run_file is unknown, and so that editors see the file's form in the JSON Schema.
+_RUN_FILE: Any = (str | None, Field(default=None, json_schema_extra=_x(_RUN_FILE_TEXT)))
+_NOT_STEP_FIELDS = {"before", "after", "run_file"}
 
 
-class Step(BaseModel):
-    """One self-describing command: what it does, how to run it, what failure means."""
+def _step_fields(*, optional: bool) -> dict[str, Any]:
+    """``create_model`` field definitions for every field of :class:`agent.records.Step`.
 
-    model_config = _STRICT
+    ``optional``: every field but ``name`` may be left out and defaults to None (an
+    override); else each keeps the record's default (a tuple default becomes a list:
+    YAML gives lists and the models are strict).
+    """
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(records.Step):
+        rule: records.FieldRule = spec.metadata["rule"]
+        tp = _KINDS[rule.kind]
+        bounds = {k: v for k in ("gt", "ge", "min_length") if (v := getattr(rule, k)) is not None}
+        info: dict[str, Any] = {**bounds, "json_schema_extra": _x(rule.expected, rule.item)}
+        if spec.name == "name":
+            out[spec.name] = (tp, Field(**info))
+        elif optional or spec.default is None:
+            out[spec.name] = (tp | None, Field(default=None, **info))
+        elif spec.default is dataclasses.MISSING:
+            out[spec.name] = (tp, Field(**info))
+        elif isinstance(spec.default, tuple):
+            factory = _list_factory(list(spec.default))
+            out[spec.name] = (tp, Field(default_factory=factory, **info))
+        else:
+            out[spec.name] = (tp, Field(default=spec.default, **info))
+    return out
 
-    name: Slug = Field(json_schema_extra=_x(_SLUG_TEXT))
-    description: Description = Field(json_schema_extra=_x("a one-line description"))
-    run: Script = Field(json_schema_extra=_x("a shell script (a string)"))
-    become: bool = Field(default=True, json_schema_extra=_x("true or false"))
-    when: WhenExpr | None = Field(default=None, json_schema_extra=_x("an expression (a string)"))
-    timeout: int = Field(default=600, gt=0, json_schema_extra=_x("an integer > 0 (seconds)"))
-    retries: int = Field(default=0, ge=0, json_schema_extra=_x("an integer >= 0"))
-    retry_delay: float = Field(default=5.0, ge=0, json_schema_extra=_x("a number >= 0 (seconds)"))
-    ok_exit_codes: list[ExitCode] = Field(
-        default_factory=lambda: [0],
-        min_length=1,
-        json_schema_extra=_x("a non-empty list of exit codes", item="an integer 0-255"),
-    )
-    on_failure: OnFailure = Field(
-        default="abort", json_schema_extra=_x("one of abort, continue, ignore")
-    )
-    destructive: bool = Field(default=False, json_schema_extra=_x("true or false"))
-    # Exit 0 means "this destructive step's effect is in place". `run --resume` runs it
-    # instead of the step when an interrupted run started the step but never saw it end.
-    resume_check: Script | None = Field(
-        default=None, json_schema_extra=_x("a shell script (a string)")
-    )
-    expect_disconnect: bool = Field(default=False, json_schema_extra=_x("true or false"))
-    no_log: bool = Field(default=False, json_schema_extra=_x("true or false"))
-    tags: list[Slug] = Field(
-        default_factory=list, json_schema_extra=_x("a list of slugs", item=_SLUG_TEXT)
-    )
-    enabled: bool = Field(default=True, json_schema_extra=_x("true or false"))
 
-    @model_validator(mode="after")
-    def _destructive_is_final(self) -> Step:
-        # The point of no return runs exactly once and stops the run if it fails.
-        if self.destructive and self.retries > 0:
-            raise _rule("a destructive step may not be retried (retries must be 0)", "retries")
-        if self.destructive and self.on_failure != "abort":
-            raise _rule("a destructive step must have on_failure: abort", "on_failure")
-        if self.resume_check is not None and not self.destructive:
-            # Other steps are simply run again by `run --resume` (they are idempotent).
-            raise _rule("resume_check is only for destructive steps", "resume_check")
-        return self
+def _override_fields() -> dict[str, Any]:
+    fields = _step_fields(optional=True)
+    name = fields.pop("name")
+    out = {"name": name, "override": (Literal[True], Field(json_schema_extra=_x("true")))}
+    for key, value in fields.items():
+        out[key] = value
+        if key == "run":  # an override may replace the script by a file's, like a step
+            out["run_file"] = _RUN_FILE
+    return out
+
+
+def _list_factory(default: list[Any]) -> Callable[[], list[Any]]:
+    return lambda: list(default)
+
+
+def _after(check: Callable[[Any], Any]) -> Any:
+    """``check`` as a model validator for ``create_model`` (run once the fields are valid)."""
+    return model_validator(mode="after")(check)
+
+
+def _step_rules(self: Any) -> Any:
+    violation = records.step_rule_violation(self)
+    if violation is not None:
+        raise _rule(*violation)
+    return self
+
+
+def _one_anchor(self: Any) -> Any:
+    if self.before is not None and self.after is not None:
+        raise _rule("give before or after, not both", "after")
+    return self
+
+
+#: A full step as written (validated, then turned into a :class:`agent.records.Step`).
+StepModel: type[BaseModel] = create_model(
+    "Step",
+    __config__=_STRICT,
+    __doc__=records.Step.__doc__,
+    __validators__={"_step_rules": _after(_step_rules)},
+    **_step_fields(optional=False),
+)
 
 
 def _run_or_run_file(schema: dict[str, Any]) -> None:
-    # The loader reads run_file into run (agent.scriptfiles); editors see the file's form.
     schema["required"] = [k for k in schema.get("required", []) if k != "run"]
     schema["oneOf"] = [{"required": ["run"]}, {"required": ["run_file"]}]
 
 
-class NewStep(Step):
-    """A full step in a profile; ``before``/``after`` place it among the base's steps."""
+#: A full step in a profile; ``before``/``after`` place it among the base's steps.
+NewStep: type[BaseModel] = create_model(
+    "NewStep",
+    __base__=StepModel,
+    __doc__="A full step in a profile; ``before``/``after`` place it among the base's steps.",
+    __validators__={"_one_anchor": _after(_one_anchor)},
+    run_file=_RUN_FILE,
+    before=(Slug | None, Field(default=None, json_schema_extra=_x("a step name"))),
+    after=(Slug | None, Field(default=None, json_schema_extra=_x("a step name"))),
+)
+NewStep.model_config["json_schema_extra"] = _run_or_run_file
+NewStep.model_rebuild(force=True)
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra=_run_or_run_file)
-
-    run_file: str | None = Field(default=None, json_schema_extra=_x(_RUN_FILE_TEXT))
-    before: Slug | None = Field(default=None, json_schema_extra=_x("a step name"))
-    after: Slug | None = Field(default=None, json_schema_extra=_x("a step name"))
-
-    @model_validator(mode="after")
-    def _one_anchor(self) -> NewStep:
-        if self.before is not None and self.after is not None:
-            raise _rule("give before or after, not both", "after")
-        return self
-
-    def to_step(self) -> Step:
-        return Step.model_validate(self.model_dump(exclude={"before", "after", "run_file"}))
+#: ``{name, override: true, ...}``: the step's fields, each optional, with the same checks.
+StepOverride: type[BaseModel] = create_model(
+    "StepOverride",
+    __config__=_STRICT,
+    __doc__="``{name, override: true, ...}``: these fields replace the base step's.",
+    **_override_fields(),
+)
 
 
-class StepOverride(BaseModel):
-    """``{name, override: true, ...}``: these fields replace the base step's."""
+def step_from_model(model: BaseModel) -> records.Step:
+    """The record of a validated :data:`StepModel` or :data:`NewStep`."""
+    return records.Step(**model.model_dump(exclude=_NOT_STEP_FIELDS))
 
-    model_config = _STRICT
 
-    name: Slug = Field(json_schema_extra=_x(_SLUG_TEXT))
-    override: Literal[True] = Field(json_schema_extra=_x("true"))
-    description: Description | None = Field(
-        default=None, json_schema_extra=_x("a one-line description")
-    )
-    run: Script | None = Field(default=None, json_schema_extra=_x("a shell script (a string)"))
-    run_file: str | None = Field(default=None, json_schema_extra=_x(_RUN_FILE_TEXT))
-    become: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
-    when: WhenExpr | None = Field(default=None, json_schema_extra=_x("an expression (a string)"))
-    timeout: int | None = Field(
-        default=None, gt=0, json_schema_extra=_x("an integer > 0 (seconds)")
-    )
-    retries: int | None = Field(default=None, ge=0, json_schema_extra=_x("an integer >= 0"))
-    retry_delay: float | None = Field(
-        default=None, ge=0, json_schema_extra=_x("a number >= 0 (seconds)")
-    )
-    ok_exit_codes: list[ExitCode] | None = Field(
-        default=None,
-        min_length=1,
-        json_schema_extra=_x("a non-empty list of exit codes", item="an integer 0-255"),
-    )
-    on_failure: OnFailure | None = Field(
-        default=None, json_schema_extra=_x("one of abort, continue, ignore")
-    )
-    destructive: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
-    resume_check: Script | None = Field(
-        default=None, json_schema_extra=_x("a shell script (a string)")
-    )
-    expect_disconnect: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
-    no_log: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
-    tags: list[Slug] | None = Field(
-        default=None, json_schema_extra=_x("a list of slugs", item=_SLUG_TEXT)
-    )
-    enabled: bool | None = Field(default=None, json_schema_extra=_x("true or false"))
+def override_changes(model: BaseModel) -> dict[str, Any]:
+    """The step fields an override sets (``when: null`` is not expressible: omit it)."""
+    return {
+        k: getattr(model, k)
+        for k in model.model_fields_set
+        if k not in ("name", "override", "run_file") and getattr(model, k) is not None
+    }
 
-    def changes(self) -> dict[str, Any]:
-        """The step fields this override sets (``when: null`` is not expressible: omit it)."""
-        return {
-            k: getattr(self, k)
-            for k in self.model_fields_set
-            if k not in ("name", "override", "run_file") and getattr(self, k) is not None
-        }
+
+def validate_step(data: dict[str, Any]) -> records.Step:
+    """Validate a step's fields (a merge of a step and an override) into a record."""
+    return step_from_model(StepModel.model_validate(data))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One validated entry of a profile's phase, as the catalog lays it over the base.
+
+    ``step`` is set for a new step (placed ``before``/``after`` a base step, or appended),
+    ``changes`` for an override; a drop has neither.
+    """
+
+    kind: Literal["step", "override", "drop"]
+    name: str
+    step: records.Step | None = None
+    before: str | None = None
+    after: str | None = None
+    changes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def entry_of(model: BaseModel) -> Entry:
+    """The :class:`Entry` of a validated ``NewStep``, ``StepOverride`` or ``StepDrop``."""
+    kind = _entry_kind(model)
+    name = str(model.model_dump(include={"name"})["name"])
+    if kind == "@override":
+        return Entry("override", name, changes=override_changes(model))
+    if kind == "@drop":
+        return Entry("drop", name)
+    anchors = model.model_dump(include={"before", "after"})
+    return Entry("step", name, step_from_model(model), anchors["before"], anchors["after"])
 
 
 class StepDrop(BaseModel):
@@ -344,7 +346,7 @@ def _entry_kind(value: Any) -> str:
     return "@step"
 
 
-StepEntry = Annotated[
+StepEntry: Any = Annotated[
     Annotated[NewStep, Tag("@step")]
     | Annotated[StepOverride, Tag("@override")]
     | Annotated[StepDrop, Tag("@drop")],
@@ -390,39 +392,13 @@ class WindowsMatch(BaseModel):
             parse_version_range(value)
         return value
 
-    @property
-    def build_range(self) -> VersionRange | None:
-        return parse_version_range(self.build) if self.build else None
-
-    def mismatch(
-        self, *, product_type: str, build: str, edition_id: str, installation_type: str
-    ) -> str | None:
-        """Why a target does not match (None when it does)."""
-        if product_type != self.product_type:
-            return f"ProductType {product_type or '(none)'} is not {self.product_type}"
-        rng = self.build_range
-        if rng is not None and not rng.contains(build):
-            return f"build {build or '(none)'} is outside {rng}"
-        if self.edition_id and edition_id.casefold() not in {e.casefold() for e in self.edition_id}:
-            return f"EditionID {edition_id or '(none)'} is not one of {', '.join(self.edition_id)}"
-        if self.installation_type and installation_type.casefold() not in {
-            t.casefold() for t in self.installation_type
-        }:
-            return (
-                f"InstallationType {installation_type or '(none)'} is not one of "
-                f"{', '.join(self.installation_type)}"
-            )
-        return None
-
-    def describe(self) -> str:
-        parts = [f"ProductType {self.product_type}"]
-        if self.build:
-            parts.append(f"build {self.build}")
-        if self.edition_id:
-            parts.append("EditionID " + "/".join(self.edition_id))
-        if self.installation_type:
-            parts.append("InstallationType " + "/".join(self.installation_type))
-        return ", ".join(parts)
+    def to_record(self) -> records.WindowsMatch:
+        return records.WindowsMatch(
+            product_type=self.product_type,
+            build=self.build,
+            edition_id=list(self.edition_id),
+            installation_type=list(self.installation_type),
+        )
 
 
 class Match(BaseModel):
@@ -474,9 +450,13 @@ class Match(BaseModel):
             raise _rule("match needs ids, id_like or windows (a profile without match is abstract)")
         return self
 
-    @property
-    def version_range(self) -> VersionRange | None:
-        return parse_version_range(self.version) if self.version else None
+    def to_record(self) -> records.Match:
+        return records.Match(
+            ids=list(self.ids),
+            id_like=list(self.id_like),
+            version=self.version,
+            windows=self.windows.to_record() if self.windows is not None else None,
+        )
 
 
 class Profile(BaseModel):
@@ -588,41 +568,6 @@ def profile_structure_problems(data: Any) -> list[tuple[Loc, str]]:
     return out
 
 
-class ResolvedProfile(BaseModel):
-    """A profile with ``extends`` applied: ordered phases of full steps, ready to plan.
-
-    ``vars`` are the base's overlaid by each derived profile; ``backup_paths`` are the
-    base's followed by the derived ones (duplicates dropped). ``match`` is never inherited:
-    a profile without its own is abstract. ``chain`` lists the files it came from, this
-    profile's own file first and the root base last.
-    """
-
-    model_config = _STRICT
-
-    id: Slug
-    description: str
-    match: Match | None
-    vars: dict[str, VarValue]
-    backup_paths: list[str]
-    phases: dict[str, list[Step]]
-    source_file: str
-    chain: list[str]
-
-    @property
-    def abstract(self) -> bool:
-        """True when the profile has no match: usable only as a base."""
-        return self.match is None
-
-    @property
-    def platform(self) -> Platform:
-        """``windows`` (steps are PowerShell) when it matches Windows, else ``linux``."""
-        return "windows" if self.match is not None and self.match.windows else "linux"
-
-    def step(self, phase: str, name: str) -> Step | None:
-        """The step ``name`` of ``phase``, or None."""
-        return next((s for s in self.phases.get(phase, []) if s.name == name), None)
-
-
 # ------------------------------------------------------------------------------- playbooks
 
 
@@ -657,3 +602,8 @@ class Playbook(BaseModel):
                 f'requires_backup: true needs a "{BACKUP_PHASE}" phase first', "requires_backup"
             )
         return self
+
+    def to_record(self) -> records.Playbook:
+        return records.Playbook(
+            self.name, self.description, list(self.phases), self.requires_backup
+        )

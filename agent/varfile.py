@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.errors import SchemaError, ValidationError
-from agent.yamlload import load_yaml
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -43,6 +40,10 @@ def parse_var_items(items: Iterable[str]) -> dict[str, str]:
 
 def load_var_file(path: Path) -> VarOverrides:
     """The mapping in ``path``; a malformed file or a bad key is a ValidationError."""
+    import yaml  # here, not above: a command without --var-file never reads YAML for it
+
+    from agent.yamlload import load_yaml
+
     try:
         doc = load_yaml(path)
     except SchemaError as exc:

@@ -26,12 +26,9 @@ import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, Union, get_args, get_origin
 
-import pydantic
 import yaml
-from pydantic import BaseModel, Tag
-from pydantic.fields import FieldInfo
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
@@ -39,6 +36,13 @@ from agent.errors import SchemaError, SchemaProblem
 from agent.excerpt import clip, excerpt
 from agent.limits import MAX_DEPTH, MAX_INT_CHARS, MAX_YAML_BYTES, MAX_YAML_VALUES
 from agent.safefiles import read_regular
+
+# pydantic is imported where a document is validated: reading YAML (a var file, a
+# profile on a cache miss before validation) does not need it.
+if TYPE_CHECKING:
+    import pydantic
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
 
 __all__ = [
     "Loc",
@@ -51,7 +55,7 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def format_loc(loc: Iterable[str | int]) -> str:
@@ -164,7 +168,8 @@ class _BoundedLoader(yaml.SafeLoader):
         # PyYAML's constructors fail on some malformed scalars with plain Python errors
         # (``!!timestamp nope`` is an AttributeError): give them the node's position.
         try:
-            return super().construct_object(node, deep)
+            # Named, not super(): _CBoundedLoader borrows this method (same constructor).
+            return yaml.constructor.BaseConstructor.construct_object(self, node, deep)
         except yaml.YAMLError:
             raise
         except (ValueError, TypeError, AttributeError, OverflowError) as exc:
@@ -188,11 +193,81 @@ class _BoundedLoader(yaml.SafeLoader):
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_bounded_int)
 
 
+_CLoader: Any = getattr(yaml, "CSafeLoader", None)
+
+
+if _CLoader is not None:
+
+    class _CBoundedLoader(_CLoader):  # type: ignore[misc]
+        """libyaml's parser and composer with :class:`_BoundedLoader`'s constructors.
+
+        libyaml composes in C, recursively and without Python's recursion limit, so a
+        document is composed by it only after :func:`_within_depth` has walked its
+        events; nodes keep their marks (line and column), as the Python composer's do.
+        """
+
+        construct_object = _BoundedLoader.construct_object
+        construct_bounded_int = _BoundedLoader.construct_bounded_int
+
+    _CBoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_bounded_int)
+
+_COLLECTION_START = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_COLLECTION_END = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _within_depth(text: str) -> bool:
+    """Whether no collection in ``text`` nests deeper than MAX_DEPTH (libyaml's events)."""
+    loader = _CLoader(text)
+    try:
+        depth = 0
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, _COLLECTION_START):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return False
+            elif isinstance(event, _COLLECTION_END):
+                depth -= 1
+        return True
+    finally:
+        loader.dispose()
+
+
+def _parse_fast(text: str) -> tuple[yaml.Node, Any] | None:
+    """(root node, data) of a well-formed document within every bound, parsed by libyaml;
+    None for anything else, which the Python loader then parses (and words the error of)."""
+    if _CLoader is None or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return None
+    try:
+        if not _within_depth(text):
+            return None
+        loader = _CBoundedLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            _check_expansion(root, "")
+            if next(iter(_duplicate_keys(root, "")), None) is not None:
+                return None
+            return root, loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def parse_yaml(text: str, display: str) -> YamlDocument:
-    """Parse one YAML document; malformed YAML, duplicate keys or a bound hit: SchemaError."""
+    """Parse one YAML document; malformed YAML, duplicate keys or a bound hit: SchemaError.
+
+    libyaml parses a document that is well-formed and within the bounds (fast); any
+    other document is parsed again by PyYAML's Python loader, whose errors are the ones
+    reported, so a message does not depend on whether libyaml is installed.
+    """
     if len(text) > MAX_YAML_BYTES:
         message = f"{len(text)} characters, more than the {MAX_YAML_BYTES} accepted"
         raise SchemaError([SchemaProblem(display, None, None, "", message)])
+    fast = _parse_fast(text)
+    if fast is not None:
+        return YamlDocument(display, fast[1], fast[0])
     loader: _BoundedLoader | None = None
     try:
         loader = _BoundedLoader(text)  # its reader refuses NUL and control characters here
@@ -312,6 +387,8 @@ def _duplicate_keys(node: yaml.Node | None, display: str) -> Iterable[SchemaProb
 
 def validate_document(doc: YamlDocument, model: type[M]) -> M:
     """Validate the document's data as ``model``; all problems raise one SchemaError."""
+    import pydantic
+
     try:
         return model.model_validate(doc.data)
     except pydantic.ValidationError as exc:
@@ -401,6 +478,8 @@ def _strip(tp: Any) -> Any:
 
 
 def _tagged(tp: Any, tag: str) -> Any:
+    from pydantic import Tag
+
     for arg in get_args(_strip(tp)):
         if get_origin(arg) is Annotated:
             base, *meta = get_args(arg)
@@ -411,6 +490,8 @@ def _tagged(tp: Any, tag: str) -> Any:
 
 def _walk(model: type[BaseModel], loc: Loc) -> tuple[Any, FieldInfo | None, str]:
     """Follow ``loc`` through the annotations: (type there, nearest field, role)."""
+    from pydantic import BaseModel
+
     tp: Any = model
     info: FieldInfo | None = None
     role = "expected"
@@ -452,6 +533,8 @@ def _expected(model: type[BaseModel], loc: Loc) -> str | None:
 
 
 def _model_fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    from pydantic import BaseModel
+
     tp, _info, _role = _walk(model, loc)
     tp = _strip(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):

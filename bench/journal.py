@@ -32,9 +32,9 @@ from agent.engine import BackupGate, Engine, RunObserver
 from agent.journal import Journal
 from agent.plan import Plan, PlannedStep, build_plan
 from agent.recorder import ProgressSink, Recorder
+from agent.records import Step
 from agent.report import RunFolder
 from agent.results import StepResult, StepStatus
-from agent.schema import Step
 from tests.local_executor import LocalShellExecutor
 
 

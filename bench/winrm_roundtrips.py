@@ -149,7 +149,7 @@ def measure_imageprep(tls: TlsFiles, steps: list[PlannedStep]) -> Way:
         return executor
 
     def run_one(executor: WinRmExecutor, step: PlannedStep) -> bool:
-        return executor.run(step.command, timeout=step.timeout).exit_code == 0
+        return executor.run(step.command, timeout=step.spec.timeout).exit_code == 0
 
     return _measure(
         "imageprep WinRmExecutor", tls, steps, open_client, run_one, WinRmExecutor.close

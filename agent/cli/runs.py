@@ -150,8 +150,9 @@ def plan(
     from agent.planning import show_plan
 
     try:
-        configure_console_logging(output_args.log_format)
         url = connection_args.target_url
+        if url:  # without a target nothing logs: no structlog to set up
+            configure_console_logging(output_args.log_format)
         connection = connect_to(connection_args, url) if url else None
         var_overrides = plan_args.var_overrides()
         text = show_plan(

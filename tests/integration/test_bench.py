@@ -35,6 +35,14 @@ def test_journal_bench_runs() -> None:
     )
 
 
+def test_startup_bench_runs() -> None:
+    """bench.startup --quick prints each offline command's ratio to a bare Python start."""
+    from bench.startup import CASES
+
+    output = _bench("bench.startup", "--quick", timeout=300)
+    assert [case.label for case in CASES if case.label not in output] == []
+
+
 def test_winrm_roundtrips_bench_runs() -> None:
     """bench.winrm_roundtrips prints WS-Man requests per command against pywinrm's run_ps."""
     assert "WS-Man requests" in _bench("bench.winrm_roundtrips", timeout=300)

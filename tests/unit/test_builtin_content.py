@@ -12,7 +12,7 @@ import pytest
 
 from agent import expressions
 from agent.catalog import Catalog, validate_files
-from agent.schema import ResolvedProfile, Step
+from agent.records import ResolvedProfile, Step
 
 DEBIAN_FACTS: dict[str, Any] = {
     "os": {

@@ -53,7 +53,7 @@ def test_override_merges_only_the_given_fields(tmp_path: Path) -> None:
     """An override replaces the fields it names and keeps the rest of the base step."""
     cat = catalog(tmp_path, base=BASE, child=derived("- {name: two, override: true, timeout: 99}"))
     step = cat.get_profile("child").phases["cleanup"][1]
-    assert (step.name, step.timeout, step.run, step.tags) == ("two", 99, "echo two", ["x"])
+    assert (step.name, step.timeout, step.run, step.tags) == ("two", 99, "echo two", ("x",))
 
 
 def test_drop_removes_the_base_step(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from agent.plan import Plan, build_plan
 from agent.progress import ConsoleProgress, colour_wanted, elapsed_text
+from agent.records import Step
 from agent.results import StepResult, StepStatus
-from agent.schema import Step
 
 
 def _plan(count: int = 3) -> Plan:

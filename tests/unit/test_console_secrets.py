@@ -15,6 +15,7 @@ from agent.cli import main
 from agent.outcome import ExitCode
 from agent.plan import PlannedStep
 from agent.progress import ConsoleProgress, print_summary
+from agent.records import Step
 from agent.results import StepResult, StepStatus
 from agent.runner import RunOutcome
 from agent.secrets import REGISTRY
@@ -46,25 +47,9 @@ def _output_with_every_form() -> str:
 
 
 def _step() -> PlannedStep:
+    spec = Step(name="leaky", description="prints what it should not", run="true", timeout=10)
     return PlannedStep(
-        index=1,
-        phase="cleanup",
-        name="leaky",
-        description="prints what it should not",
-        command="true",
-        become=True,
-        timeout=10,
-        retries=0,
-        retry_delay=0.0,
-        ok_exit_codes=(0,),
-        on_failure="abort",
-        destructive=False,
-        expect_disconnect=False,
-        no_log=False,
-        tags=(),
-        when=None,
-        condition=True,
-        skip_reason=None,
+        index=1, phase="cleanup", spec=spec, command="true", condition=True, skip_reason=None
     )
 
 

@@ -11,8 +11,8 @@ from agent.errors import BackupError
 from agent.executors.base import Executor
 from agent.outcome import ExitCode
 from agent.plan import PlannedStep, build_plan
+from agent.records import Step
 from agent.results import StepResult, StepStatus
-from agent.schema import Step
 from agent.targets import Target
 from tests.local_executor import LocalShellExecutor
 

@@ -8,8 +8,9 @@ before a profile is chosen, so the catalog sits above them, with the plan;
 the runner, which drives every stage, and the CLI, which drives the runner, sit on top.
 
 0 foundation   errors, limits, text helpers, secrets and redaction, targets, results,
-               exit codes, YAML loading, the console and logging set-up, the target lock
-1 definitions  expressions, the profile/playbook schema, the run folder
+               exit codes, YAML loading, the console and logging set-up, the target lock,
+               the read log and the catalog cache
+1 definitions  expressions, the catalog's records, the profile/playbook schema, the run folder
 2 transport    the executors (SSH, WinRM) and the disk tools
 3 facts        what a target is, gathered over an executor
 4 plan         the catalog, and the plan built from it and the facts (and offline planning)
@@ -37,8 +38,9 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(names.split())
     for names in (
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
-        "yamlload console logging lock sshconfig varfile inventory result_schema provenance",
-        "expressions schema schemas scriptfiles report",
+        "yamlload console logging lock sshconfig varfile inventory result_schema provenance "
+        "readlog catalog_cache",
+        "expressions records schema schemas scriptfiles report",
         "executors disks",
         "facts facts_windows",
         "catalog plan planning",

@@ -12,9 +12,9 @@ from agent.engine import BackupGate
 from agent.errors import JournalError, ResumeError, ResumeUnsafe, RunDirError, UsageError
 from agent.journal import JOURNAL_FILE, Journal, load_journal, plan_hash
 from agent.plan import Plan, build_plan
+from agent.records import Step
 from agent.results import StepStatus
 from agent.resume import cannot_reconnect, check_resumable, identity_differences, resume_state
-from agent.schema import Step
 from tests.unit.sessions import StopAt, backup_context, first_session, resume_session
 from tests.unit.test_engine import FixedBackup
 

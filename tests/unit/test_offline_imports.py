@@ -52,6 +52,22 @@ def test_offline_command_loads_no_transport(args: tuple[str, ...]) -> None:
     assert _loaded_by(*args).isdisjoint(_TRANSPORTS_AND_SDKS)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("plan", "--profile", "debian"),
+        ("profiles", "list"),
+        ("playbooks", "list"),
+        ("validate",),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_warm_offline_command_parses_and_validates_nothing(args: tuple[str, ...]) -> None:
+    """With the catalog cached, neither PyYAML nor pydantic (nor structlog) is imported."""
+    _loaded_by(*args)  # fills the catalog cache (the tests' own, see conftest)
+    assert _loaded_by(*args).isdisjoint({"pydantic", "pydantic_core", "yaml", "structlog"})
+
+
 def test_version_loads_neither_click_nor_the_cli() -> None:
     """--version is answered before click, pydantic or structlog are imported."""
     loaded = _loaded_by("--version")

@@ -235,8 +235,8 @@ def test_azure_ready_never_deprovisions(catalog: Catalog, pid: str) -> None:
         code = "\n".join(
             line for line in step.command.splitlines() if not line.strip().startswith("#")
         )
-        assert not step.destructive, step.key
-        assert not step.expect_disconnect, step.key
+        assert not step.spec.destructive, step.key
+        assert not step.spec.expect_disconnect, step.key
         for word in ("-deprovision", "userdel", "poweroff", "machine-id", "reboot"):
             assert word not in code, (step.key, word)
 

@@ -25,7 +25,7 @@ from agent.errors import BackupError, ResumeError, ResumeUnsafe
 from agent.executors.base import Executor
 from agent.journal import JOURNAL_FILE
 from agent.plan import Plan, build_plan
-from agent.schema import Step
+from agent.records import Step
 from tests.unit.sessions import StopAt, backup_context, first_session, resume_session
 
 PHASE_NAMES = ("preflight", "cleanup", "deprovision", "verify")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 
 from agent.catalog import load_file
 from agent.errors import SchemaError
-from agent.schema import Playbook, Step, parse_version_range
+from agent.records import Step, parse_version_range
+from agent.schema import Playbook, StepModel, StepOverride
 from agent.yamlload import load_yaml, validate_document
 
 PROFILE_HEAD = """\
@@ -227,3 +229,38 @@ def test_playbook_in_a_profiles_directory_is_named_as_such(tmp_path: Path) -> No
     problems = problems_of(tmp_path, "name: p\ndescription: P\nphases: [preflight]\n")
     assert len(problems) == 1
     assert "looks like a playbook" in problems[0]
+
+
+STEP_FIELDS = [f.name for f in dataclasses.fields(Step)]
+
+
+@pytest.mark.parametrize("field", STEP_FIELDS)
+def test_every_step_field_is_checked_alike_in_a_step_and_an_override(field: str) -> None:
+    """The override model is generated from the step: same fields, same bounds, same words."""
+    step_info = StepModel.model_fields[field]
+    override_info = StepOverride.model_fields[field]
+    assert override_info.json_schema_extra == step_info.json_schema_extra
+    assert override_info.is_required() == (field == "name")
+
+
+def test_override_has_nothing_but_the_step_fields_and_its_marker() -> None:
+    """No hand-copied field can drift: the step's fields plus override (and run_file)."""
+    assert set(StepOverride.model_fields) == {*STEP_FIELDS, "override", "run_file"}
+
+
+def test_override_value_is_refused_with_the_step_wording(tmp_path: Path) -> None:
+    """A bad value in an override reads like the same bad value in a step."""
+    base = PROFILE_HEAD + "    - name: a\n      description: A step\n      run: echo\n"
+    directory = tmp_path / "p"
+    directory.mkdir()
+    (directory / "base.yaml").write_text(base)
+    (directory / "child.yaml").write_text(
+        "id: child\ndescription: Child\nextends: demo\nphases:\n  cleanup:\n"
+        "    - {name: a, override: true, timeout: 0}\n"
+    )
+    with pytest.raises(SchemaError) as info:
+        load_file(directory / "child.yaml", "distro_profiles/child.yaml")
+    assert [str(p) for p in info.value.problems] == [
+        "distro_profiles/child.yaml:6:42: phases.cleanup[0].timeout: "
+        "expected an integer > 0 (seconds), got 0"
+    ]

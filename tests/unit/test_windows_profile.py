@@ -14,7 +14,7 @@ from agent.catalog import Catalog, validate_files
 from agent.cli import main
 from agent.errors import CatalogError
 from agent.plan import quote_powershell
-from agent.schema import ResolvedProfile
+from agent.records import ResolvedProfile
 
 GENERALIZE_PHASES = ["preflight", "cleanup", "deprovision", "verify", "shutdown"]
 
@@ -134,7 +134,7 @@ def test_sysprep_is_the_only_destructive_step(profile: ResolvedProfile) -> None:
     step = destructive[0][1]
     assert (step.retries, step.on_failure) == (0, "abort")
     assert "/generalize /oobe /quit" in step.run
-    assert step.timeout > int(profile.vars["sysprep_deadline_seconds"])  # type: ignore[arg-type]
+    assert step.timeout > int(profile.vars["sysprep_deadline_seconds"])
 
 
 def test_preflight_and_verify_change_nothing(profile: ResolvedProfile) -> None:
