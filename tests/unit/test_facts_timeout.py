@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from agent import errors, facts, planning, runner
+from agent import errors, facts, runner
 from agent.cli import main
 from agent.outcome import ExitCode, exit_code_for_error
 from agent.runner import RunRequest, execute
@@ -45,7 +45,7 @@ def hanging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "create_executor", create)
     monkeypatch.setattr("agent.executors.create_executor", create)
     monkeypatch.setattr(runner, "gather_facts", quick)
-    monkeypatch.setattr(planning, "gather_facts", quick)
+    monkeypatch.setattr(facts, "gather_facts", quick)  # planning imports it when used
 
 
 @pytest.mark.usefixtures("hanging")
