@@ -38,7 +38,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for names in (
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema",
-        "expressions schema schemas report",
+        "expressions schema schemas report vmlock",
         "executors disks",
         "facts facts_windows",
         "catalog plan planning",
