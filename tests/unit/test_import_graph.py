@@ -46,7 +46,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "journal recorder",
         "capture platforms resume",
         "runner boottest upload vhd",
-        "cli progress junit __main__",
+        "cli api progress junit __main__",
     )
 )
 
