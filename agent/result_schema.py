@@ -88,6 +88,7 @@ class VmLockHolderRecord(_Open):
     run_id: str
     pid: int
     started_at: str
+    shell: str | None = Field(default=None, description="Windows: the WinRS shell holding it")
 
 
 class VmLockRecord(_Open):

@@ -1,4 +1,4 @@
-"""The lock on the VM itself: one run at a time per machine, whichever controller runs it.
+r"""The lock on the VM itself: one run at a time per machine, whichever controller runs it.
 
 ``agent.lock`` sees only runs on this controller. Two pipelines on two controllers must
 not prepare one VM at once, so a run also holds a lock *on the VM*, taken by the
@@ -11,6 +11,8 @@ for the life of the connection:
   reaches the image and a reboot clears it; the kernel drops the lock when the shell
   ends, however it ends (the SSH connection dropping included). Commands the shell
   starts get that descriptor closed, so a daemon a step leaves behind cannot keep it.
+* Windows: a process of the run's own holds ``%SystemRoot%\Temp\imageprep-vm.lock``
+  open, unshared for writing, delete-on-close (``executors/winrm/vmlock``).
 * The file holds a holder record (:class:`LockHolder`, one JSON line): controller host,
   run id, pid, start time. A clean end empties it.
 
@@ -24,7 +26,10 @@ What the executor finds when it takes the lock (:class:`VmLockTaken`):
   and the earlier holder is reported (a warning, and ``vm_lock.stale_holder`` in
   result.json): what that run did to the VM is unknown;
 * the record is this run's own (``--resume``, or a root shell reopened after a reboot or
-  a broken shell): taken again, quietly.
+  a broken shell): taken again, quietly. If this run's earlier session still holds it
+  (its root shell ending the command it ran; on Windows, the lock shell an interrupted
+  session left, as it terminates nothing), the lock is this run's: the SSH executor
+  waits for the old shell, the WinRM one deletes the old lock shell named in the record.
 
 Executors that cannot hold such a lock do not implement :class:`VmLockHolder`; the
 runner then relies on the controller's lock only.
@@ -50,13 +55,16 @@ class LockHolder:
     run_id: str
     pid: int
     started_at: str
+    # Windows: the WinRS shell whose process holds the lock (a resume deletes its own).
+    shell: str | None = None
 
     @classmethod
     def this_run(cls, run_id: str) -> LockHolder:
         return cls(socket.gethostname(), run_id, os.getpid(), utc_now())
 
     def to_line(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def parse(cls, text: str) -> LockHolder | None:
@@ -75,10 +83,15 @@ class LockHolder:
             run_id=str(data.get("run_id", "?")),
             pid=int(data["pid"]) if isinstance(data.get("pid"), int) else 0,
             started_at=str(data.get("started_at", "?")),
+            shell=str(data["shell"]) if isinstance(data.get("shell"), str) else None,
         )
 
     def same_run(self, other: LockHolder) -> bool:
         return self.run_id == other.run_id
+
+    def same_run_here(self, other: LockHolder) -> bool:
+        """The same run on the same controller: an earlier session of this very run."""
+        return self.same_run(other) and self.controller == other.controller
 
     def describe(self) -> str:
         return (
@@ -120,4 +133,6 @@ def taken(where: str, holder: LockHolder, found: LockHolder | None) -> VmLockTak
 
 def busy(target: str, where: str, found: LockHolder | None) -> TargetBusy:
     who = found.describe() if found is not None else "another imageprep run (just starting)"
-    return TargetBusy(f"target {target} is busy: {who} holds the lock on the VM ({where})")
+    return TargetBusy(
+        f"target {target} is busy: {who} holds the lock on the VM ({where})", holder=found
+    )

@@ -373,7 +373,7 @@ class SshExecutor(BaseExecutor):
     def _take_vm_lock(self, shell: RootShell, holder: LockHolder) -> VmLockTaken:
         status, answer = shell.take_vm_lock(holder.to_line(), wait=0)
         found = LockHolder.parse(answer.record) if status == LOCK_BUSY else None
-        if found is not None and found.same_run(holder) and found.controller == holder.controller:
+        if found is not None and found.same_run_here(holder):
             # Our own earlier root shell, still ending the command it was running.
             status, answer = shell.take_vm_lock(holder.to_line(), wait=_OWN_LOCK_WAIT)
         if status == LOCK_BUSY:
