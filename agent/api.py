@@ -19,15 +19,15 @@ results, and the errors of :mod:`agent.errors`. Example::
 **Errors.** Input that is wrong before anything is contacted raises, and nothing is
 written: :class:`~agent.errors.UsageError` (a bad target URL, options for the other
 transport, ``backup`` with ``no_backup_reason``, a playbook that changes the VM with
-neither, ``resume`` with plan options), :class:`~agent.errors.ValidationError` and its
-subclasses (an unknown playbook or profile, a YAML file that fails the schema),
-:class:`~agent.errors.HostToolMissing` (a backup provider's optional package is not
-installed). Refusals of the runner before a run folder is written raise too:
-:class:`~agent.errors.TargetBusy` (this controller's lock), :class:`~agent.errors.RunDirError`,
-:class:`~agent.errors.ResumeError`. Everything that happens once a run has started
-(the target is unreachable, a step fails, another controller holds the VM's lock) is a
-*result*, recorded in the run folder: look at :attr:`RunResult.exit_code`, the README's
-exit-code table. :func:`plan` with a target raises the transport's errors
+neither, ``resume`` with plan options, a backup provider whose optional package is not
+installed), :class:`~agent.errors.ValidationError` and its subclasses (an unknown
+playbook or profile, a YAML file that fails the schema). Refusals of the runner before
+a run folder is written raise too: :class:`~agent.errors.TargetBusy` (this controller's
+lock), :class:`~agent.errors.RunDirError`, :class:`~agent.errors.ResumeError`.
+Everything that happens once a run has started (the target is unreachable, a step
+fails, another controller holds the VM's lock) is a *result*, recorded in the run
+folder: look at :attr:`RunResult.exit_code`, the README's exit-code table.
+:func:`plan` with a target raises the transport's errors
 (:class:`~agent.errors.TransportError`), as it writes no run folder.
 
 **Logging.** These functions never configure logging: no handler, level, filter or
