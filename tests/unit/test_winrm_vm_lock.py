@@ -7,6 +7,7 @@ Delete, power-off), and delete-on-close. Two executors stand for two controllers
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,56 @@ def test_the_held_lock_file_survives_the_temp_cleanup(
         )
         assert "being used by another process" in cleaned.stderr
         assert machine.file_exists(LOCK)
+
+
+def _keeping(server: WinRmTestServer, keepalive: float) -> WinRmExecutor:
+    target = Target("winrm", USER, "127.0.0.1", server.port)
+    options = WinRmOptions(password=Secret(PASSWORD, "test"), lock_keepalive=keepalive)
+    return WinRmExecutor(target, options)
+
+
+def _busy_for_about(executor: WinRmExecutor, seconds: float) -> None:
+    """Commands on the run's shell only, for ``seconds`` (the lock shell sees none)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert executor.run("Write-Output 'work'").exit_code == 0
+        time.sleep(0.05)
+
+
+def test_the_lock_shell_outlives_the_idle_timeout_of_a_long_run(
+    server: WinRmTestServer, machine: WindowsMachine
+) -> None:
+    """The keep-alive touches the lock shell: past IdleTimeout, the lock is still held."""
+    machine.winrm_shell_config["IdleTimeout"] = 100_000  # 100 virtual s: 1 s here
+    with _keeping(server, 0.2) as first:
+        first.hold_vm_lock(_holder("ci-a", "run-a"))
+        _busy_for_about(first, 2.5)
+        assert server.stats.expired == []
+        with _controller(server) as second, pytest.raises(TargetBusy):
+            second.hold_vm_lock(_holder("ci-b", "run-b"))
+
+
+def test_without_the_keep_alive_the_idle_lock_shell_would_go(
+    server: WinRmTestServer, machine: WindowsMachine
+) -> None:
+    """The other side of the test above: a lock shell left alone is deleted by WinRM."""
+    machine.winrm_shell_config["IdleTimeout"] = 100_000
+    with _keeping(server, 1e9) as first:
+        first.hold_vm_lock(_holder("ci-a", "run-a"))
+        _busy_for_about(first, 2.5)
+        assert server.stats.expired == ["IdleTimeout"]
+        assert not machine.file_exists(LOCK)
+
+
+def test_a_lost_lock_shell_is_noticed_and_the_lock_taken_again(
+    server: WinRmTestServer, machine: WindowsMachine
+) -> None:
+    """WinRM deletes the lock shell: the next keep-alive sees it and takes the lock again."""
+    with _keeping(server, 0.0) as first:
+        first.hold_vm_lock(_holder("ci-a", "run-a"))
+        lock_shell = first._lock_shell  # the test needs the lock shell itself
+        assert lock_shell is not None
+        server.service.delete_shell(lock_shell, "MaxMemoryPerShellMB")
+        assert not machine.file_exists(LOCK)
+        first.run("Write-Output 'next step'")
+        assert b'"run_id": "run-a"' in (machine.read_file(LOCK) or b"")

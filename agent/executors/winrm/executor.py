@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -82,6 +83,8 @@ class WinRmExecutor(BaseExecutor):
         # The lock on the VM (vmlock): who holds it, and the shell whose process holds it.
         self._lock_holder: LockHolder | None = None
         self._lock_shell: str | None = None
+        self._lock_command: str | None = None
+        self._lock_touched = 0.0
         if options.insecure_skip_verify and target.scheme == "winrm+https":
             log.warning(
                 "winrm.tls_verification_disabled",
@@ -203,7 +206,8 @@ class WinRmExecutor(BaseExecutor):
             raise
         state, _, record = line.partition(":")
         if state == "held" and code is None:
-            self._lock_shell = shell_id
+            self._lock_shell, self._lock_command = shell_id, command_id
+            self._lock_touched = time.monotonic()
             log.info("vm_lock.taken", endpoint=self._endpoint, path=LOCK_FILE)
             return taken(LOCK_FILE, holder, LockHolder.parse(record))
         self._delete_shell(shell_id)
@@ -240,9 +244,38 @@ class WinRmExecutor(BaseExecutor):
         output = collector.finish()
         return output.stdout.split("\n", 1)[0].strip(), code, output.stderr
 
+    def _keep_vm_lock(self) -> None:
+        """A Receive on the lock shell now and then, so WinRM never sees it idle.
+
+        A lock shell WinRM deleted anyway (a quota, a restart) means the lock was lost:
+        said loudly, and taken again.
+        """
+        shell_id, command_id, protocol = self._lock_shell, self._lock_command, self._protocol
+        if shell_id is None or command_id is None or protocol is None:
+            return
+        if time.monotonic() - self._lock_touched < self._options.lock_keepalive:
+            return
+        self._lock_touched = time.monotonic()
+        protocol.operation_timeout_sec = 1  # the heartbeat is usually there already
+        try:
+            with (
+                self._errors("keeping the lock on the VM"),
+                contextlib.suppress(wex.WinRMOperationTimeoutError),
+            ):
+                protocol.get_command_output_raw(shell_id, command_id)
+        except ShellGone:
+            log.error("vm_lock.lost", endpoint=self._endpoint, shell=shell_id)
+            self._lock_shell = self._lock_command = None
+            if self._lock_holder is not None:
+                self._take_vm_lock(self._lock_holder)
+        except TransportError as exc:
+            log.debug("vm_lock.keepalive_failed", endpoint=self._endpoint, error=str(exc))
+        finally:
+            protocol.operation_timeout_sec = self._options.operation_timeout
+
     def _release_vm_lock(self) -> None:
         """Delete the lock shell: its process ends, the file closes and is deleted."""
-        shell_id, self._lock_shell = self._lock_shell, None
+        shell_id, self._lock_shell, self._lock_command = self._lock_shell, None, None
         if shell_id is not None:
             self._delete_shell(shell_id)
 
@@ -310,6 +343,7 @@ class WinRmExecutor(BaseExecutor):
         stdout_sink: BinaryIO | None,
     ) -> Exchanged:
         """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
+        self._keep_vm_lock()
         collector = ShellOutputDecoder(self._options.codepage, on_output, stdout_sink)
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:

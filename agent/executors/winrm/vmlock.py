@@ -22,7 +22,13 @@ shell. What makes it a lock, from Microsoft's documentation:
   holds, a stale holder, as on Linux.
 
 The script prints one line, ``held:RECORD`` (the record that was in the file, usually
-empty) and sleeps; or ``busy:RECORD`` (the holder's) and exits 75.
+empty) and then ``alive`` every 30 s; or ``busy:RECORD`` (the holder's) and exits 75.
+
+Nothing else talks to the lock shell, and WinRM deletes a shell that sees no request for
+its IdleTimeout (learn.microsoft.com/windows/win32/winrm/
+installation-and-configuration-for-windows-remote-management, "IdleTimeout"): the
+executor sends a Receive on it at most every ``WinRmOptions.lock_keepalive`` seconds,
+before a command; the heartbeat lines make that Receive return at once.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from agent.executors.winrm.scripts import quote
 
 LOCK_FILE = r"%SystemRoot%\Temp\imageprep-vm.lock"
 BUSY_EXIT = 75
+HEARTBEAT_SECONDS = 30
 
 # Each statement on its own line: the test double models the .NET ones by their text.
 OPEN = (
@@ -62,6 +69,7 @@ def holder_script(record: str) -> str:
             f"& {{ {WRITE_RECORD} }}",
             "Write-Output ('held:' + $old)",
             # Held until the executor deletes the lock shell, or WinRM does (IdleTimeout).
-            "while ($true) { Start-Sleep -Seconds 3600 }",
+            # A line now and then: the executor's keep-alive Receive then returns at once.
+            f"while ($true) {{ Start-Sleep -Seconds {HEARTBEAT_SECONDS}; Write-Output 'alive' }}",
         )
     )
