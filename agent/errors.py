@@ -166,7 +166,16 @@ class HostToolMissing(ImagePrepError):
 
 
 class TargetBusy(ImagePrepError):
-    """Another imageprep run on this controller holds the lock on this target."""
+    """Another imageprep run holds the target: this controller's lock, or the VM's own.
+
+    The message names the holder: its run id, pid and folder (this controller), or its
+    controller host and run id (the lock on the VM, agent/vmlock.py; ``holder`` is then
+    its record, an ``agent.vmlock.LockHolder``).
+    """
+
+    def __init__(self, message: str, holder: object = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class CaptureMismatch(ValidationError):

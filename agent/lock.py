@@ -7,8 +7,8 @@ different users would still fight over it. The kernel drops an flock when its ho
 exits, however it exits (SIGKILL too), so a stale lock never blocks a later run or a
 ``--resume``; the file's content only says who holds it, for the refusal message.
 
-It does not see runs started on another controller: that needs a lock on the VM or in
-the pipeline, and a lock file on the VM would end up in the image.
+It does not see runs started on another controller: the lock on the VM itself
+(``agent.vmlock``, taken once connected) does.
 """
 
 from __future__ import annotations

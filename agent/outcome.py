@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     BACKUP_FAILED = 8  # the backup could not be taken; nothing on the VM was changed
     BOOT_FAILED = 9  # boot-test: the disk did not come up (SSH) within the time-out
     HOST_TOOL_MISSING = 10  # a host tool (qemu, qemu-img, debugfs, ...) is not installed
-    TARGET_BUSY = 11  # another run holds this target's lock; the target was not contacted
+    TARGET_BUSY = 11  # another run holds this target (controller or VM lock); nothing changed
     PLATFORM_FAILED = 12  # the platform (Azure, libvirt) failed: power state or capture
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; see result.json for where it stopped
 

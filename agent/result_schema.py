@@ -83,6 +83,24 @@ class Session(_Open):
     started_at: str
 
 
+class VmLockHolderRecord(_Open):
+    controller: str = Field(description="host name of the controller that ran it")
+    run_id: str
+    pid: int
+    started_at: str
+    shell: str | None = Field(default=None, description="Windows: the WinRS shell holding it")
+
+
+class VmLockRecord(_Open):
+    """The lock on the VM itself (README "One run per VM")."""
+
+    where: str = Field(description="the lock's file on the VM")
+    holder: VmLockHolderRecord
+    stale_holder: VmLockHolderRecord | None = Field(
+        default=None, description="a record left by a run that ended without releasing it"
+    )
+
+
 class ResultDocument(_Open):
     """result.json: one run of imageprep against one target."""
 
@@ -109,6 +127,9 @@ class ResultDocument(_Open):
     plan: PlanRecord | None = None
     steps: list[StepRecord]
     verification: list[StepRecord] | None = None
+    vm_lock: VmLockRecord | None = Field(
+        default=None, description="absent until taken, and for transports without one"
+    )
     log_file: str
     journal_file: str
     sessions: list[Session]

@@ -53,6 +53,7 @@ from agent.plan import Plan, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
 from agent.report import LOG_FILE, RunFolder, RunRecord, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
+from agent.vmlock import LockHolder, VmLockHolder
 from agent.windows_logs import collect_on_failure, save_old_panther
 from agent.windows_oobe import with_oobe_password
 from agent.windows_power import DEFAULT_WATCH_SECONDS, ListenerProbe, confirm_power_off
@@ -197,6 +198,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         provider = _check_backup_request(request, playbook.requires_backup)
         stage = _platform_stage(request.platform_spec, request.capture_spec, request)
         with _connected(request) as executor:
+            _hold_vm_lock(executor, run_id, recorder)
             facts = _gather(request, executor)
             data["facts"] = facts.as_dict()
             log.info("facts", summary=_describe(facts))
@@ -422,6 +424,7 @@ def _continue(
                 stage, session.engine.run(), recorder, run_id=run_id, plan=plan, offline=True
             )
         with _connected(request) as executor:
+            _hold_vm_lock(executor, run_id, recorder)
             facts = _gather(request, executor)
             session_entry["facts"] = facts.as_dict()
             resume.check_same_machine(request.target, state, facts.as_dict())
@@ -456,6 +459,26 @@ def _platform_stage(
             (asked or {}).get("replace_version") if asked is not None else request.replace_version
         ),
     )
+
+
+def _hold_vm_lock(executor: Executor, run_id: str, recorder: Recorder) -> None:
+    """The lock on the VM itself (agent/vmlock.py): before the facts, the backup, any step.
+
+    TargetBusy (exit 11) when another run holds it. A record left by a run whose holder
+    is gone is reported, never silently taken over: a warning and result.json's vm_lock.
+    """
+    if not isinstance(executor, VmLockHolder):
+        return
+    got = executor.hold_vm_lock(LockHolder.this_run(run_id))
+    recorder.data["vm_lock"] = got.as_dict()
+    if got.stale_holder is not None:
+        log.warning(
+            "vm_lock.stale",
+            message=f"the lock on the VM was left by {got.stale_holder.describe()}, which "
+            "ended without releasing it (its controller died or lost the connection): "
+            "what it did to the VM is unknown",
+        )
+    recorder.save()
 
 
 def _gather(request: RunRequest, executor: Executor) -> Facts | WindowsFacts:

@@ -40,7 +40,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema provenance "
         "readlog catalog_cache",
-        "expressions records schema schemas scriptfiles report",
+        "expressions records schema schemas scriptfiles report vmlock",
         "executors disks",
         "facts facts_windows",
         "catalog plan planning",
@@ -48,7 +48,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "journal recorder",
         "capture platforms resume",
         "runner boottest upload vhd",
-        "cli progress junit __main__",
+        "cli api progress junit __main__",
     )
 )
 

@@ -85,3 +85,53 @@ def test_installed_wheel_plans_offline(installed: InstalledWheel) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "waagent" in result.stdout
+
+
+def test_wheel_carries_py_typed(installed: InstalledWheel) -> None:
+    """agent/py.typed ships, so type checkers read agent's annotations (PEP 561)."""
+    assert "agent/py.typed" in zipfile.ZipFile(installed.wheel).namelist()
+
+
+def _mypy_against_wheel(
+    installed: InstalledWheel, program: Path
+) -> subprocess.CompletedProcess[str]:
+    """mypy --strict on ``program``, resolving ``agent`` from the wheel's venv only."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--python-executable",
+            str(installed.bin_dir / "python"),
+            str(program),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=program.parent,  # outside the checkout: no ./agent, no pyproject's config
+        check=False,
+    )
+
+
+def test_embedding_example_type_checks_against_the_wheel(
+    installed: InstalledWheel, tmp_path: Path
+) -> None:
+    """examples/embedding/embed.py passes mypy --strict with agent from the installed wheel."""
+    program = tmp_path / "embed.py"
+    program.write_text((REPO / "examples" / "embedding" / "embed.py").read_text())
+    checked = _mypy_against_wheel(installed, program)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_misuse_of_the_api_is_a_type_error(installed: InstalledWheel, tmp_path: Path) -> None:
+    """The API's types reach mypy from the wheel: a wrong argument and a wrong field fail."""
+    program = tmp_path / "misuse.py"
+    program.write_text(
+        "from agent import api\nresult = api.run(42)\ntext: str = result.exit_code\n"
+    )
+    checked = _mypy_against_wheel(installed, program)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert 'Argument 1 to "run" has incompatible type "int"' in checked.stdout
+    assert 'has type "ExitCode", variable has type "str"' in checked.stdout

@@ -245,7 +245,9 @@ def test_a_deleted_watcher_shell_reconnects_and_settles_sysprep(
     threading.Thread(target=quota_hits_while_sysprep_runs, daemon=True).start()
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.OK, run.result.output
-    assert server.stats.expired == ["MaxMemoryPerShellMB"]
+    # Every shell running a powershell.exe goes over the quota: the run's, and the shell
+    # holding the lock on the VM (retaken with the new shell).
+    assert set(server.stats.expired) == {"MaxMemoryPerShellMB"}
     assert [r.outcome for r in machine.sysprep_runs] == ["succeeded"]
     step = run.step("deprovision/sysprep-generalize")
     assert "its command was lost while it ran; resume_check found its effect" in str(

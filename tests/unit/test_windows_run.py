@@ -731,3 +731,40 @@ def test_a_web_server_that_is_not_winrm_is_a_connection_failure(tmp_path: Path) 
     report = json.loads((tmp_path / "run" / "result.json").read_text())
     assert "127.0.0.1" in report["message"]
     assert "Traceback" not in result.output
+
+
+def test_a_run_holds_the_vm_lock_and_leaves_no_lock_file(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """result.json's vm_lock names the lock file and this run; the file is gone afterwards."""
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    lock = run.report["vm_lock"]
+    assert isinstance(lock, dict)
+    assert lock["where"] == r"%SystemRoot%\Temp\imageprep-vm.lock"
+    assert lock["holder"]["run_id"] == run.report["run_id"]
+    assert lock["stale_holder"] is None
+    assert not machine.file_exists(r"C:\Windows\Temp\imageprep-vm.lock")
+
+
+def test_a_run_is_refused_while_another_controller_holds_the_vm(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Another controller's lock on the VM: exit 11 naming its host and run; nothing ran."""
+    from agent.executors.winrm import WinRmExecutor, WinRmOptions
+    from agent.secrets import Secret
+    from agent.targets import Target
+    from agent.vmlock import LockHolder
+
+    other = WinRmExecutor(
+        Target("winrm+https", USER, "127.0.0.1", server.port),
+        WinRmOptions(password=Secret(PASSWORD, "test"), ca_cert=tls.ca_cert),
+    )
+    with other:
+        other.hold_vm_lock(LockHolder("ci-7", "feedbeef", 4242, "2026-12-02T12:00:00Z"))
+        run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.TARGET_BUSY, run.result.output
+    assert "run feedbeef on controller ci-7" in str(run.report["message"])
+    assert run.report["steps"] == []
+    assert run.report.get("backup") is None  # refused before the backup
+    assert machine.sysprep_runs == []

@@ -404,16 +404,24 @@ def _remove_item(call: Call) -> list[Any]:
     for path in iterate(call.arg("literalpath", "path", position=0)):
         text = to_text(path)
         wildcard = "literalpath" not in call.named and text.endswith("\\*")
+        in_use: list[str] = []
         if wildcard:
-            call.machine.remove_tree(text[:-2], keep_root=True)
+            in_use = call.machine.remove_tree(text[:-2], keep_root=True)
         elif call.machine.file_exists(text):
-            call.machine.remove_tree(text)
+            in_use = call.machine.remove_tree(text)
         elif call.machine.path_exists(text):
             if not call.switch("recurse"):
                 raise NotModelled("Remove-Item of a folder without -Recurse (it prompts)")
-            call.machine.remove_tree(text)
+            in_use = call.machine.remove_tree(text)
         else:
             _not_found(call, text)
+        for busy in in_use:
+            call.error(
+                f"Cannot remove item {busy}: The process cannot access the file '{busy}' "
+                "because it is being used by another process.",
+                f"WriteError: ({busy}:FileInfo) [Remove-Item], IOException",
+                "RemoveFileSystemItemIOError,Microsoft.PowerShell.Commands.RemoveItemCommand",
+            )
     return []
 
 

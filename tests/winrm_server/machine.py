@@ -121,6 +121,26 @@ def file_key(path: str) -> str:
     return path.strip().strip("'\"").replace("/", "\\").rstrip("\\").casefold()
 
 
+class SharingViolation(Exception):
+    """CreateFile's ERROR_SHARING_VIOLATION: an open handle's share mode refuses this open."""
+
+
+@dataclass(eq=False)
+class FileHandle:
+    """An open file (CreateFile): its owner (a process), access and share mode.
+
+    ``access`` and ``share`` hold "read", "write", "delete"; a delete-on-close handle
+    has delete access (FILE_FLAG_DELETE_ON_CLOSE needs it), so later opens must share
+    delete, as on Windows.
+    """
+
+    key: str
+    owner: object
+    access: frozenset[str]
+    share: frozenset[str]
+    delete_on_close: bool = False
+
+
 class PoweredOff(Exception):
     """Raised inside programs and requests once the machine has powered off."""
 
@@ -194,6 +214,8 @@ class WindowsMachine:
     sysprep_seconds: float = 4.0  # virtual seconds the generalize pass takes
     registry: dict[str, dict[str, object]] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
+    # Open handles per file key (open_file); a process's are closed when it ends.
+    handles: dict[str, list[FileHandle]] = field(default_factory=dict)
     appx_installed: dict[str, set[str]] = field(default_factory=dict)  # user -> packages
     appx_provisioned: set[str] = field(default_factory=set)
     bitlocker_status: str = "FullyDecrypted"  # Get-BitLockerVolume VolumeStatus
@@ -212,6 +234,7 @@ class WindowsMachine:
     _off_listeners: list[Callable[[], None]] = field(default_factory=list)
     _boot_listeners: list[Callable[[], None]] = field(default_factory=list)
     _power_lock: threading.Lock = field(default_factory=threading.Lock)
+    _handles_lock: threading.Lock = field(default_factory=threading.Lock)
     _power_timer: threading.Timer | None = None
 
     def __post_init__(self) -> None:
@@ -304,6 +327,52 @@ class WindowsMachine:
         self._file_names.setdefault(file_key(path), path.strip().strip("'\""))
         self.files[file_key(path)] = data
 
+    def open_file(
+        self,
+        owner: object,
+        path: str,
+        *,
+        create: bool,
+        access: frozenset[str],
+        share: frozenset[str],
+        delete_on_close: bool = False,
+    ) -> FileHandle:
+        """CreateFile: SharingViolation unless every open handle and this one share.
+
+        An open succeeds when its access is within each open handle's share mode and
+        each open handle's access is within its share mode (CreateFileW, dwShareMode).
+        FileNotFoundError for a missing file without ``create`` (FileMode.Open).
+        """
+        key = file_key(path)
+        wanted = access | {"delete"} if delete_on_close else access
+        with self._handles_lock:
+            for other in self.handles.get(key, []):
+                if not wanted <= other.share or not other.access <= share:
+                    raise SharingViolation(path)
+            if key not in self.files:
+                if not create:
+                    raise FileNotFoundError(path)
+                self.write_file(path, b"")
+            handle = FileHandle(key, owner, frozenset(wanted), share, delete_on_close)
+            self.handles.setdefault(key, []).append(handle)
+        return handle
+
+    def close_handles(self, owner: object | None = None) -> None:
+        """Close ``owner``'s handles (every handle when None): the process ended.
+
+        A file opened with delete-on-close is deleted once its last handle is closed.
+        """
+        with self._handles_lock:
+            for key, open_handles in list(self.handles.items()):
+                kept = [h for h in open_handles if owner is not None and h.owner is not owner]
+                closing = [h for h in open_handles if h not in kept]
+                if kept:
+                    self.handles[key] = kept
+                else:
+                    del self.handles[key]
+                if not kept and any(h.delete_on_close for h in closing):
+                    self.files.pop(key, None)
+
     def append_file(self, path: str, data: bytes) -> None:
         self.files[file_key(path)] = self.files.get(file_key(path), b"") + data
 
@@ -327,12 +396,21 @@ class WindowsMachine:
             if name.startswith(key + "\\")
         )
 
-    def remove_tree(self, path: str, *, keep_root: bool = False) -> None:
-        """Delete a file, or a folder and everything below it (or only below, keep_root)."""
+    def remove_tree(self, path: str, *, keep_root: bool = False) -> list[str]:
+        """Delete a file, or a folder and everything below it (or only below, keep_root).
+
+        A file open in a handle that does not share delete stays, as on Windows ("being
+        used by another process"); the paths that stayed are returned.
+        """
         key = file_key(path)
+        in_use = []
         for name in list(self.files):
             if (name == key and not keep_root) or name.startswith(key + "\\"):
+                if any("delete" not in h.share for h in self.handles.get(name, [])):
+                    in_use.append(self._file_names.get(name, name))
+                    continue
                 del self.files[name]
+        return in_use
 
     def log_line(self, path: str, line: str) -> None:
         """Append one Panther-style log line (CRLF, as Windows writes them)."""
@@ -445,6 +523,8 @@ class WindowsMachine:
                 return
             self.powered_on = False
             listeners, self._off_listeners = self._off_listeners, []
+        # A shutdown ends every process, and the system closes the files they held open.
+        self.close_handles()
         for listener in listeners:
             listener()
         if self.reboots_on_power_off:

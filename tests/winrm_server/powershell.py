@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.executors.winrm import scripts as executor_scripts
+from agent.executors.winrm import vmlock as executor_vmlock
 from tests.winrm_server import clixml, pslang
 from tests.winrm_server import machine as m
 from tests.winrm_server.shells import Process
@@ -533,6 +534,77 @@ def _payload(session: Session) -> bytes:
     data = session.variables[_PAYLOAD_VAR]
     assert isinstance(data, bytes)
     return data
+
+
+# -- the lock on the VM (agent/executors/winrm/vmlock.py) ---------------------------------
+# The .NET statements of the lock shell's command, taken from the executor, not copied.
+# They act on the machine's open-file table (WindowsMachine.open_file): the share-mode
+# rules of CreateFile, handles closed when the process ends, delete-on-close.
+
+
+@dataclass(eq=False)
+class _FileStream:
+    """A System.IO.FileStream: an open handle on the machine."""
+
+    handle: m.FileHandle
+    path: str
+
+
+def _stream(session: Session, name: str) -> _FileStream | None:
+    value = session.variables.get(name)
+    return value if isinstance(value, _FileStream) else None
+
+
+@statement(re.escape(executor_vmlock.OPEN))
+def _lock_open(match: re.Match[str], session: Session) -> None:
+    path = str(session.variables["path"])
+    try:
+        handle = session.machine.open_file(
+            session.process,
+            path,
+            create=True,
+            access=frozenset({"read", "write"}),
+            share=frozenset({"read"}),
+            delete_on_close=True,
+        )
+    except m.SharingViolation:
+        session.variables["lock"] = None  # catch [System.IO.IOException]
+        return
+    session.variables["lock"] = _FileStream(handle, path)
+
+
+@statement(re.escape(executor_vmlock.REFUSE))
+def _lock_refuse(match: re.Match[str], session: Session) -> None:
+    if _stream(session, "lock") is not None:
+        return
+    path = str(session.variables["path"])
+    handle = session.machine.open_file(
+        session.process,
+        path,
+        create=False,
+        access=frozenset({"read"}),
+        share=frozenset({"read", "write", "delete"}),
+    )
+    session.variables["held"] = _FileStream(handle, path)
+    content = session.machine.read_file(path) or b""
+    session.out("busy:" + content.decode("utf-8", errors="replace"))
+    raise PsExit(executor_vmlock.BUSY_EXIT)
+
+
+@statement(re.escape(executor_vmlock.READ_OLD))
+def _lock_read_old(match: re.Match[str], session: Session) -> None:
+    stream = _stream(session, "lock")
+    assert stream is not None, "the lock script reads only a stream it opened"
+    content = session.machine.read_file(stream.path) or b""
+    session.variables["old"] = content.decode("utf-8", errors="replace")
+
+
+@statement(r"&\s*\{\s*" + re.escape(executor_vmlock.WRITE_RECORD) + r"\s*\}")
+def _lock_write_record(match: re.Match[str], session: Session) -> None:
+    # SetLength(0) moves the position back to 0; Write puts the record's UTF-8 bytes there.
+    stream = _stream(session, "lock")
+    assert stream is not None, "the lock script writes only a stream it opened"
+    session.machine.write_file(stream.path, str(session.variables["record"]).encode("utf-8"))
 
 
 # -- Windows state: Sysprep, shutdown ------------------------------------------------------

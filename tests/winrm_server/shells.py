@@ -99,6 +99,8 @@ class Process:
         self.killed.set()
         for child in self.children:
             child.kill()
+        # The system closes a terminated process's handles (delete-on-close files go).
+        self.machine.close_handles(self)
         with self.changed:
             self.changed.notify_all()
 
@@ -130,6 +132,7 @@ class Command:
             self.internal_error = traceback.format_exc()
             with contextlib.suppress(Terminated, PoweredOff):
                 self.process.write_text("stderr", "test double internal error\r\n")
+        self.process.machine.close_handles(self.process)  # the process has exited
         with self.process.changed:
             self.exit_code = code
             self.done = True

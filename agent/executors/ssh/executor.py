@@ -34,6 +34,7 @@ from agent.errors import (
     CommandTimeout,
     Disconnected,
     TransferError,
+    TransportError,
     UsageError,
 )
 from agent.excerpt import clip
@@ -47,13 +48,19 @@ from agent.executors.ssh.errors import (
     map_transfer_errors,
     reason,
 )
-from agent.executors.ssh.exec import CLIENT_GRACE, remote_timed_out, run_on_exec_channel
+from agent.executors.ssh.exec import (
+    CLIENT_GRACE,
+    KILL_AFTER,
+    remote_timed_out,
+    run_on_exec_channel,
+)
 from agent.executors.ssh.hostkeys import KnownHostsVerifier
 from agent.executors.ssh.jump import HopAuth, JumpChain, open_jump_chain
 from agent.executors.ssh.options import SshOptions
-from agent.executors.ssh.rootshell import RootShell, open_root_shell
+from agent.executors.ssh.rootshell import LOCK_BUSY, VM_LOCK_PATH, RootShell, open_root_shell
 from agent.secrets import Secret
 from agent.targets import Target
+from agent.vmlock import LockHolder, VmLockTaken, busy, taken
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +72,10 @@ _TCP_USER_TIMEOUT_MS = 30_000
 # too (a power-off closes the session a moment before the connection).
 _LOSS_SETTLE = 2.0
 _COPY_CHUNK = 1 << 20
+# A root shell reopened mid-run (the old one broke) may find the lock still held by the
+# old one, whose bash lives until the command it was running ends: timeout(1)'s -k
+# grace, and some slack.
+_OWN_LOCK_WAIT = KILL_AFTER + 10
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,8 @@ class SshExecutor(BaseExecutor):
         self._transport: paramiko.Transport | None = None
         self._root: RootShell | None = None
         self._stale_dirs: list[str] = []
+        # Set by hold_vm_lock: every root shell this run opens takes the VM's lock.
+        self._lock_holder: LockHolder | None = None
 
     # -- connection ---------------------------------------------------------------------
 
@@ -339,7 +352,42 @@ class SshExecutor(BaseExecutor):
                 timeout=self._options.connect_timeout,
             )
             self._stale_dirs.clear()
+            if self._lock_holder is not None:
+                retaken = self._take_vm_lock(self._root, self._lock_holder)
+                if retaken.stale_holder is not None:
+                    log.warning("vm_lock.stale", stale_holder=retaken.stale_holder.describe())
         return self._root
+
+    # -- the lock on the VM (agent/vmlock.py) -------------------------------------------
+
+    def hold_vm_lock(self, holder: LockHolder) -> VmLockTaken:
+        """Take the VM's lock in the root shell; every root shell opened later retakes it."""
+        transport = self._require_transport()
+        self._lock_holder = None  # the shell opened here takes it below, once
+        label = "taking the lock on the VM"
+        with map_command_errors(self._where, label, connected=self.is_connected):
+            got = self._take_vm_lock(self._root_shell(transport), holder)
+        self._lock_holder = holder
+        return got
+
+    def _take_vm_lock(self, shell: RootShell, holder: LockHolder) -> VmLockTaken:
+        status, answer = shell.take_vm_lock(holder.to_line(), wait=0)
+        found = LockHolder.parse(answer.record) if status == LOCK_BUSY else None
+        if found is not None and found.same_run_here(holder):
+            # Our own earlier root shell, still ending the command it was running.
+            status, answer = shell.take_vm_lock(holder.to_line(), wait=_OWN_LOCK_WAIT)
+        if status == LOCK_BUSY:
+            shell.close()
+            self._root = None
+            raise busy(self._target.display, VM_LOCK_PATH, LockHolder.parse(answer.record))
+        if status != 0 or not answer.held:
+            shell.mark_broken()
+            raise TransportError(
+                f"cannot take the lock on the VM {self._where.address}:{VM_LOCK_PATH} "
+                f"(status {status}): {clip(answer.record, 200) or 'no message'}"
+            )
+        log.info("vm_lock.taken", host=self._where.address, path=VM_LOCK_PATH)
+        return taken(VM_LOCK_PATH, holder, LockHolder.parse(answer.record))
 
     def _check_finished(
         self,

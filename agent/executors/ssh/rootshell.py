@@ -56,6 +56,15 @@ log = structlog.get_logger(__name__)
 Mode = Literal["root-login", "sudo-nopasswd", "sudo-password"]
 
 _SHELL = "/bin/bash --noprofile --norc"
+# The lock on the VM (agent/vmlock.py): a file on /run, a tmpfs, so it never reaches the
+# image; held with flock(1) on a descriptor of the root shell itself, which every command
+# the shell starts gets closed (a daemon a step leaves behind must not keep the lock).
+VM_LOCK_PATH = "/run/imageprep-vm.lock"
+_LOCK_FD = 219
+_CLOSE_LOCK_FD = f"{_LOCK_FD}>&-"
+# flock -E: the exit status for "held by someone else" (EX_TEMPFAIL), told apart from
+# flock's own errors and from a missing flock (127).
+LOCK_BUSY = 75
 # How long close() waits for the shell to remove its directory and exit.
 _CLOSE_WAIT = 2.0
 
@@ -115,14 +124,53 @@ def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
         "__ip_run() {\n"
         f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
         f'  base64 -d >\'{d}\'/"$1" && if [ -n "$2" ]; then\n'
-        f'    timeout -k {KILL_AFTER} "$2" /bin/bash \'{d}\'/"$1" </dev/null\n'
-        f"  else /bin/bash '{d}'/\"$1\" </dev/null; fi\n"
+        f'    timeout -k {KILL_AFTER} "$2" /bin/bash \'{d}\'/"$1" </dev/null {_CLOSE_LOCK_FD}\n'
+        f"  else /bin/bash '{d}'/\"$1\" </dev/null {_CLOSE_LOCK_FD}; fi\n"
         '  set -- "$1" "$?"\n'
         f"  rm -f -- '{d}'/\"$1\"\n"
         f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
         "}\n"
+        f"{_lock_functions(tokens)}"
         f"printf '%s\\n' 'IPI-{n}'\n"
     ).encode()
+
+
+def _lock_functions(tokens: Tokens) -> str:
+    """``__ip_lock SEQ WAIT`` takes the VM's lock; ``__ip_unlock`` empties and drops it.
+
+    Both run in the shell itself (not in a child), so the descriptor, and with it the
+    flock, belongs to the shell. ``__ip_lock`` reads the holder record (base64) on stdin;
+    it prints ``held`` or ``busy`` and then the record that was in the file, framed like
+    ``__ip_run``; its status is 0 (held), 75 (busy) or an error. WAIT: seconds.
+    """
+    n, f, lock = tokens.nonce, _LOCK_FD, VM_LOCK_PATH
+    return (
+        "__ip_lock() {\n"
+        f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
+        "  __ip_rec=$(base64 -d)\n"
+        f"  if ! exec {f}<>'{lock}'; then set -- \"$1\" 90\n"
+        f'  elif flock -w "$2" -E {LOCK_BUSY} {f}; then\n'
+        f"    chmod 0600 -- '{lock}'; printf 'held\\n'; cat -- '{lock}'\n"
+        f"    if printf '%s\\n' \"$__ip_rec\" >|'{lock}'; then __ip_locked=1; set -- \"$1\" 0\n"
+        '    else set -- "$1" 91; fi\n'
+        "  else\n"
+        # $? here is the status of the elif's flock.
+        f"    set -- \"$1\" \"$?\"; exec {f}>&-; printf 'busy\\n'; cat -- '{lock}'\n"
+        "  fi\n"
+        f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
+        "}\n"
+        "__ip_unlock() {\n"
+        f"  if [ -n \"${{__ip_locked-}}\" ]; then : >|'{lock}'; exec {f}>&-; __ip_locked=; fi\n"
+        "}\n"
+    )
+
+
+@dataclass(frozen=True)
+class LockAnswer:
+    """What ``__ip_lock`` found: whether the lock is ours now, and the record in the file."""
+
+    held: bool
+    record: str
 
 
 class Framer:
@@ -202,7 +250,14 @@ class RootShell:
     def run_dir(self) -> str:
         return self._tokens.run_dir
 
-    def run(self, script: str, *, timeout: float | None, collector: ChannelCollector) -> Finished:
+    def run(
+        self,
+        script: str,
+        *,
+        timeout: float | None,
+        collector: ChannelCollector,
+        function: str = "__ip_run",
+    ) -> Finished:
         """Run ``script`` as root; ``exit_code`` None means the shell ended mid-command."""
         self._seq += 1
         out = Framer(
@@ -212,7 +267,7 @@ class RootShell:
             self._tokens.begin(self._seq), self._tokens.end(self._seq, "stderr"), trailer=False
         )
         try:
-            self._chan.sendall(self._request(script, timeout))
+            self._chan.sendall(self._request(script, timeout, function))
             finished = self._pump(out, err, collector, client_deadline(timeout))
         except BaseException:
             self.mark_broken()
@@ -221,11 +276,26 @@ class RootShell:
             return finished
         return Finished(exit_code=self._exit_code(out.trailer))
 
-    def _request(self, script: str, timeout: float | None) -> bytes:
+    def _request(self, script: str, timeout: float | None, function: str) -> bytes:
         payload = base64.encodebytes(script.encode("utf-8")).decode("ascii")
         limit = timeout_arg(timeout) if timeout is not None else "''"
         here = self._tokens.heredoc
-        return f"__ip_run {self._seq} {limit} <<'{here}'\n{payload}{here}\n".encode("ascii")
+        return f"{function} {self._seq} {limit} <<'{here}'\n{payload}{here}\n".encode("ascii")
+
+    def take_vm_lock(self, record: str, *, wait: float) -> tuple[int | None, LockAnswer]:
+        """Take the VM's lock for this shell's life: (status, answer); see ``__ip_lock``.
+
+        ``wait``: how long flock waits for a holder to let go (timeout_arg makes 0 into
+        a millisecond: an answer at once).
+        """
+        collector = ChannelCollector(None, None)
+        finished = self.run(record, timeout=wait, collector=collector, function="__ip_lock")
+        output = collector.output()
+        state, _, found = output.stdout.partition("\n")
+        answer = LockAnswer(held=finished.exit_code == 0 and state == "held", record=found)
+        if finished.exit_code not in (0, LOCK_BUSY):
+            return finished.exit_code, LockAnswer(False, output.stderr.strip())
+        return finished.exit_code, answer
 
     def _pump(
         self, out: Framer, err: Framer, collector: ChannelCollector, deadline: float | None
@@ -263,7 +333,9 @@ class RootShell:
         """Remove the script directory and exit the shell; never raises transport errors."""
         if not self.broken and not self._chan.closed:
             try:
-                self._chan.sendall(f"cd / && rm -rf -- '{self.run_dir}'; exit 0\n".encode())
+                self._chan.sendall(
+                    f"__ip_unlock; cd / && rm -rf -- '{self.run_dir}'; exit 0\n".encode()
+                )
                 self._chan.shutdown_write()
                 self._chan.status_event.wait(_CLOSE_WAIT)
             except TRANSPORT_FAILURES as exc:

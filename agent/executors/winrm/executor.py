@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import dataclasses
 import hashlib
 import math
 import socket
@@ -39,6 +41,7 @@ from winrm.protocol import Protocol
 from agent.errors import (
     CommandTimeout,
     Disconnected,
+    TargetBusy,
     TransferError,
     TransportError,
 )
@@ -47,11 +50,15 @@ from agent.executors.winrm import scripts
 from agent.executors.winrm.errors import ShellGone, WinRmErrors
 from agent.executors.winrm.options import WinRmOptions, settings
 from agent.executors.winrm.output import ShellOutputDecoder
+from agent.executors.winrm.vmlock import BUSY_EXIT, LOCK_FILE, holder_script
 from agent.targets import Target
+from agent.vmlock import LockHolder, VmLockTaken, busy, taken
 
 log = structlog.get_logger(__name__)
 
 _PROBE_INTERVAL = 0.1
+# How long the lock shell's command may take to say whether it holds the lock.
+_LOCK_ANSWER_TIMEOUT = 60.0
 _PROBE_TIMEOUT = 1.0
 
 
@@ -73,6 +80,11 @@ class WinRmExecutor(BaseExecutor):
         self._shell_id: str | None = None
         # Set by connect, cleared by close: a lost shell is reopened only in between.
         self._opened = False
+        # The lock on the VM (vmlock): who holds it, and the shell whose process holds it.
+        self._lock_holder: LockHolder | None = None
+        self._lock_shell: str | None = None
+        self._lock_command: str | None = None
+        self._lock_touched = 0.0
         if options.insecure_skip_verify and target.scheme == "winrm+https":
             log.warning(
                 "winrm.tls_verification_disabled",
@@ -125,6 +137,11 @@ class WinRmExecutor(BaseExecutor):
             protocol.transport.close_session()
             raise
         self._protocol, self._shell_id, self._opened = protocol, shell_id, True
+        if connected and self._lock_holder is not None:
+            # A new shell after a loss or a reboot: the lock went with the old one.
+            retaken = self._take_vm_lock(self._lock_holder)
+            if retaken.stale_holder is not None:
+                log.warning("vm_lock.stale", stale_holder=retaken.stale_holder.describe())
         log.info(
             "winrm.connected",
             endpoint=self._endpoint,
@@ -140,7 +157,136 @@ class WinRmExecutor(BaseExecutor):
         """Forget the shell and its HTTP connections (after a loss) without a Delete."""
         if self._protocol is not None:
             self._protocol.transport.close_session()
+        # The lock shell is not forgotten: retaking the lock deletes it first, in case
+        # only the run's shell was lost (an idle timeout) and it still holds the lock.
         self._protocol, self._shell_id = None, None
+
+    # -- the lock on the VM (agent/vmlock.py, executors/winrm/vmlock.py) ----------------
+
+    def hold_vm_lock(self, holder: LockHolder) -> VmLockTaken:
+        """Take the VM's lock in a shell of its own; a shell reopened later retakes it."""
+        self._lock_holder = None
+        got = self._take_vm_lock(holder)
+        self._lock_holder = holder
+        return got
+
+    def _take_vm_lock(self, holder: LockHolder) -> VmLockTaken:
+        try:
+            return self._take_vm_lock_once(holder)
+        except TargetBusy as busy_error:
+            found = busy_error.holder
+            if not isinstance(found, LockHolder) or not found.same_run_here(holder):
+                raise
+            if found.shell is None:
+                raise
+        # An earlier session of this very run holds it: an interrupted run leaves its
+        # shells to WinRM (it terminates nothing). The lock is this run's: take it back.
+        log.info("vm_lock.taken_back", endpoint=self._endpoint, shell=found.shell)
+        self._delete_shell(found.shell)
+        return self._take_vm_lock_once(holder)
+
+    def _take_vm_lock_once(self, holder: LockHolder) -> VmLockTaken:
+        protocol = self._require_protocol()
+        self._release_vm_lock()
+        with self._errors("opening the lock shell"):
+            shell_id: str = protocol.open_shell(
+                codepage=self._options.codepage,
+                idle_timeout=f"PT{self._options.shell_idle_timeout}.000S",
+            )
+        holder = dataclasses.replace(holder, shell=shell_id)
+        try:
+            script = scripts.encode(scripts.PREAMBLE + holder_script(holder.to_line()))
+            with self._errors("taking the lock on the VM"):
+                command_id: str = protocol.run_command(
+                    shell_id, scripts.POWERSHELL, [*scripts.POWERSHELL_FLAGS, script]
+                )
+            line, code, stderr = self._lock_answer(shell_id, command_id)
+        except BaseException:
+            self._delete_shell(shell_id)
+            raise
+        state, _, record = line.partition(":")
+        if state == "held" and code is None:
+            self._lock_shell, self._lock_command = shell_id, command_id
+            self._lock_touched = time.monotonic()
+            log.info("vm_lock.taken", endpoint=self._endpoint, path=LOCK_FILE)
+            return taken(LOCK_FILE, holder, LockHolder.parse(record))
+        self._delete_shell(shell_id)
+        if state == "busy" and code == BUSY_EXIT:
+            raise busy(self._target.display, LOCK_FILE, LockHolder.parse(record))
+        raise TransportError(
+            f"cannot take the lock on the VM {self._endpoint} ({LOCK_FILE}, exit {code}): "
+            f"{stderr.strip()[:200] or line[:200] or 'no output'}"
+        )
+
+    def _lock_answer(self, shell_id: str, command_id: str) -> tuple[str, int | None, str]:
+        """The lock command's first line, its exit code if it ended, and its stderr."""
+        protocol = self._require_protocol()
+        collector = ShellOutputDecoder(self._options.codepage)
+        deadline = time.monotonic() + _LOCK_ANSWER_TIMEOUT
+        raw = b""
+        code: int | None = None
+        while b"\n" not in raw and code is None:
+            if time.monotonic() > deadline:
+                raise CommandTimeout(
+                    f"the lock on the VM {self._endpoint}: no answer within "
+                    f"{_LOCK_ANSWER_TIMEOUT:g} s"
+                )
+            with self._errors("taking the lock on the VM"):
+                try:
+                    stdout, stderr, exit_code, done = protocol.get_command_output_raw(
+                        shell_id, command_id
+                    )
+                except wex.WinRMOperationTimeoutError:
+                    continue
+            raw += stdout
+            collector.feed(stdout, stderr)
+            code = int(exit_code) if done else None
+        output = collector.finish()
+        return output.stdout.split("\n", 1)[0].strip(), code, output.stderr
+
+    def _keep_vm_lock(self) -> None:
+        """A Receive on the lock shell now and then, so WinRM never sees it idle.
+
+        A lock shell WinRM deleted anyway (a quota, a restart) means the lock was lost:
+        said loudly, and taken again.
+        """
+        shell_id, command_id, protocol = self._lock_shell, self._lock_command, self._protocol
+        if shell_id is None or command_id is None or protocol is None:
+            return
+        if time.monotonic() - self._lock_touched < self._options.lock_keepalive:
+            return
+        self._lock_touched = time.monotonic()
+        protocol.operation_timeout_sec = 1  # the heartbeat is usually there already
+        try:
+            with (
+                self._errors("keeping the lock on the VM"),
+                contextlib.suppress(wex.WinRMOperationTimeoutError),
+            ):
+                protocol.get_command_output_raw(shell_id, command_id)
+        except ShellGone:
+            log.error("vm_lock.lost", endpoint=self._endpoint, shell=shell_id)
+            self._lock_shell = self._lock_command = None
+            if self._lock_holder is not None:
+                self._take_vm_lock(self._lock_holder)
+        except TransportError as exc:
+            log.debug("vm_lock.keepalive_failed", endpoint=self._endpoint, error=str(exc))
+        finally:
+            protocol.operation_timeout_sec = self._options.operation_timeout
+
+    def _release_vm_lock(self) -> None:
+        """Delete the lock shell: its process ends, the file closes and is deleted."""
+        shell_id, self._lock_shell, self._lock_command = self._lock_shell, None, None
+        if shell_id is not None:
+            self._delete_shell(shell_id)
+
+    def _delete_shell(self, shell_id: str) -> None:
+        if self._protocol is None:
+            return
+        try:
+            with self._errors("deleting the lock shell"):
+                self._protocol.close_shell(shell_id, close_session=False)
+        except TransportError as exc:
+            log.debug("winrm.close_failed", endpoint=self._endpoint, error=str(exc))
 
     def _abandon(self, label: str) -> None:
         """Forget the shell without a Signal or Delete; close() then sends nothing."""
@@ -197,6 +343,7 @@ class WinRmExecutor(BaseExecutor):
         stdout_sink: BinaryIO | None,
     ) -> Exchanged:
         """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
+        self._keep_vm_lock()
         collector = ShellOutputDecoder(self._options.codepage, on_output, stdout_sink)
         deadline = time.monotonic() + timeout if timeout is not None else None
         try:
@@ -413,6 +560,7 @@ class WinRmExecutor(BaseExecutor):
 
     def close(self) -> None:
         """Delete the shell (its processes end with it) and close the HTTP session."""
+        self._release_vm_lock()
         protocol, shell_id = self._protocol, self._shell_id
         self._protocol, self._shell_id, self._opened = None, None, False
         if protocol is None:

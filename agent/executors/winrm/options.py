@@ -48,6 +48,9 @@ class WinRmOptions:
     codepage: int = 65001
     # The shell's IdleTimeOut asked for at Create (WinRM caps it by its own IdleTimeout).
     shell_idle_timeout: int = 7200
+    # Seconds between touches of the shell holding the lock on the VM (vmlock), which
+    # sees no traffic of its own: WinRM deletes a shell idle past its IdleTimeout.
+    lock_keepalive: float = 60.0
     # Secrets the run's shell gets as environment variables (inside the encrypted Create
     # request, never on a command line): the OOBE administrator password.
     shell_environment: Mapping[str, Secret] = field(default_factory=dict)
