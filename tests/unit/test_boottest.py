@@ -221,10 +221,11 @@ def test_disk_held_by_a_running_vm_is_waited_for_then_refused(tmp_path: Path) ->
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # until QEMU has taken the lock
-            if subprocess.run(["qemu-img", "info", disk], capture_output=True).returncode:
-                break
+        # Until QEMU has taken the lock (a busy 2-core machine can take many seconds).
+        deadline = time.monotonic() + 60
+        while subprocess.run(["qemu-img", "info", disk], capture_output=True).returncode == 0:
+            if holder.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("QEMU never locked the disk: the test proves nothing")
             time.sleep(0.05)
         started = time.monotonic()
         with pytest.raises(DiskError, match="still in use by a running VM"):
