@@ -394,6 +394,15 @@ class Catalog:
         self.get_profile(profile_id)
         return self._contents.profile_origins[profile_id]
 
+    def profile_paths(self, profile_id: str) -> list[Path]:
+        """The files ``profile_id`` came from (its own first, as ``chain``), as real paths.
+
+        ``chain`` names them for messages (a built-in as ``distro_profiles/NAME.yaml``,
+        which is not a path from the current directory); a run's journal records these.
+        """
+        by_name = {o.file: o.path for o in self._contents.profile_origins.values()}
+        return [by_name[name].resolve() for name in self.get_profile(profile_id).chain]
+
     def playbook_origin(self, name: str) -> Origin:
         """Which file defines playbook ``name`` and which it shadows."""
         self.get_playbook(name)

@@ -122,7 +122,7 @@ def rebuild_plan(run_dir: Path, state: JournalState) -> Plan:
         why = (
             f"changed since: {', '.join(changed)}"
             if changed
-            else "imageprep or a profile it extends changed since"
+            else "imageprep, a profile it extends or one of their run_file scripts changed since"
         )
         raise errors.ResumeError(
             f"--resume {run_dir}: the plan rebuilt today differs from the one run "

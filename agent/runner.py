@@ -364,9 +364,13 @@ def _header(
         },
         "profile": {
             "id": plan.profile_id,
-            "files": file_hashes(catalog.get_profile(plan.profile_id).chain),
+            # Real paths, so that a refused resume can name the file that changed.
+            "files": file_hashes(str(p) for p in catalog.profile_paths(plan.profile_id)),
         },
-        "playbook": {"name": plan.playbook_name, "files": file_hashes([plan.playbook_file])},
+        "playbook": {
+            "name": plan.playbook_name,
+            "files": file_hashes([str(catalog.playbook_origin(plan.playbook_name).path.resolve())]),
+        },
         "facts": facts.as_dict(),
         "plan_hash": plan_hash(plan),
         "steps": len(plan.steps),

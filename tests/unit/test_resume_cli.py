@@ -183,6 +183,28 @@ def test_changed_profile_is_exit_2_naming_the_file(tmp_path: Path) -> None:
     assert str(profile.resolve()) in line
 
 
+def test_header_records_builtin_files_by_real_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built-in profiles are hashed where they are, wherever the run starts (not "missing")."""
+    monkeypatch.chdir(tmp_path)  # `distro_profiles/debian.yaml` is no path from here
+    catalog = Catalog.load()
+    plan = plan_for(
+        catalog,
+        playbook_name="generalize",
+        profile_id="debian",
+        facts=None,  # offline, as `imageprep plan --profile debian`
+        var_overrides={},
+        selection=Selection(),
+    )
+    request = RunRequest(target=parse_target(TARGET), profile="debian")
+    header = _header(request, "r1", catalog, plan, RecordedFacts())  # type: ignore[arg-type]
+    files = {**header["profile"]["files"], **header["playbook"]["files"]}
+    assert len(files) == 3  # debian.yaml, linux-base.yaml, generalize.yaml
+    assert all(Path(path).is_absolute() and Path(path).is_file() for path in files)
+    assert "missing" not in files.values()
+
+
 def test_unchecked_destructive_step_in_doubt_is_exit_6(tmp_path: Path) -> None:
     """A destructive step started and never reported, without resume_check: restore."""
     started = ("step_started", {"step": "work/wipe", "attempt": 1, "destructive": True})
