@@ -6,7 +6,8 @@ target). Every other row is a Debian target whose /etc/os-release claims that
 distribution. The RHEL and SUSE rows boot the rpm variant, where Debian's real rpm, dnf,
 zypper, dracut/lsinitrd and restorecon do the work (a local repository of tiny stand-in
 rpms); the Ubuntu rows boot the Ubuntu variant, with Debian's real netplan.io, rsyslog
-and NetworkManager running; only tools Debian lacks are stand-ins
+and NetworkManager running (Debian's waagent declares Conflicts: network-manager, so the
+variant unpacks it with `dpkg --force-conflicts`); only tools Debian lacks are stand-ins
 (tests/integration/standins/ and registration_standins/, strict about options). Real
 bash, coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest.
 
