@@ -499,7 +499,7 @@ class Engine:
             return ExitCode.OK, "all steps succeeded", None
         step, result = progress.first_failure
         what = f"step {step.key} {result.status.value}: {result.message}".rstrip(": ")
-        if step.phase == PREFLIGHT_PHASE and not progress.point_of_no_return:
+        if _is_preflight(step.phase) and not progress.point_of_no_return:
             return ExitCode.PREFLIGHT_FAILED, f"{what} (nothing on the VM was changed)", step.key
         if step.phase == VERIFY_PHASE:
             return ExitCode.VERIFICATION_FAILED, f"{what} (the VM is generalized)", step.key
@@ -514,6 +514,13 @@ class Engine:
             f"{what} (before the point of no return: the VM is still usable)",
             step.key,
         )
+
+
+def _is_preflight(phase: str) -> bool:
+    """A phase of checks that change nothing: `preflight`, or a playbook's own such as
+    azure-ready's `azure-preflight`. Its failure is exit 3 whichever playbook runs it
+    (README, "Exit codes": 3 means a preflight check failed and the VM is unchanged)."""
+    return phase == PREFLIGHT_PHASE or phase.endswith(f"-{PREFLIGHT_PHASE}")
 
 
 def _last_line(text: str) -> str:

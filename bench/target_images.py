@@ -3,9 +3,9 @@
     sudo .venv/bin/python -m bench.target_images [--boots N]
 
 For every image the suite uses (Debian 12 and 13, each with and without the cloud kernel,
-the Debian 12 server variant, and the rpm variant on both) it prints the build timings
-recorded in the image's manifest (mmdebstrap, first boot and provisioning, packing; an
-image already in the cache is not rebuilt) and the time from launching systemd-nspawn to
+the Debian 12 server variant, and the rpm and Ubuntu-row variants on both) it prints the
+build timings recorded in the image's manifest (mmdebstrap, first boot and provisioning,
+packing; an image already in the cache is not rebuilt) and the time from launching systemd-nspawn to
 SSH answering and the system being `running`, over N fresh targets. Numbers are this
 machine's and depend on what else runs on it.
 """
@@ -19,9 +19,9 @@ import statistics
 from tests.targets import rpm_variant
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, ensure_image
-from tests.targets.variants import TRIXIE, server_spec, trixie_spec
+from tests.targets.variants import KERNEL_PACKAGES as KERNEL
+from tests.targets.variants import TRIXIE, server_spec, trixie_spec, ubuntu_spec
 
-KERNEL = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")  # as the matrix
 IMAGES = {
     "bookworm": ImageSpec(),
     "bookworm+kernel": ImageSpec(packages=(*PACKAGES, *KERNEL)),
@@ -34,6 +34,8 @@ IMAGES = {
     f"{TRIXIE}-rpm": ImageSpec(
         suite=TRIXIE, packages=(*PACKAGES, *rpm_variant.PACKAGES), variant=rpm_variant.NAME
     ),
+    "bookworm-ubuntu": ubuntu_spec(),
+    f"{TRIXIE}-ubuntu": ubuntu_spec(TRIXIE),
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.targets.guestpath import guest_path
@@ -39,11 +39,21 @@ class Claim:
     family: str  # debian | ubuntu | rhel | suse
     kernel_image: bool  # boot from the image with Debian's cloud kernel and initramfs-tools
     setup: tuple[Callable[[Path], None], ...] = field(default=())
-    real: bool = False  # Debian on its own packages (no claim)
+    real: bool = False  # Debian on its own packages (its os-release is left alone)
     # The Debian base the row boots: bookworm (cloud-init 22.4, systemd 252, waagent 2.7)
-    # or trixie (cloud-init 25.1, systemd 257, waagent 2.12), as near as Debian gets to
-    # what the claimed release ships.
+    # or trixie (cloud-init 25.1, systemd 257, waagent 2.12). CLAIMS gives each row the
+    # base nearest to what the claimed release ships; the matrix runs every row on both
+    # (Claim.on), so both cloud-init generations meet every profile.
     suite: str = "bookworm"
+
+    def on(self, base: str) -> Claim:
+        """This row booted from `base`; a real Debian row is a claim on the other base."""
+        return replace(self, suite=base, real=self.real and base == self.suite)
+
+    @property
+    def row_id(self) -> str:
+        """The test id: the row and its base, e.g. `rhel-9.4-on-bookworm`."""
+        return f"{self.name}-on-{self.suite}"
 
     @property
     def rpm_image(self) -> bool:
@@ -216,6 +226,39 @@ def ubuntu_installer_leftovers(root: Path) -> None:
     )
     # Ubuntu's resolv.conf is systemd-resolved's stub.
     symlink(root, "/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
+
+
+def netplan_network_manager(root: Path) -> None:
+    """An Ubuntu server on NetworkManager: netplan hands every device to it (the file
+    Ubuntu's desktop seed ships), and cloud-init's netplan file for the build VM's NIC,
+    bound to its MAC and driver (canonical/cloud-init PR #539). The first must survive
+    and still parse (netplan-config-valid), the second must go."""
+    write(
+        root,
+        "/etc/netplan/01-network-manager-all.yaml",
+        "# Let NetworkManager manage all devices on this system\n"
+        "network:\n  version: 2\n  renderer: NetworkManager\n",
+        0o600,
+    )
+    write(
+        root,
+        "/etc/netplan/50-cloud-init.yaml",
+        "network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n"
+        "      match:\n        driver: hv_netvsc\n        macaddress: 00:0d:3a:12:34:56\n"
+        "      set-name: eth0\n",
+        0o600,
+    )
+
+
+def netplan_unparsable(root: Path) -> None:
+    """A netplan file netplan rejects (a boolean it cannot read): at boot its generator
+    would skip it and a clone would come up without that network."""
+    write(
+        root,
+        "/etc/netplan/60-bond.yaml",
+        "network:\n  version: 2\n  ethernets:\n    eth1:\n      dhcp4: maybe\n",
+        0o600,
+    )
 
 
 # ----------------------------------------------------------------------- RHEL family
@@ -470,12 +513,15 @@ _DEBIAN_COMMON = (
     debian_grub,
     swap_in_fstab,
 )
+# Ubuntu rows boot the Ubuntu variant (tests/targets/variants.py): Debian's real
+# netplan.io (recorded), rsyslog and NetworkManager running.
 _UBUNTU = (
     install_standins("grub-probe", "apt-get"),
-    install_recorders("update-grub"),
+    install_recorders("update-grub", "netplan"),
     debian_grub,
     swap_in_fstab,
     ubuntu_installer_leftovers,
+    netplan_network_manager,
 )
 _EL9K = "5.14.0-427.13.1.el9_4.x86_64"
 _EL8K = "4.18.0-553.el8_10.x86_64"
@@ -513,10 +559,12 @@ def _suse(
     )
 
 
+BASES = ("bookworm", "trixie")
+
 CLAIMS = (
     Claim(
         "debian-12",
-        {},
+        _os("debian", "12", name="Debian GNU/Linux"),
         "debian",
         "debian",
         True,
@@ -533,7 +581,7 @@ CLAIMS = (
     ),
     Claim(
         "debian-13",
-        {},
+        _os("debian", "13", name="Debian GNU/Linux"),
         "debian",
         "debian",
         True,
@@ -694,4 +742,14 @@ SLES_PAYG_WITHOUT_CLOUD_CLIENT = Claim(
     "suse",
     False,
     _suse(sles_products, payg_registered, flavor("PAYG"), tools=("instance-flavor-check",)),
+)
+
+# Ubuntu 22.04 with a netplan file netplan cannot parse: azure-ready's verification fails.
+UBUNTU_UNPARSABLE_NETPLAN = Claim(
+    "ubuntu-22.04-unparsable-netplan",
+    _os("ubuntu", "22.04", "debian", "Ubuntu"),
+    "ubuntu",
+    "ubuntu",
+    True,
+    (*_UBUNTU, netplan_unparsable),
 )

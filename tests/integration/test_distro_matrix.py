@@ -5,15 +5,20 @@ initramfs-tools included: the hyperv-initramfs step rebuilds a real initramfs in
 target). Every other row is a Debian target whose /etc/os-release claims that
 distribution. The RHEL and SUSE rows boot the rpm variant, where Debian's real rpm, dnf,
 zypper, dracut/lsinitrd and restorecon do the work (a local repository of tiny stand-in
-rpms); only tools Debian lacks are stand-ins (tests/integration/standins/ and
-registration_standins/, strict about options). Real bash, coreutils, sshd, sudo, systemd,
-waagent and cloud-init do the rest. Each row boots the Debian base nearest to what the
-claimed release ships (Claim.suite): bookworm (cloud-init 22.4, waagent 2.7.3) for Debian
-11/12, Ubuntu 20.04/22.04, RHEL/Oracle 8 and SLES/Leap; trixie (cloud-init 25.1 with the
-renamed units and the stricter schema, waagent 2.12, systemd 257) for Debian 13, Ubuntu
-24.04 and RHEL/CentOS Stream/Oracle 9, so both cloud-init generations run without
-doubling the matrix. Per row: `check` and then `azure-ready` on one target, `generalize`
-on a fresh one; the recorded commands and the resulting files are read from outside
+rpms); the Ubuntu rows boot the Ubuntu variant, with Debian's real netplan.io, rsyslog
+and NetworkManager running (Debian's waagent declares Conflicts: network-manager, so the
+variant unpacks it with `dpkg --force-conflicts`); only tools Debian lacks are stand-ins
+(tests/integration/standins/ and registration_standins/, strict about options). Real
+bash, coreutils, sshd, sudo, systemd, waagent and cloud-init do the rest.
+
+Every row runs on both Debian bases, so both cloud-init generations meet every profile:
+bookworm (cloud-init 22.4, waagent 2.7.3, systemd 252) and trixie (cloud-init 25.1 with
+the renamed units and the stricter schema, waagent 2.12, systemd 257). On the base
+nearest to what the claimed release ships (Claim.suite in CLAIMS): `check` and then
+`azure-ready` on one target (twice on the IDEMPOTENCE rows), `generalize` on a fresh one.
+On the other base (OTHER_BASE): `azure-ready` and then `generalize` on the same target,
+the order an operator runs them in; one target instead of two keeps the suite's wall
+time down. The recorded commands and the resulting files are read from outside
 (guest_path).
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,11 +34,13 @@ import pytest
 
 from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.distro_claims import (
+    BASES,
     CLAIMS,
     CONSOLE,
     SLES_BYOS_WITH_CLOUD_CLIENT,
     SLES_PAYG_WITHOUT_CLOUD_CLIENT,
     SLES_WITHOUT_PUBLIC_CLOUD_MODULE,
+    UBUNTU_UNPARSABLE_NETPLAN,
     Claim,
     calls,
 )
@@ -41,15 +49,17 @@ from tests.targets.commands import run
 from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import PACKAGES, ImageSpec, TargetImage, ensure_image
+from tests.targets.variants import KERNEL_PACKAGES, ubuntu_spec
 
 pytestmark = pytest.mark.integration
 
-# Debian's cloud kernel (with initramfs-tools) and the Hyper-V daemons the Debian profile
-# installs: azure-ready then changes nothing that needs the network.
-# grub2-common: Debian's real update-grub and grub-mkconfig (grub-probe is a stand-in).
-KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")
-# Rows that also run azure-ready a second time to show it changes nothing then.
+# Rows that also run azure-ready a second time (on their own base) to show it changes
+# nothing then.
 IDEMPOTENCE = {"debian-12", "ubuntu-22.04", "rhel-9.4", "rhel-8.10", "sles-15.5"}
+# Every row on the base nearest its release (check, azure-ready, generalize on a fresh
+# target), and again on the other base (azure-ready, then generalize on the same target:
+# the order an operator runs them in).
+OTHER_BASE = [c.on(next(b for b in BASES if b != c.suite)) for c in CLAIMS]
 
 
 def _image(claim: Claim, target_image: TargetImage) -> TargetImage:
@@ -64,6 +74,8 @@ def _image(claim: Claim, target_image: TargetImage) -> TargetImage:
                 variant=rpm_variant.NAME,
             )
         )
+    if claim.family == "ubuntu":
+        return ensure_image(ubuntu_spec(claim.suite))
     extra = KERNEL_PACKAGES if claim.kernel_image else ()
     if claim.suite == target_image.spec.suite and not extra:
         return target_image
@@ -119,7 +131,7 @@ _WATCHED = [
 ]
 
 
-@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.row_id)
 def test_check_then_azure_ready(claim: Claim, target_image: TargetImage, tmp_path: Path) -> None:
     """check passes, azure-ready makes the claimed distro fit for Azure and verifies it."""
     image = _image(claim, target_image)
@@ -127,24 +139,7 @@ def test_check_then_azure_ready(claim: Claim, target_image: TargetImage, tmp_pat
         check = imageprep("check", *key_args(target), run_dir=tmp_path / "check")
         _ok(check, "check")
         assert check.report["plan"]["profile"]["id"] == claim.profile
-
-        machine_id = target.guest_path("/etc/machine-id").read_text()
-        before = len(calls(target.root))
-        ready = imageprep(
-            "run",
-            *key_args(target),
-            "--playbook",
-            "azure-ready",
-            "--backup",
-            f"archive:{tmp_path / 'backup'}",
-            run_dir=tmp_path / "ready",
-        )
-        _ok(ready, "azure-ready")
-        assert ready.report["plan"]["profile"]["id"] == claim.profile
-        assert ready.report["point_of_no_return_reached"] is False
-        _assert_not_deprovisioned(target, machine_id)
-        _assert_ready_files(claim, target)
-        _assert_ready_calls(claim, _since(calls(target.root), before))
+        _azure_ready(claim, target, tmp_path)
 
         if claim.name in IDEMPOTENCE:
             snapshot = _digest(target, _WATCHED)
@@ -170,80 +165,134 @@ def test_check_then_azure_ready(claim: Claim, target_image: TargetImage, tmp_pat
             ]
 
 
-@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.name)
+@pytest.mark.parametrize("claim", OTHER_BASE, ids=lambda c: c.row_id)
+def test_azure_ready_then_generalize(
+    claim: Claim, target_image: TargetImage, tmp_path: Path
+) -> None:
+    """On the row's other base, azure-ready and then generalize on the same target."""
+    with NspawnTarget(_image(claim, target_image), prepare=claim.prepare) as target:
+        _azure_ready(claim, target, tmp_path)
+        _generalize(claim, target, tmp_path)
+
+
+def _azure_ready(claim: Claim, target: NspawnTarget, tmp_path: Path) -> None:
+    """Run azure-ready on `target` and check what it changed (and what it left alone)."""
+    _services_running(claim, target)
+    machine_id = target.guest_path("/etc/machine-id").read_text()
+    before = len(calls(target.root))
+    ready = imageprep(
+        "run",
+        *key_args(target),
+        "--playbook",
+        "azure-ready",
+        "--backup",
+        f"archive:{tmp_path / 'backup'}",
+        run_dir=tmp_path / "ready",
+    )
+    _ok(ready, "azure-ready")
+    assert ready.report["plan"]["profile"]["id"] == claim.profile
+    assert ready.report["point_of_no_return_reached"] is False
+    _assert_not_deprovisioned(target, machine_id)
+    _assert_ready_files(claim, target)
+    _assert_ready_calls(claim, _since(calls(target.root), before))
+
+
+def _services_running(claim: Claim, target: NspawnTarget) -> None:
+    """The Ubuntu rows' image runs an Ubuntu server's rsyslog and NetworkManager."""
+    if claim.family != "ubuntu":
+        return
+    states = subprocess.run(
+        target.ssh_command("systemctl", "is-active", "rsyslog", "NetworkManager"),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert states.split() == ["active", "active"], states
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.row_id)
 def test_generalize(claim: Claim, target_image: TargetImage, tmp_path: Path) -> None:
     """generalize deprovisions the claimed distro and removes its registration data."""
-    image = _image(claim, target_image)
-    with NspawnTarget(image, prepare=claim.prepare) as target:
-        before = len(calls(target.root))
-        result = imageprep(
-            "run",
-            *key_args(target),
-            "--backup",
-            f"archive:{tmp_path / 'backup'}",
-            run_dir=tmp_path / "run",
-        )
-        stopped = target.wait_stopped(60)
-        _ok(result, "generalize")
-        assert stopped
-        assert result.report["powered_off"] is True
-        assert result.report["plan"]["profile"]["id"] == claim.profile
-        root = target.root
-        assert target.guest_path("/etc/machine-id").read_text() == ""
-        assert list(target.guest_path("/etc/ssh").glob("ssh_host_*")) == []
-        passwd = target.guest_path("/etc/passwd").read_text()
-        assert not re.search(rf"^{target.user}:", passwd, re.MULTILINE)
-        log = _since(calls(root), before)
-        tools = _tools(log)
-        if claim.family == "rhel":
-            _assert_waagent_completed_on_rhel(claim, target)
-            assert ["dnf", "clean", "all"] in log
-            assert ["selinuxenabled"] in log
-            relabel = [c for c in log if c[0] == "restorecon"]
-            assert relabel
-            assert relabel[-1][1] == "-R"
-            assert "/etc" in relabel[-1]
-            assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
-            assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
-            if claim.name == "rhel-9.4":
-                # rhc disconnect unregisters from RHSM and Insights at once
-                assert ["rhc", "disconnect"] in log
-                assert ["subscription-manager", "unregister"] not in log
-                assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
-                devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
-                assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
-            if claim.name == "rhel-8.10":
-                assert ["insights-client", "--unregister"] in log
-                assert ["subscription-manager", "unregister"] in log
-            if claim.name.startswith("rhel"):
-                assert not target.guest_path("/etc/insights-client/.registered").exists()
-                assert ["subscription-manager", "clean"] in log
-                assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
-        if claim.family == "suse":
-            assert ["zypper", "--non-interactive", "clean", "--all"] in log
-            assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
-            if claim.name == "sles-15.5":  # BYOS
-                assert ["instance-flavor-check"] in log
-                assert ["SUSEConnect", "--de-register"] in log
-                assert ["SUSEConnect", "--cleanup"] in log
-                assert "registercloudguest" not in tools
-            if claim.name == "sles-15.5-payg":
-                # registercloudguest --clean only: SUSEConnect refuses -d next to it.
-                assert ["registercloudguest", "--clean"] in log
-                assert "SUSEConnect" not in tools
-                assert "susecloud.net" not in target.guest_path("/etc/hosts").read_text()
-                assert not list(target.guest_path("/etc/zypp/services.d").glob("*.service"))
-        if claim.family in ("suse", "ubuntu"):
-            # The resolv.conf symlink survives waagent's deprovision (restored if deleted).
-            link = guest_path(target.root, "/etc/resolv.conf", follow_last=False)
-            assert link.is_symlink()
-        if claim.family in ("debian", "ubuntu"):
-            assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
-        if claim.name == "ubuntu-24.04":
-            assert ["pro", "detach", "--assume-yes"] in log
-            assert not target.guest_path(
-                "/var/lib/ubuntu-advantage/private/machine-token.json"
-            ).exists()
+    with NspawnTarget(_image(claim, target_image), prepare=claim.prepare) as target:
+        _services_running(claim, target)
+        _generalize(claim, target, tmp_path)
+
+
+def _generalize(claim: Claim, target: NspawnTarget, tmp_path: Path) -> None:
+    """Run generalize on `target` and check the deprovisioned result from outside."""
+    before = len(calls(target.root))
+    result = imageprep(
+        "run",
+        *key_args(target),
+        "--backup",
+        f"archive:{tmp_path / 'backup-generalize'}",
+        run_dir=tmp_path / "run",
+    )
+    stopped = target.wait_stopped(60)
+    _ok(result, "generalize")
+    assert stopped
+    assert result.report["powered_off"] is True
+    assert result.report["plan"]["profile"]["id"] == claim.profile
+    root = target.root
+    assert target.guest_path("/etc/machine-id").read_text() == ""
+    assert list(target.guest_path("/etc/ssh").glob("ssh_host_*")) == []
+    passwd = target.guest_path("/etc/passwd").read_text()
+    assert not re.search(rf"^{target.user}:", passwd, re.MULTILINE)
+    log = _since(calls(root), before)
+    tools = _tools(log)
+    if claim.family == "rhel":
+        _assert_waagent_completed_on_rhel(claim, target)
+        assert ["dnf", "clean", "all"] in log
+        assert ["selinuxenabled"] in log
+        relabel = [c for c in log if c[0] == "restorecon"]
+        assert relabel
+        assert relabel[-1][1] == "-R"
+        assert "/etc" in relabel[-1]
+        assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
+        assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
+        if claim.name == "rhel-9.4":
+            # rhc disconnect unregisters from RHSM and Insights at once
+            assert ["rhc", "disconnect"] in log
+            assert ["subscription-manager", "unregister"] not in log
+            assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
+            devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
+            assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
+        if claim.name == "rhel-8.10":
+            assert ["insights-client", "--unregister"] in log
+            assert ["subscription-manager", "unregister"] in log
+        if claim.name.startswith("rhel"):
+            assert not target.guest_path("/etc/insights-client/.registered").exists()
+            assert ["subscription-manager", "clean"] in log
+            assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
+    if claim.family == "suse":
+        assert ["zypper", "--non-interactive", "clean", "--all"] in log
+        assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
+        if claim.name == "sles-15.5":  # BYOS
+            assert ["instance-flavor-check"] in log
+            assert ["SUSEConnect", "--de-register"] in log
+            assert ["SUSEConnect", "--cleanup"] in log
+            assert "registercloudguest" not in tools
+        if claim.name == "sles-15.5-payg":
+            # registercloudguest --clean only: SUSEConnect refuses -d next to it.
+            assert ["registercloudguest", "--clean"] in log
+            assert "SUSEConnect" not in tools
+            assert "susecloud.net" not in target.guest_path("/etc/hosts").read_text()
+            assert not list(target.guest_path("/etc/zypp/services.d").glob("*.service"))
+    if claim.family in ("suse", "ubuntu"):
+        # The resolv.conf symlink survives waagent's deprovision (restored if deleted).
+        link = guest_path(target.root, "/etc/resolv.conf", follow_last=False)
+        assert link.is_symlink()
+    if claim.family in ("debian", "ubuntu"):
+        assert not (set(tools) & {"dnf", "zypper", "restorecon", "subscription-manager"})
+    if claim.family == "ubuntu":
+        assert ["netplan", "get", "ethernets"] in log
+        assert not target.guest_path("/etc/netplan/50-cloud-init.yaml").exists()
+        assert target.guest_path("/etc/netplan/01-network-manager-all.yaml").exists()
+    if claim.name == "ubuntu-24.04":
+        assert ["pro", "detach", "--assume-yes"] in log
+        assert not target.guest_path(
+            "/var/lib/ubuntu-advantage/private/machine-token.json"
+        ).exists()
 
 
 def _assert_waagent_completed_on_rhel(claim: Claim, target: NspawnTarget) -> None:
@@ -283,8 +332,8 @@ def test_sles_without_public_cloud_module_is_refused(
             f"archive:{tmp_path / 'backup'}",
             run_dir=tmp_path / "ready",
         )
-        # 5, not 3: the engine gives 3 to the generalize playbook's preflight phase only.
-        assert ready.exit_code == 5, ready.stderr[-2000:]
+        # 3: azure-ready's own preflight phase failed, nothing on the VM was changed.
+        assert ready.exit_code == 3, ready.stderr[-2000:]
         failed = [s for s in ready.report["steps"] if s["status"] == "failed"]
         assert [s["name"] for s in failed] == ["public-cloud-module-active"]
         assert "SUSEConnect -p sle-module-public-cloud/15.5/x86_64" in failed[0]["stderr_tail"]
@@ -326,6 +375,28 @@ def test_sles_payg_without_cloud_client_is_refused_in_preflight(
         step = check.step("preflight/registration-flavor-known")
         assert step["status"] == "failed"
         assert "registercloudguest" in step["stderr_tail"]
+
+
+def test_unparsable_netplan_fails_azure_ready_verification(
+    images: Callable[[Claim], TargetImage], tmp_path: Path
+) -> None:
+    """A netplan file the real netplan rejects fails azure-ready's verification, named."""
+    claim = UBUNTU_UNPARSABLE_NETPLAN
+    with NspawnTarget(images(claim), prepare=claim.prepare) as target:
+        ready = imageprep(
+            "run",
+            *key_args(target),
+            "--playbook",
+            "azure-ready",
+            "--backup",
+            f"archive:{tmp_path / 'backup'}",
+            run_dir=tmp_path / "ready",
+        )
+        step = ready.step("azure-verify/netplan-config-valid")
+        assert step["status"] == "failed", step
+        assert "netplan rejects the configuration" in step["stderr_tail"], step
+        assert "60-bond.yaml" in step["stderr_tail"], step
+        assert ready.exit_code == 5, ready.stderr[-2000:]
 
 
 def _assert_not_deprovisioned(target: NspawnTarget, machine_id: str) -> None:
@@ -395,6 +466,8 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
         assert {"hv_vmbus", "hv_netvsc", "hv_storvsc"} <= set(modules)
     if claim.family == "ubuntu":
         assert not g("/etc/netplan/00-installer-config.yaml").exists()
+        assert not g("/etc/netplan/50-cloud-init.yaml").exists()  # bound to a MAC
+        assert g("/etc/netplan/01-network-manager-all.yaml").exists()
         assert not g("/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg").exists()
     if claim.family in ("rhel", "suse"):
         assert (
@@ -472,13 +545,15 @@ def _assert_ready_calls(claim: Claim, log: list[list[str]]) -> None:
         assert not (set(tools) & {"dnf", "zypper", "dracut", "grubby", "apt-get"})
     if claim.family == "ubuntu":
         installs = [c for c in log if c[:2] == ["apt-get", "install"]]
-        # Only what is missing: Debian has cloud-init (and gdisk in the kernel image),
-        # not Ubuntu's walinuxagent and netplan.io.
+        # Only what is missing: the Ubuntu variant has cloud-init and Debian's real
+        # netplan.io, not Ubuntu's walinuxagent.
         assert len(installs) == 1, installs
         assert installs[0][:4] == ["apt-get", "install", "-y", "--no-install-recommends"]
-        assert {"walinuxagent", "netplan.io"} <= set(installs[0][4:]), installs
-        assert "cloud-init" not in installs[0], installs
+        assert "walinuxagent" in installs[0][4:], installs
+        assert not {"cloud-init", "netplan.io"} & set(installs[0][4:]), installs
         assert ["update-grub"] in log
+        # The real netplan read what is left (netplan-config-valid).
+        assert ["netplan", "get", "ethernets"] in log
     if claim.family == "rhel":
         assert [
             "dnf",

@@ -40,7 +40,11 @@ class NspawnProcess:
     """A booted container over `root`, with its console written to `console_log`."""
 
     def __init__(
-        self, root: Path, machine: str, console_log: Path, network: Sequence[str],
+        self,
+        root: Path,
+        machine: str,
+        console_log: Path,
+        network: Sequence[str],
         env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
@@ -77,9 +81,15 @@ class NspawnProcess:
         with self.console_log.open("wb") as console, _removed_on_error(self._cgroup):
             self._process = subprocess.Popen(
                 ["sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", *self.argv()],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                env={**os.environ, **_NSPAWN_ENV, **self._env,
-                     "IMAGEPREP_CGROUP_PROCS": cgroup_procs},
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    **_NSPAWN_ENV,
+                    **self._env,
+                    "IMAGEPREP_CGROUP_PROCS": cgroup_procs,
+                },
                 # Own session: a Ctrl-C in the caller's terminal must reach our teardown,
                 # not nspawn directly.
                 start_new_session=True,

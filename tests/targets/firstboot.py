@@ -22,8 +22,11 @@ _POWEROFF_TIMEOUT_SECONDS = 60.0
 def boot_once(root: Path, console_log: Path, env: dict[str, str] | None = None) -> None:
     """Boot `root` without network, check it came up clean, then power it off from inside."""
     container = NspawnProcess(
-        root, machine=f"imageprep-firstboot-{os.getpid()}", console_log=console_log,
-        network=["--private-network"], env=env,
+        root,
+        machine=f"imageprep-firstboot-{os.getpid()}",
+        console_log=console_log,
+        network=["--private-network"],
+        env=env,
     )
     container.start()
     try:

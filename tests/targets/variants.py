@@ -16,6 +16,12 @@ NetworkManager running.
   * RHEL's auditd.service has RefuseManualStop=yes (`systemctl stop auditd` is refused;
     `service auditd stop` works there); Debian's unit lacks it, so a drop-in adds it.
   NetworkManager leaves the test link alone (unmanaged), so SSH keeps its static address.
+- `ubuntu_spec()`: the image the Ubuntu rows of the distribution matrix boot, on either
+  base: Debian's cloud kernel and grub2-common (as every Debian-family row), Debian's
+  real netplan.io (`netplan generate`, `netplan get` and its systemd generator), and an
+  Ubuntu server's running services: rsyslog and NetworkManager, beside waagent unpacked
+  with `dpkg --force-conflicts` as in the server variant. No auditd: Ubuntu does not
+  install it by default (and it would need nspawn's seccomp filter off).
 """
 
 from __future__ import annotations
@@ -23,23 +29,36 @@ from __future__ import annotations
 from tests.targets.rootfs import PACKAGES, ImageSpec
 
 TRIXIE = "trixie"
-SERVER_PACKAGES = (
-    *(p for p in PACKAGES if p != "waagent"),
-    "rsyslog",
-    "auditd",
-    "network-manager",
-    # waagent's dependencies (Debian 12: Depends of package waagent 2.7.3.0-4.1)
-    "python3-distro",
-    "python3-pkg-resources",
-    "ca-certificates",
-    "openssl",
-)
-_SERVER_HOOKS = (
+# Debian's cloud kernel (with initramfs-tools), the Hyper-V daemons the Debian profile
+# installs (azure-ready then needs no network) and grub2-common (Debian's real
+# update-grub and grub-mkconfig): what the distribution matrix's Debian-family rows boot.
+KERNEL_PACKAGES = ("linux-image-cloud-amd64", "hyperv-daemons", "grub2-common")
+# waagent's Depends (Debian 12: waagent 2.7.3.0-4.1; Debian 13: 2.12.0.2-3, whose
+# `python3-legacycrypt | python3-supported-max (<< 3.13)` needs the first on Python 3.13):
+# apt installs them, dpkg then unpacks waagent beside network-manager.
+_WAAGENT_DEPENDS = {
+    "bookworm": ("python3-distro", "python3-pkg-resources", "ca-certificates", "openssl"),
+    TRIXIE: (
+        "python3-distro",
+        "python3-legacycrypt",
+        "python3-crypt-r",
+        "ca-certificates",
+        "openssl",
+    ),
+}
+_WITHOUT_WAAGENT = tuple(p for p in PACKAGES if p != "waagent")
+_WAAGENT_BESIDE_NETWORK_MANAGER = (
     'chroot "$1" sh -ec "cd /tmp && apt-get download -q waagent'
-    ' && dpkg --force-conflicts -i waagent_*.deb && rm -f waagent_*.deb"',
+    ' && dpkg --force-conflicts -i waagent_*.deb && rm -f waagent_*.deb"'
+)
+_NETWORK_MANAGER_LEAVES_TEST_LINK = (
     'mkdir -p "$1/etc/NetworkManager/conf.d"'
     ' && printf "[main]\\nno-auto-default=*\\n[keyfile]\\nunmanaged-devices=interface-name:tgt0\\n"'
-    ' > "$1/etc/NetworkManager/conf.d/90-imageprep-test-link.conf"',
+    ' > "$1/etc/NetworkManager/conf.d/90-imageprep-test-link.conf"'
+)
+_SERVER_HOOKS = (
+    _WAAGENT_BESIDE_NETWORK_MANAGER,
+    _NETWORK_MANAGER_LEAVES_TEST_LINK,
     'sed -i "s/^local_events *=.*/local_events = no/" "$1/etc/audit/auditd.conf"',
     'mkdir -p "$1/etc/systemd/system/auditd.service.d"'
     ' && printf "[Unit]\\nRefuseManualStop=yes\\n"'
@@ -56,7 +75,29 @@ def server_spec(suite: str = "bookworm") -> ImageSpec:
     """Debian with rsyslog, auditd and NetworkManager running beside waagent and cloud-init."""
     return ImageSpec(
         suite=suite,
-        packages=SERVER_PACKAGES,
+        packages=(
+            *_WITHOUT_WAAGENT,
+            "rsyslog",
+            "auditd",
+            "network-manager",
+            *_WAAGENT_DEPENDS[suite],
+        ),
         hooks=_SERVER_HOOKS,
         nspawn_env=(("SYSTEMD_SECCOMP", "0"),),
+    )
+
+
+def ubuntu_spec(suite: str = "bookworm") -> ImageSpec:
+    """The Ubuntu rows' image: cloud kernel, real netplan.io, rsyslog and NetworkManager."""
+    return ImageSpec(
+        suite=suite,
+        packages=(
+            *_WITHOUT_WAAGENT,
+            *KERNEL_PACKAGES,
+            "netplan.io",
+            "rsyslog",
+            "network-manager",
+            *_WAAGENT_DEPENDS[suite],
+        ),
+        hooks=(_WAAGENT_BESIDE_NETWORK_MANAGER, _NETWORK_MANAGER_LEAVES_TEST_LINK),
     )

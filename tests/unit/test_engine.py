@@ -145,6 +145,21 @@ def test_preflight_failure_is_exit_3_and_stops() -> None:
     assert status_of(result, "cleanup/clean") is StepStatus.NOT_RUN
 
 
+def test_a_playbooks_own_preflight_phase_failure_is_exit_3() -> None:
+    """azure-ready's `azure-preflight` phase fails with exit 3 too, as `preflight` does."""
+    result = run_engine(
+        {
+            "azure-preflight": [step("module-active", "exit 1")],
+            "azure-prepare": [step("install", "true")],
+        },
+        backup=FixedBackup(),
+        playbook_phases=("backup", "azure-preflight", "azure-prepare"),
+    )
+    assert result.exit_code is ExitCode.PREFLIGHT_FAILED
+    assert "nothing on the VM was changed" in result.message
+    assert status_of(result, "azure-prepare/install") is StepStatus.NOT_RUN
+
+
 def test_cleanup_failure_before_destructive_is_exit_5() -> None:
     """A failure before any destructive step says the VM is still usable."""
     result = run_engine({"cleanup": [step("clean", "exit 4")]}, backup=FixedBackup())
