@@ -239,45 +239,63 @@ def _generalize(claim: Claim, target: NspawnTarget, tmp_path: Path) -> None:
     passwd = target.guest_path("/etc/passwd").read_text()
     assert not re.search(rf"^{target.user}:", passwd, re.MULTILINE)
     log = _since(calls(root), before)
-    tools = _tools(log)
     if claim.family == "rhel":
         _assert_waagent_completed_on_rhel(claim, target)
-        assert ["dnf", "clean", "all"] in log
-        assert ["selinuxenabled"] in log
-        relabel = [c for c in log if c[0] == "restorecon"]
-        assert relabel
-        assert relabel[-1][1] == "-R"
-        assert "/etc" in relabel[-1]
-        assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
-        assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
-        if claim.name == "rhel-9.4":
-            # rhc disconnect unregisters from RHSM and Insights at once
-            assert ["rhc", "disconnect"] in log
-            assert ["subscription-manager", "unregister"] not in log
-            assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
-            devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
-            assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
-        if claim.name == "rhel-8.10":
-            assert ["insights-client", "--unregister"] in log
-            assert ["subscription-manager", "unregister"] in log
-        if claim.name.startswith("rhel"):
-            assert not target.guest_path("/etc/insights-client/.registered").exists()
-            assert ["subscription-manager", "clean"] in log
-            assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
+        _assert_rhel_deprovisioned(claim, target, log)
     if claim.family == "suse":
-        assert ["zypper", "--non-interactive", "clean", "--all"] in log
-        assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
-        if claim.name == "sles-15.5":  # BYOS
-            assert ["instance-flavor-check"] in log
-            assert ["SUSEConnect", "--de-register"] in log
-            assert ["SUSEConnect", "--cleanup"] in log
-            assert "registercloudguest" not in tools
-        if claim.name == "sles-15.5-payg":
-            # registercloudguest --clean only: SUSEConnect refuses -d next to it.
-            assert ["registercloudguest", "--clean"] in log
-            assert "SUSEConnect" not in tools
-            assert "susecloud.net" not in target.guest_path("/etc/hosts").read_text()
-            assert not list(target.guest_path("/etc/zypp/services.d").glob("*.service"))
+        _assert_suse_deprovisioned(claim, target, log)
+    _assert_network_and_subscriptions_left(claim, target, log)
+
+
+def _assert_rhel_deprovisioned(claim: Claim, target: NspawnTarget, log: list[list[str]]) -> None:
+    """dnf cleaned, SELinux relabel asked for, RHSM, Insights and rhc unregistered."""
+    assert ["dnf", "clean", "all"] in log
+    assert ["selinuxenabled"] in log
+    relabel = [c for c in log if c[0] == "restorecon"]
+    assert relabel
+    assert relabel[-1][1] == "-R"
+    assert "/etc" in relabel[-1]
+    assert not list(target.guest_path("/etc/pki").glob("*/*.pem"))
+    assert not target.guest_path("/etc/sysconfig/rhn/systemid").exists()
+    if claim.name == "rhel-9.4":
+        # rhc disconnect unregisters from RHSM and Insights at once
+        assert ["rhc", "disconnect"] in log
+        assert ["subscription-manager", "unregister"] not in log
+        assert not target.guest_path("/etc/lvm/devices/system.devices").exists()
+        devices_gone_at = next(i for i, c in enumerate(log) if c[0] == "dracut")
+        assert log[devices_gone_at] == ["dracut", "-f", "--regenerate-all"]
+    if claim.name == "rhel-8.10":
+        assert ["insights-client", "--unregister"] in log
+        assert ["subscription-manager", "unregister"] in log
+    if claim.name.startswith("rhel"):
+        assert not target.guest_path("/etc/insights-client/.registered").exists()
+        assert ["subscription-manager", "clean"] in log
+        assert not list(target.guest_path("/etc/pki/entitlement").glob("*.pem"))
+
+
+def _assert_suse_deprovisioned(claim: Claim, target: NspawnTarget, log: list[list[str]]) -> None:
+    """zypper cleaned; a BYOS system deregistered by SUSEConnect, PAYG by registercloudguest."""
+    tools = _tools(log)
+    assert ["zypper", "--non-interactive", "clean", "--all"] in log
+    assert not target.guest_path("/etc/zypp/credentials.d/SCCcredentials").exists()
+    if claim.name == "sles-15.5":  # BYOS
+        assert ["instance-flavor-check"] in log
+        assert ["SUSEConnect", "--de-register"] in log
+        assert ["SUSEConnect", "--cleanup"] in log
+        assert "registercloudguest" not in tools
+    if claim.name == "sles-15.5-payg":
+        # registercloudguest --clean only: SUSEConnect refuses -d next to it.
+        assert ["registercloudguest", "--clean"] in log
+        assert "SUSEConnect" not in tools
+        assert "susecloud.net" not in target.guest_path("/etc/hosts").read_text()
+        assert not list(target.guest_path("/etc/zypp/services.d").glob("*.service"))
+
+
+def _assert_network_and_subscriptions_left(
+    claim: Claim, target: NspawnTarget, log: list[list[str]]
+) -> None:
+    """resolv.conf still a link, no RPM tools on Debian rows, netplan checked, pro detached."""
+    tools = _tools(log)
     if claim.family in ("suse", "ubuntu"):
         # The resolv.conf symlink survives waagent's deprovision (restored if deleted).
         link = guest_path(target.root, "/etc/resolv.conf", follow_last=False)
@@ -416,6 +434,22 @@ def _owned_by_root(path: Path, mode: int | None = None) -> None:
 
 
 def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
+    """What azure-ready leaves on every distribution, then what it leaves on this one's."""
+    _assert_agent_files(claim, target)
+    if claim.family in ("debian", "ubuntu"):
+        _assert_debian_boot_files(target)
+    if claim.family == "ubuntu":
+        _assert_ubuntu_network_files(target)
+    if claim.family in ("rhel", "suse"):
+        _assert_dracut_and_grub_files(target)
+    if claim.family == "rhel":
+        _assert_rhel_files(claim, target)
+    if claim.family == "suse":
+        _assert_suse_files(target)
+
+
+def _assert_agent_files(claim: Claim, target: NspawnTarget) -> None:
+    """waagent.conf, cloud-init's Azure drop-ins, the swap file and the enabled agent."""
     g = target.guest_path
     conf = g("/etc/waagent.conf").read_text()
     active = [line for line in conf.splitlines() if line and not line.lstrip().startswith("#")]
@@ -448,94 +482,108 @@ def _assert_ready_files(claim: Claim, target: NspawnTarget) -> None:
     wants = f"/etc/systemd/system/multi-user.target.wants/{agent}.service"
     assert guest_path(target.root, wants, follow_last=False).is_symlink()
 
-    if claim.family in ("debian", "ubuntu"):
-        dropin = g("/etc/default/grub.d/99-imageprep-azure.cfg")
-        _owned_by_root(dropin, 0o644)
-        grub_cfg = g("/boot/grub/grub.cfg").read_text()
-        # Written by Debian's real grub-mkconfig, from its /etc/grub.d scripts.
-        assert "### BEGIN /etc/grub.d/10_linux ###" in grub_cfg
-        entries = [line for line in grub_cfg.splitlines() if line.split()[:1] == ["linux"]]
-        assert entries, grub_cfg
-        for line in entries:
-            words = line.split()
-            assert all(c in words for c in CONSOLE), line
-            assert "quiet" not in words, line
-            assert "console=tty0" not in words, line
-        assert "terminal_output serial console" in grub_cfg
-        modules = g("/etc/initramfs-tools/modules").read_text().split()
-        assert {"hv_vmbus", "hv_netvsc", "hv_storvsc"} <= set(modules)
-    if claim.family == "ubuntu":
-        assert not g("/etc/netplan/00-installer-config.yaml").exists()
-        assert not g("/etc/netplan/50-cloud-init.yaml").exists()  # bound to a MAC
-        assert g("/etc/netplan/01-network-manager-all.yaml").exists()
-        assert not g("/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg").exists()
-    if claim.family in ("rhel", "suse"):
-        assert (
-            g("/etc/dracut.conf.d/azure.conf").read_text()
-            == 'add_drivers+=" hv_vmbus hv_netvsc hv_storvsc "\n'
+
+def _assert_debian_boot_files(target: NspawnTarget) -> None:
+    """grub's drop-in and real grub.cfg, the Hyper-V modules in initramfs-tools' list."""
+    g = target.guest_path
+    dropin = g("/etc/default/grub.d/99-imageprep-azure.cfg")
+    _owned_by_root(dropin, 0o644)
+    grub_cfg = g("/boot/grub/grub.cfg").read_text()
+    # Written by Debian's real grub-mkconfig, from its /etc/grub.d scripts.
+    assert "### BEGIN /etc/grub.d/10_linux ###" in grub_cfg
+    entries = [line for line in grub_cfg.splitlines() if line.split()[:1] == ["linux"]]
+    assert entries, grub_cfg
+    for line in entries:
+        words = line.split()
+        assert all(c in words for c in CONSOLE), line
+        assert "quiet" not in words, line
+        assert "console=tty0" not in words, line
+    assert "terminal_output serial console" in grub_cfg
+    modules = g("/etc/initramfs-tools/modules").read_text().split()
+    assert {"hv_vmbus", "hv_netvsc", "hv_storvsc"} <= set(modules)
+
+
+def _assert_ubuntu_network_files(target: NspawnTarget) -> None:
+    """The netplan files tied to the build VM are gone; the renderer's stays."""
+    g = target.guest_path
+    assert not g("/etc/netplan/00-installer-config.yaml").exists()
+    assert not g("/etc/netplan/50-cloud-init.yaml").exists()  # bound to a MAC
+    assert g("/etc/netplan/01-network-manager-all.yaml").exists()
+    assert not g("/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg").exists()
+
+
+def _assert_dracut_and_grub_files(target: NspawnTarget) -> None:
+    """dracut's driver list (in the real initrds, by the real lsinitrd) and grub's defaults."""
+    g = target.guest_path
+    assert (
+        g("/etc/dracut.conf.d/azure.conf").read_text()
+        == 'add_drivers+=" hv_vmbus hv_netvsc hv_storvsc "\n'
+    )
+    # Real dracut images, listed by the real lsinitrd inside the target.
+    initrds = sorted(p.name for p in g("/boot").glob("initrd.img-*"))
+    assert initrds
+    for name in initrds:
+        listing = run(target.ssh_command("sudo", "/usr/bin/lsinitrd", f"/boot/{name}"))
+        assert all(f"/{m}.ko" in listing for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc")), listing[
+            :2000
+        ]
+    default = g("/etc/default/grub").read_text()
+    cmdline = re.search(r'^GRUB_CMDLINE_LINUX="(.*)"$', default, re.MULTILINE)
+    assert cmdline, default
+    assert all(c in cmdline.group(1).split() for c in CONSOLE), default
+    assert 'GRUB_TERMINAL="serial console"' in default
+    assert "rhgb" not in default
+    assert " quiet" not in default
+
+
+def _assert_rhel_files(claim: Claim, target: NspawnTarget) -> None:
+    """BLS entries, NetworkManager's unmanaged devices, eth0 as keyfile or ifcfg."""
+    g = target.guest_path
+    for entry in g("/boot/loader/entries").glob("*.conf"):
+        options = next(
+            line for line in entry.read_text().splitlines() if line.startswith("options ")
         )
-        # Real dracut images, listed by the real lsinitrd inside the target.
-        initrds = sorted(p.name for p in g("/boot").glob("initrd.img-*"))
-        assert initrds
-        for name in initrds:
-            listing = run(target.ssh_command("sudo", "/usr/bin/lsinitrd", f"/boot/{name}"))
-            assert all(f"/{m}.ko" in listing for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc")), (
-                listing[:2000]
-            )
-        default = g("/etc/default/grub").read_text()
-        cmdline = re.search(r'^GRUB_CMDLINE_LINUX="(.*)"$', default, re.MULTILINE)
-        assert cmdline, default
-        assert all(c in cmdline.group(1).split() for c in CONSOLE), default
-        assert 'GRUB_TERMINAL="serial console"' in default
-        assert "rhgb" not in default
-        assert " quiet" not in default
-    if claim.family == "rhel":
-        for entry in g("/boot/loader/entries").glob("*.conf"):
-            options = next(
-                line for line in entry.read_text().splitlines() if line.startswith("options ")
-            )
-            words = options.split()
-            assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), options
-            assert "rhgb" not in words
-            assert "quiet" not in words
-            assert "console=tty0" not in words
-            assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
-        assert "blscfg" in g("/boot/grub2/grub.cfg").read_text()
-        nm_conf = g("/etc/NetworkManager/conf.d/99-azure-unmanaged-devices.conf")
+        words = options.split()
+        assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), options
+        assert "rhgb" not in words
+        assert "quiet" not in words
+        assert "console=tty0" not in words
+        assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
+    assert "blscfg" in g("/boot/grub2/grub.cfg").read_text()
+    nm_conf = g("/etc/NetworkManager/conf.d/99-azure-unmanaged-devices.conf")
+    assert "unmanaged-devices=driver:mlx4_core;driver:mlx5_core;driver:mana" in nm_conf.read_text()
+    if claim.profile.endswith("-9"):
+        words = g("/etc/kernel/cmdline").read_text().split()
+        assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), words
+        assert not {"rhgb", "quiet", "console=tty0"} & set(words), words
+        assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
+        keyfile = g("/etc/NetworkManager/system-connections/eth0.nmconnection")
+        _owned_by_root(keyfile, 0o600)
+        assert "interface-name=eth0" in keyfile.read_text()
         assert (
-            "unmanaged-devices=driver:mlx4_core;driver:mlx5_core;driver:mana" in nm_conf.read_text()
+            "mac-address"
+            not in g("/etc/NetworkManager/system-connections/ens192.nmconnection").read_text()
         )
-        if claim.profile.endswith("-9"):
-            words = g("/etc/kernel/cmdline").read_text().split()
-            assert all(c in words for c in (*CONSOLE, "net.ifnames=0")), words
-            assert not {"rhgb", "quiet", "console=tty0"} & set(words), words
-            assert "crashkernel=1G-4G:192M,4G-64G:256M" in words  # not ours: kept
-            keyfile = g("/etc/NetworkManager/system-connections/eth0.nmconnection")
-            _owned_by_root(keyfile, 0o600)
-            assert "interface-name=eth0" in keyfile.read_text()
-            assert (
-                "mac-address"
-                not in g("/etc/NetworkManager/system-connections/ens192.nmconnection").read_text()
-            )
-        else:
-            ifcfg = g("/etc/sysconfig/network-scripts/ifcfg-eth0")
-            _owned_by_root(ifcfg, 0o644)
-            assert "BOOTPROTO=dhcp" in ifcfg.read_text()
-            assert "HWADDR" not in g("/etc/sysconfig/network-scripts/ifcfg-ens192").read_text()
-    if claim.family == "suse":
-        assert "blscfg" not in g("/boot/grub2/grub.cfg").read_text()
-        suse_ifcfg = g("/etc/sysconfig/network/ifcfg-eth0").read_text()
-        assert "LLADDR" not in suse_ifcfg
-        assert "BOOTPROTO='dhcp'" in suse_ifcfg
-        assert (
-            'DHCLIENT_SET_HOSTNAME="no"'
-            in g("/etc/sysconfig/network/dhcp").read_text().splitlines()
-        )
-        sudoers = g("/etc/sudoers")
-        text = sudoers.read_text()
-        assert "#imageprep-azure-ready: Defaults targetpw" in text
-        assert "\nALL ALL=(ALL) ALL" not in text
-        _owned_by_root(sudoers, 0o440)
+    else:
+        ifcfg = g("/etc/sysconfig/network-scripts/ifcfg-eth0")
+        _owned_by_root(ifcfg, 0o644)
+        assert "BOOTPROTO=dhcp" in ifcfg.read_text()
+        assert "HWADDR" not in g("/etc/sysconfig/network-scripts/ifcfg-ens192").read_text()
+
+
+def _assert_suse_files(target: NspawnTarget) -> None:
+    """grub without BLS, wicked's ifcfg and dhcp, sudoers without targetpw."""
+    g = target.guest_path
+    assert "blscfg" not in g("/boot/grub2/grub.cfg").read_text()
+    suse_ifcfg = g("/etc/sysconfig/network/ifcfg-eth0").read_text()
+    assert "LLADDR" not in suse_ifcfg
+    assert "BOOTPROTO='dhcp'" in suse_ifcfg
+    assert 'DHCLIENT_SET_HOSTNAME="no"' in g("/etc/sysconfig/network/dhcp").read_text().splitlines()
+    sudoers = g("/etc/sudoers")
+    text = sudoers.read_text()
+    assert "#imageprep-azure-ready: Defaults targetpw" in text
+    assert "\nALL ALL=(ALL) ALL" not in text
+    _owned_by_root(sudoers, 0o440)
 
 
 def _assert_ready_calls(claim: Claim, log: list[list[str]]) -> None:
