@@ -50,7 +50,7 @@ import contextvars
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent import errors
 from agent.catalog import Catalog
@@ -62,6 +62,9 @@ from agent.plan import Plan, PlannedStep, Selection, plan_for
 from agent.report import RESULT_FILE
 from agent.result_schema import ResultDocument
 from agent.targets import Target, parse_target
+
+if TYPE_CHECKING:
+    from agent.runner import RunOutcome
 
 __all__ = [
     "ExitCode",
@@ -168,26 +171,17 @@ def run(
     """
     parsed = _target(target)
     if resume is not None:
-        given = [
-            name
-            for name, value in (
-                ("playbook", playbook != "generalize"),
-                ("profile", profile != "auto"),
-                ("backup", backup),
-                ("no_backup_reason", no_backup_reason),
-                ("run_dir", run_dir),
-                ("variables", variables),
-                ("only/skip/tags", tuple(only) or tuple(skip) or tuple(tags)),
-                ("profiles_dirs/playbooks_dirs", tuple(profiles_dirs) or tuple(playbooks_dirs)),
-                ("platform/capture", platform or capture or replace_version),
-            )
-            if value
-        ]
-        if given:
-            raise errors.UsageError(
-                f"resume continues a run with the options it was started with (its journal "
-                f"has them); {given[0]} cannot be given with it"
-            )
+        _refuse_with_resume(
+            ("playbook", playbook != "generalize"),
+            ("profile", profile != "auto"),
+            ("backup", backup),
+            ("no_backup_reason", no_backup_reason),
+            ("run_dir", run_dir),
+            ("variables", variables),
+            ("only/skip/tags", tuple(only) or tuple(skip) or tuple(tags)),
+            ("profiles_dirs/playbooks_dirs", tuple(profiles_dirs) or tuple(playbooks_dirs)),
+            ("platform/capture", platform or capture or replace_version),
+        )
     else:
         _check_backup(
             playbook, backup, no_backup_reason, tuple(profiles_dirs), tuple(playbooks_dirs)
@@ -211,6 +205,16 @@ def run(
         resume=resume,
         observer=observer,
     )
+
+
+def _refuse_with_resume(*options: tuple[str, object]) -> None:
+    """UsageError naming the first (name, value) given: a resume takes its journal's."""
+    given = [name for name, value in options if value]
+    if given:
+        raise errors.UsageError(
+            f"resume continues a run with the options it was started with (its journal "
+            f"has them); {given[0]} cannot be given with it"
+        )
 
 
 def check(
@@ -415,6 +419,11 @@ def _execute(
     # The runner binds run_id and target in structlog's context variables and unbinds
     # them at the end; in a copy of the context the caller's own bindings stay as they are.
     outcome = contextvars.copy_context().run(execute, request, observer)
+    return _result_of(outcome)
+
+
+def _result_of(outcome: RunOutcome) -> RunResult:
+    """The run's result, from the result.json it wrote."""
     # The document as written (redacted, with its schema version): what a pipeline reads.
     document = ResultDocument.model_validate_json(
         (outcome.run_dir / RESULT_FILE).read_text(encoding="utf-8")
