@@ -194,6 +194,11 @@ def folder_names(hosts: Sequence[InventoryHost]) -> dict[str, str]:
 
 def host_target(host: InventoryHost) -> Target:
     """The host's target, or an InventoryError naming the inventory line and the host."""
+    if not host.vars.get("ansible_user"):
+        raise errors.InventoryError(
+            f"{host.where}: host {host.name!r}: no ansible_user (the login user; imageprep "
+            "does not guess it)"
+        )
     try:
         return parse_target(host.target_url)
     except errors.UsageError as exc:
@@ -528,7 +533,17 @@ class Scheduler:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            result = self._run(job, self.interrupts)
+            try:
+                result = self._run(job, self.interrupts)
+            except Exception as exc:  # a bug in the fleet itself: this host ends, not the rest
+                log.error("fleet.worker_error", host=job.host.name, exc_info=exc)
+                result = replace(
+                    job.pending(),
+                    status="failed",
+                    exit_code=ExitCode.INTERNAL_ERROR,
+                    message=f"internal error ({type(exc).__name__}): a bug in imageprep; "
+                    f"see {FLEET_LOG_FILE}",
+                )
             with self._lock:
                 self._results[job.host.name] = result
 
@@ -568,7 +583,10 @@ def _run_host(
     from agent.runner import execute
 
     started = replace(job.pending(), status="running", started_at=utc_now())
-    record.update(started)
+    try:
+        record.update(started)
+    except errors.RunDirError as exc:  # fleet.json is a summary; the run still has its folder
+        log.warning("fleet.record_not_written", error=str(exc))
     progress = ConsoleProgress(
         enabled=settings.log_format == "text" and not settings.quiet,
         stream=cast(TextIO, LabelledStream(job.host.name, stream, lock)),
