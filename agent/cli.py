@@ -325,6 +325,35 @@ def boot_test_run_options(func: F) -> F:
     return func
 
 
+def fleet_options(func: F) -> F:
+    options = [
+        click.option(
+            "--inventory",
+            type=click.Path(path_type=Path, dir_okay=False),
+            metavar="FILE",
+            help="Ansible inventory (INI or YAML): run on its hosts instead of one --target; "
+            "each gets its own run folder under --run-dir (README, Fleets).",
+        ),
+        click.option(
+            "--limit",
+            metavar="PATTERN",
+            help="Only the inventory's hosts or groups matching PATTERN (Ansible's syntax: "
+            "a,b  group:!host  &group  web*).",
+        ),
+        click.option(
+            "--forks",
+            type=click.IntRange(min=1, max=256),
+            default=5,
+            show_default=True,
+            metavar="N",
+            help="With --inventory: how many hosts run at once.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _ssh_options(kw: dict[str, Any]) -> Any:
     from agent.executors.ssh import SshOptions
     from agent.executors.ssh.options import JumpHost
@@ -368,6 +397,10 @@ def _winrm_options(kw: dict[str, Any], target: Any, password: Any) -> Any:
     """WinRmOptions for a winrm:// target; None for other targets (which refuse its flags)."""
     if not target.is_windows:
         return None
+    return _winrm_options_given(kw, password)
+
+
+def _winrm_options_given(kw: dict[str, Any], password: Any) -> Any:
     from agent.executors.winrm import WinRmOptions
 
     return WinRmOptions(
@@ -459,7 +492,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "password_env", "password_file", "sudo_password_env", "sudo_password_file",
         "known_hosts", "host_key_policy", "jumps", "ssh_config", "connect_timeout",
         "winrm_transport", "ca_cert", "insecure_skip_verify", "allow_unencrypted",
-        "client_cert", "client_key",
+        "client_cert", "client_key", "inventory", "limit",
     ),
     "Plan": (
         "playbook", "profile", "var_items", "var_files", "only", "skip", "tags",
@@ -467,7 +500,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Run": (
         "backup", "no_backup", "reason", "run_dir", "resume", "boot_test", "boot_test_disk",
-        "boot_test_timeout", "platform", "platform_spec", "capture", "replace_version",
+        "boot_test_timeout", "platform", "platform_spec", "capture", "replace_version", "forks",
     ),
     "Output": ("log_format", "verbose", "quiet", "junit", "output_format"),
 }  # fmt: skip
@@ -480,11 +513,15 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "imageprep run --target ssh://azureuser@vm --jump ops@bastion \\",
         "    --backup azure-snapshot:$VM",
         "imageprep run --resume imageprep-runs/20260101T120000Z-1a2b3c4d",
+        "imageprep run --inventory hosts.ini --limit web --forks 16 --identity key \\",
+        "    --backup archive:./backups --run-dir fleet-1",
+        "imageprep run --resume fleet-1",
     ),
     "check": (
         "imageprep check --target ssh://azureuser@vm --identity key --junit check.xml",
         "imageprep check --target winrm+https://Administrator@vm --password-env WINPW \\",
         "    --ca-cert listener.pem",
+        "imageprep check --inventory hosts.yml --forks 8",
     ),
     "plan": (
         "imageprep plan --profile debian",
@@ -582,8 +619,12 @@ def _run_playbook(
     from agent.progress import ConsoleProgress, print_summary
     from agent.runner import RunRequest, execute
 
+    if kw.get("inventory") is not None or _is_fleet_dir(kw.get("resume")):
+        _run_fleet(kw, playbook, allow_backup=allow_backup, after=after)
+        return
     log_format = _resolve_log_format(kw["log_format"])
     try:
+        _refuse_fleet_options(kw)
         _configure_console_logging(log_format)
         resume = kw.get("resume")
         if resume is not None:
@@ -651,6 +692,162 @@ def _run_playbook(
     sys.exit(int(code))
 
 
+# -- fleets: --inventory (agent/fleet.py) ---------------------------------------------------
+
+
+def _is_fleet_dir(path: Path | None) -> bool:
+    from agent.fleet_record import is_fleet_dir
+
+    return path is not None and is_fleet_dir(path)
+
+
+def _refuse_fleet_options(kw: dict[str, Any]) -> None:
+    for flag, name in (("--limit", "limit"), ("--forks", "forks")):
+        if _given(name):
+            raise errors.UsageError(f"{flag} goes with --inventory")
+
+
+def _check_fleet_flags(kw: dict[str, Any], transports: frozenset[str]) -> None:
+    """What a fleet cannot take, and a transport's options no selected host would read."""
+    if kw.get("target_url"):
+        raise errors.UsageError(
+            "--inventory and --target exclude each other: the inventory names the hosts"
+        )
+    one_vm = (
+        ("--ssh-config", "ssh_config"),
+        ("--junit", "junit"),
+        ("--platform", "platform"),
+        ("--capture", "capture"),
+        ("--replace-version", "replace_version"),
+    )
+    for flag, name in one_vm:
+        if kw.get(name):
+            raise errors.UsageError(f"{flag} is for one --target, not --inventory")
+    for used, foreign, wanted in (
+        ("ssh", _SSH_ONLY, "ssh:// targets"),
+        ("winrm", _WINRM_ONLY, "winrm:// and winrm+https:// targets"),
+    ):
+        if used in transports:
+            continue
+        for flag, name in foreign:
+            if _given(name):
+                raise errors.UsageError(
+                    f"{flag} is for {wanted}, and no host --inventory selects uses {used}"
+                )
+
+
+def _fleet_settings(kw: dict[str, Any], transports: frozenset[str], log_format: str) -> Any:
+    from agent.fleet import FleetSettings
+
+    ssh_options = _ssh_options(kw)
+    winrm = _winrm_options_given(kw, ssh_options.password) if "winrm" in transports else None
+    return FleetSettings(
+        ssh_options=ssh_options,
+        winrm_options=winrm,
+        forks=kw["forks"],
+        log_format=log_format,
+        verbose=bool(kw.get("verbose")),
+        quiet=bool(kw.get("quiet")),
+    )
+
+
+def _fleet_plan(kw: dict[str, Any], command: str, playbook: str | None, allow_backup: bool) -> Any:
+    from agent.fleet import FleetPlan
+
+    var_overrides = _vars(kw)
+    return FleetPlan(
+        inventory=kw["inventory"],
+        limit=kw.get("limit"),
+        command=command,
+        # Given on the command line they win; else each host's imageprep_* vars decide.
+        playbook=playbook if _given("playbook") or command == "check" else None,
+        profile=kw["profile"] if _given("profile") else None,
+        backup_spec=kw.get("backup") if allow_backup else None,
+        no_backup_reason=kw.get("reason") if allow_backup and kw.get("no_backup") else None,
+        var_overrides=var_overrides.values,
+        var_origins=var_overrides.origins,
+        selection=_selection(kw),
+        profiles_dirs=tuple(kw["profiles_dirs"]),
+        playbooks_dirs=tuple(kw["playbooks_dirs"]),
+    )
+
+
+def _run_fleet(
+    kw: dict[str, Any],
+    playbook: str,
+    *,
+    allow_backup: bool,
+    after: Callable[[Any, str], ExitCode] | None,
+) -> None:
+    """run/check --inventory, and run --resume FLEET_DIR: many runs, one fleet folder."""
+    from agent import fleet
+    from agent.fleet_record import load_fleet
+    from agent.inventory import load_inventory
+
+    log_format = _resolve_log_format(kw["log_format"])
+    try:
+        _configure_console_logging(log_format)
+        if kw.get("verbose") and kw.get("quiet"):
+            raise errors.UsageError("-v/--verbose and -q/--quiet contradict each other")
+        if after is not None:
+            raise errors.UsageError("--boot-test is for one --target, not --inventory")
+        resume = kw.get("resume")
+        if resume is not None:
+            if kw.get("inventory") is not None or _given("limit"):
+                raise errors.UsageError(
+                    "--resume continues a fleet (or a run) on the hosts it was started with: "
+                    "--inventory and --limit cannot be given with it"
+                )
+            _check_resume_flags(kw)
+            recorded = load_fleet(resume)
+            names = {h.name for h in recorded.hosts}
+            inventory = fleet.FleetPlan.from_dict(recorded.request).inventory
+            hosts = tuple(h for h in load_inventory(inventory).hosts if h.name in names)
+        else:
+            if allow_backup and kw.get("reason") and not kw.get("no_backup"):
+                raise errors.UsageError("--reason goes with --no-backup")
+            if allow_backup and kw.get("no_backup") and not kw.get("reason"):
+                raise errors.UsageError(
+                    "--no-backup needs --reason TEXT (it is recorded in the report)"
+                )
+            plan = _fleet_plan(kw, "run" if allow_backup else "check", playbook, allow_backup)
+            hosts = fleet.select_hosts(plan)
+        transports = fleet.transports_used(hosts)
+        _check_fleet_flags(kw, transports)
+        settings = _fleet_settings(kw, transports, log_format)
+        _interrupt_on_sigterm()
+        if resume is not None:
+            outcome = fleet.resume_fleet(resume, settings)
+        else:
+            outcome = fleet.run_fleet(plan, settings, kw.get("run_dir"))
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    fleet.print_fleet_summary(outcome, log_format)
+    sys.exit(int(outcome.exit_code))
+
+
+def _plan_fleet(kw: dict[str, Any]) -> None:
+    """plan --inventory: every selected host's plan, read from the host."""
+    from agent.fleet import select_hosts, transports_used
+    from agent.fleet_plan import plan_fleet, render
+
+    log_format = _resolve_log_format(kw["log_format"])
+    as_json = kw["output_format"] == "json"
+    try:
+        _configure_console_logging(log_format)
+        plan = _fleet_plan(kw, "plan", kw["playbook"], allow_backup=False)
+        transports = transports_used(select_hosts(plan))
+        _check_fleet_flags(kw, transports)
+        settings = _fleet_settings(kw, transports, log_format)
+        outcome = plan_fleet(plan, settings, as_json=as_json)
+    except errors.ImagePrepError as exc:
+        _fail(exc)
+        return
+    click.echo(console.clean(render(outcome, as_json=as_json)))
+    sys.exit(int(outcome.exit_code))
+
+
 def _write_junit(path: Path, result: Mapping[str, Any]) -> None:
     """The run's exit code stands even if its JUnit copy cannot be written: warn instead."""
     from agent.junit import write_junit
@@ -697,6 +894,7 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
 
 @main.command(context_settings=CONTEXT)
 @connection_options
+@fleet_options
 @click.option("--playbook", default="generalize", show_default=True, metavar="NAME")
 @click.option(
     "--backup",
@@ -754,6 +952,7 @@ def run(**kw: Any) -> None:
 
 @main.command(context_settings=CONTEXT)
 @connection_options
+@fleet_options
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -773,6 +972,7 @@ def check(**kw: Any) -> None:
 
 @main.command(context_settings=CONTEXT)
 @connection_options
+@fleet_options
 @click.option("--playbook", default="generalize", show_default=True, metavar="NAME")
 @click.option(
     "--format",
@@ -790,8 +990,12 @@ def plan(**kw: Any) -> None:
     """
     from agent.planning import show_plan
 
+    if kw.get("inventory") is not None:
+        _plan_fleet(kw)
+        return
     try:
         _configure_console_logging(_resolve_log_format(kw["log_format"]))
+        _refuse_fleet_options(kw)
         ssh_options = winrm_options = None
         if kw["target_url"]:
             target = _target_for(kw)

@@ -231,7 +231,11 @@ def host_backup(spec: str | None, folder: str) -> str | None:
 
 
 def host_request(
-    plan: FleetPlan, settings: FleetSettings, host: InventoryHost, folder: str, run_dir: Path
+    plan: FleetPlan,
+    settings: FleetSettings,
+    host: InventoryHost,
+    folder: str,
+    run_dir: Path | None,
 ) -> RunRequest:
     """One host's RunRequest: the command line first, then the host's imageprep_* vars."""
     from agent.runner import RunRequest
@@ -517,11 +521,11 @@ class Scheduler:
         try:
             for worker in workers:
                 worker.start()
-            _join(workers)
+            join_threads(workers)
         except KeyboardInterrupt:
             stopped = self.interrupts.interrupt_all()
             log.warning("fleet.interrupted", running_hosts=stopped)
-            _join(workers, patient=True)
+            join_threads(workers, patient=True)
         while not self._jobs.empty():  # what Ctrl-C kept from starting
             job = self._jobs.get_nowait()
             self._results[job.host.name] = self._not_started(job)
@@ -548,7 +552,7 @@ class Scheduler:
                 self._results[job.host.name] = result
 
 
-def _join(workers: Sequence[threading.Thread], *, patient: bool = False) -> None:
+def join_threads(workers: Sequence[threading.Thread], *, patient: bool = False) -> None:
     """Wait for the workers in short steps, so that Ctrl-C reaches this (main) thread."""
     for worker in workers:
         while worker.is_alive():

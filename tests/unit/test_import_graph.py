@@ -47,7 +47,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "journal recorder fleet_record",
         "capture platforms resume",
         "runner boottest upload vhd",
-        "cli progress junit fleet __main__",
+        "cli progress junit fleet fleet_plan __main__",
     )
 )
 
