@@ -50,7 +50,7 @@ from agent.fleet_record import (
     render_table,
     tally,
 )
-from agent.interrupts import ThreadInterrupts
+from agent.interrupts import ThreadInterrupts, run_threads
 from agent.inventory import InventoryHost, load_inventory
 from agent.journal import JOURNAL_FILE
 from agent.logging import configure_fleet_logging, host_logging
@@ -514,18 +514,11 @@ class Scheduler:
         self.interrupts = ThreadInterrupts()
 
     def run(self) -> list[HostResult]:
-        workers = [
-            threading.Thread(target=self._work, name=f"imageprep-fleet-{n}")
-            for n in range(self._forks)
-        ]
-        try:
-            for worker in workers:
-                worker.start()
-            join_threads(workers)
-        except KeyboardInterrupt:
+        def interrupted() -> None:
             stopped = self.interrupts.interrupt_all()
             log.warning("fleet.interrupted", running_hosts=stopped)
-            join_threads(workers, patient=True)
+
+        run_threads(self._work, self._forks, on_interrupt=interrupted, name="imageprep-fleet")
         while not self._jobs.empty():  # what Ctrl-C kept from starting
             job = self._jobs.get_nowait()
             self._results[job.host.name] = self._not_started(job)
@@ -550,18 +543,6 @@ class Scheduler:
                 )
             with self._lock:
                 self._results[job.host.name] = result
-
-
-def join_threads(workers: Sequence[threading.Thread], *, patient: bool = False) -> None:
-    """Wait for the workers in short steps, so that Ctrl-C reaches this (main) thread."""
-    for worker in workers:
-        while worker.is_alive():
-            try:
-                worker.join(0.2)
-            except KeyboardInterrupt:
-                if not patient:
-                    raise
-                # A second Ctrl-C: the hosts are already writing their reports; wait for them.
 
 
 def _not_started(job: HostJob) -> HostResult:

@@ -18,11 +18,10 @@ from agent.fleet import (
     FleetSettings,
     host_request,
     host_target,
-    join_threads,
     select_hosts,
 )
 from agent.fleet_record import HostResult, render_table, tally
-from agent.interrupts import ThreadInterrupts
+from agent.interrupts import ThreadInterrupts, run_threads
 from agent.inventory import InventoryHost
 from agent.logging import configure_fleet_logging, host_logging
 from agent.outcome import ExitCode, exit_code_for_error, worst_exit_code
@@ -67,15 +66,13 @@ def plan_fleet(plan: FleetPlan, settings: FleetSettings, *, as_json: bool) -> Fl
             with lock:
                 results[host.name] = result
 
-    workers = [threading.Thread(target=work) for _ in range(min(settings.forks, len(hosts)))]
-    try:
-        for worker in workers:
-            worker.start()
-        join_threads(workers)
-    except KeyboardInterrupt:
-        interrupts.interrupt_all()
-        join_threads(workers, patient=True)
-        raise
+    if run_threads(
+        work,
+        min(settings.forks, len(hosts)),
+        on_interrupt=interrupts.interrupt_all,
+        name="imageprep-plan",
+    ):
+        raise KeyboardInterrupt
     return FleetPlanOutcome(tuple(results[h.name] for h in hosts))
 
 

@@ -17,9 +17,11 @@ not start it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -70,3 +72,50 @@ class ThreadInterrupts:
                 _raise_in(ident, KeyboardInterrupt)
             self._delivered |= targets
         return len(targets)
+
+
+def run_threads(
+    work: Callable[[], None], count: int, *, on_interrupt: Callable[[], object], name: str
+) -> bool:
+    """Run ``work`` on ``count`` threads and wait for all of them; True if Ctrl-C came.
+
+    On Ctrl-C (KeyboardInterrupt in this, the main thread) ``on_interrupt`` is called
+    once, then every thread is still waited for: they are writing their reports. A
+    second Ctrl-C does not cut that short.
+
+    The wait polls each thread's own "done" flag rather than calling ``Thread.join``:
+    a join that Ctrl-C interrupts can mark a thread that is still running as stopped
+    (CPython 3.11, ``threading._wait_for_tstate_lock``'s handler for bpo-45274 releases
+    the running thread's state lock), and the process would then exit under it.
+    """
+    done = [threading.Event() for _ in range(count)]
+
+    def body(finished: threading.Event) -> None:
+        try:
+            work()
+        finally:
+            finished.set()
+
+    threads = [
+        threading.Thread(target=body, args=(finished,), name=f"{name}-{n}")
+        for n, finished in enumerate(done)
+    ]
+    interrupted = False
+    try:
+        for thread in threads:
+            thread.start()
+        _wait(done)
+    except KeyboardInterrupt:
+        interrupted = True
+        on_interrupt()
+        started = [event for event, thread in zip(done, threads, strict=True) if thread.ident]
+        while True:
+            with contextlib.suppress(KeyboardInterrupt):
+                _wait(started)
+                break
+    return interrupted
+
+
+def _wait(done: list[threading.Event]) -> None:
+    while not all(event.is_set() for event in done):
+        time.sleep(0.05)

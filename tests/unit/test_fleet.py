@@ -263,6 +263,26 @@ def test_ctrl_c_interrupts_every_running_host_and_starts_no_other() -> None:
     assert [r.message for r in results].count("never ran") == 3
 
 
+def test_ctrl_c_waits_for_every_host_to_write_its_report() -> None:
+    """After Ctrl-C the fleet waits for each host's slow report, never ending under it."""
+    started = threading.Barrier(3)
+
+    def run(job: HostJob, interrupts: ThreadInterrupts) -> HostResult:
+        try:
+            with interrupts.section():
+                started.wait(timeout=5)
+                while True:
+                    time.sleep(0.01)
+        except KeyboardInterrupt:
+            time.sleep(0.5)  # writing result.json and the journal
+            return _done(job, ExitCode.INTERRUPTED)
+
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    jobs = [_job(f"h{n}") for n in range(3)]
+    results = Scheduler(jobs, forks=3, run=run, not_started=_done).run()
+    assert [r.exit_code for r in results] == [ExitCode.INTERRUPTED] * 3
+
+
 def test_interrupt_never_lands_after_the_section() -> None:
     """A thread that left its section is not interrupted, even when asked."""
     interrupts = ThreadInterrupts()
