@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,40 +104,72 @@ def _result(run_dir: str | Path) -> dict[str, Any]:
     return loaded
 
 
-def test_sixteen_targets_generalize_at_once(start_targets: Starter, tmp_path: Path) -> None:
-    """16 targets, --forks 16: each generalized and off, with its own run folder and backup."""
-    targets = start_targets(FLEET_SIZE)
-    backups = tmp_path / "backups"
-    result = _imageprep(
-        "run", *_fleet_args(tmp_path, targets, FLEET_SIZE), "--backup", f"archive:{backups}"
-    )
+@dataclass(frozen=True)
+class Fleet:
+    targets: list[NspawnTarget]
+    work: Path
+    backups: Path
+    result: subprocess.CompletedProcess[str]
 
+
+@pytest.fixture(scope="module")
+def sixteen(target_image: TargetImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """16 targets booted at once, generalized by one `run --inventory --forks 16`."""
+    work = tmp_path_factory.mktemp("fleet16")
+    targets = [NspawnTarget(target_image) for _ in range(FLEET_SIZE)]
+    with ExitStack() as teardown:
+        for target in targets:
+            teardown.callback(target.close)
+        with ThreadPoolExecutor(max_workers=FLEET_SIZE) as pool:
+            list(pool.map(NspawnTarget.start, targets))
+        backups = work / "backups"
+        result = _imageprep(
+            "run", *_fleet_args(work, targets, FLEET_SIZE), "--backup", f"archive:{backups}"
+        )
+        for target in targets:
+            target.wait_stopped(60)
+        yield Fleet(targets, work, backups, result)
+
+
+def test_sixteen_targets_generalize_at_once(sixteen: Fleet) -> None:
+    """16 targets, --forks 16: the fleet exits 0 and every target is generalized and off."""
+    result = sixteen.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    fleet = _fleet_json(tmp_path)
-    assert [h["exit_code"] for h in fleet["hosts"]] == [0] * FLEET_SIZE
-    for n, (host, target) in enumerate(zip(fleet["hosts"], targets, strict=True), start=1):
-        assert host["name"] == f"host{n:02d}"
-        assert host["run_dir"] == str(tmp_path / "fleet" / host["name"])
-        report = _result(host["run_dir"])
-        assert report["target"] == f"ssh://{target.user}@{target.host}:{target.port}"
-        assert Path(report["backup"]["reference"]).parent == backups / host["name"]
-        assert target.wait_stopped(60)
+    assert [h["exit_code"] for h in _fleet_json(sixteen.work)["hosts"]] == [0] * FLEET_SIZE
+    for target in sixteen.targets:
+        assert target.exit_code == 0  # powered itself off
         assert target.guest_path("/etc/machine-id").read_text() == ""
 
 
-def test_each_run_log_holds_only_its_own_host(start_targets: Starter, tmp_path: Path) -> None:
-    """With several hosts at once, every record in a host's run.log.jsonl is that host's."""
-    targets = start_targets(3)
-    result = _imageprep("check", *_fleet_args(tmp_path, targets, 3))
+def test_each_host_has_its_own_run_folder_and_backup(sixteen: Fleet) -> None:
+    """Host N's run folder is FLEET/hostNN, its report names its target, its archive is apart."""
+    hosts = _fleet_json(sixteen.work)["hosts"]
+    for n, (host, target) in enumerate(zip(hosts, sixteen.targets, strict=True), start=1):
+        assert host["name"] == f"host{n:02d}"
+        assert host["run_dir"] == str(sixteen.work / "fleet" / host["name"])
+        report = _result(host["run_dir"])
+        assert report["target"] == f"ssh://{target.user}@{target.host}:{target.port}"
+        assert Path(report["backup"]["reference"]).parent == sixteen.backups / host["name"]
 
-    assert result.returncode == 0, result.stderr[-3000:]
-    for host, target in zip(_fleet_json(tmp_path)["hosts"], targets, strict=True):
+
+def test_each_run_log_holds_only_its_own_host(sixteen: Fleet) -> None:
+    """With 16 hosts at once, every record in a host's run.log.jsonl is that host's run's."""
+    for host, target in zip(_fleet_json(sixteen.work)["hosts"], sixteen.targets, strict=True):
         lines = (Path(host["run_dir"]) / "run.log.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines]
-        assert len(records) > 10
+        assert len(records) > 50
         tagged = {r.get("target") for r in records if "target" in r}
         assert tagged == {f"ssh://{target.user}@{target.host}:{target.port}"}
         assert {r.get("run_id") for r in records} == {_result(host["run_dir"])["run_id"]}
+
+
+def test_the_table_lists_every_host(sixteen: Fleet) -> None:
+    """The console table has a row per host with exit 0 and the summary line."""
+    rows = [line.split() for line in sixteen.result.stdout.splitlines()]
+    assert [row[2:4] for row in rows if row and row[0].startswith("host")] == [
+        ["0", "succeeded"]
+    ] * FLEET_SIZE
+    assert f"{FLEET_SIZE} host(s): {FLEET_SIZE} succeeded" in sixteen.result.stdout
 
 
 def _without_waagent(root: Path) -> None:
