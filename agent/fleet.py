@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 import structlog
 
 from agent import console, errors
+from agent.catalog import Catalog
 from agent.executors.ssh import SshOptions
 from agent.fleet_record import (
     FLEET_FILE,
@@ -236,6 +237,7 @@ def host_request(
     host: InventoryHost,
     folder: str,
     run_dir: Path | None,
+    catalog: Catalog | None = None,
 ) -> RunRequest:
     """One host's RunRequest: the command line first, then the host's imageprep_* vars."""
     from agent.runner import RunRequest
@@ -248,6 +250,7 @@ def host_request(
         playbook = plan.playbook or host.playbook or "generalize"
     origins = {key: f"{host.where} (host {host.name}, imageprep_vars)" for key in host.profile_vars}
     return RunRequest(
+        catalog=catalog,
         target=target,
         playbook=playbook,
         profile=plan.profile or host.profile or "auto",
@@ -289,6 +292,11 @@ def transports_used(hosts: Sequence[InventoryHost]) -> frozenset[str]:
     return frozenset("winrm" if h.connection == "winrm" else "ssh" for h in hosts)
 
 
+def load_catalog(plan: FleetPlan) -> Catalog:
+    """The profiles and playbooks every host plans from, loaded and validated once."""
+    return Catalog.load(profiles_dirs=plan.profiles_dirs, playbooks_dirs=plan.playbooks_dirs)
+
+
 def select_hosts(plan: FleetPlan) -> tuple[InventoryHost, ...]:
     """The inventory's hosts that ``--limit`` selects (InventoryError: none, or a bad file)."""
     return load_inventory(plan.inventory).select(plan.limit)
@@ -324,11 +332,14 @@ def run_fleet(
             f"--run-dir {fleet_dir} already holds a fleet ({FLEET_FILE}): continue it with "
             f"`imageprep run --resume {fleet_dir}`, or give another --run-dir"
         )
+    catalog = load_catalog(plan)
     names = folder_names(hosts)
     jobs = [
         HostJob(
             host,
-            host_request(plan, settings, host, names[host.name], fleet_dir / names[host.name]),
+            host_request(
+                plan, settings, host, names[host.name], fleet_dir / names[host.name], catalog
+            ),
             fleet_dir / names[host.name],
         )
         for host in hosts
@@ -368,6 +379,7 @@ def resume_fleet(fleet_dir: Path, settings: FleetSettings) -> FleetOutcome:
     recorded = [by_name[h.name] for h in loaded.hosts if h.name in by_name]
     check_hosts(recorded, settings)
     names = folder_names(recorded)
+    catalog = load_catalog(plan)
     kept: dict[str, HostResult] = {}
     jobs: list[HostJob] = []
     for entry in loaded.hosts:
@@ -382,7 +394,8 @@ def resume_fleet(fleet_dir: Path, settings: FleetSettings) -> FleetOutcome:
                 message=f"host {entry.name} is no longer in the inventory {plan.inventory}",
             )
         else:
-            jobs.append(_resume_job(plan, settings, host, names[host.name], entry, fleet_dir))
+            job = _resume_job(plan, settings, host, names[host.name], entry, fleet_dir, catalog)
+            jobs.append(job)
     pending = {job.host.name: job.pending() for job in jobs}
     record = FleetRecord(
         path=fleet_dir / FLEET_FILE,
@@ -420,6 +433,7 @@ def _resume_job(
     folder: str,
     entry: HostResult,
     fleet_dir: Path,
+    catalog: Catalog,
 ) -> HostJob:
     run_dir = entry.run_dir
     if run_dir is not None and (run_dir / JOURNAL_FILE).is_file():
@@ -435,7 +449,7 @@ def _resume_job(
     else:
         fresh = _next_free(fleet_dir / folder)
         earlier = (*earlier, run_dir)
-    return HostJob(host, host_request(plan, settings, host, folder, fresh), fresh, earlier)
+    return HostJob(host, host_request(plan, settings, host, folder, fresh, catalog), fresh, earlier)
 
 
 def _next_free(base: Path) -> Path:
@@ -569,7 +583,7 @@ def _run_host(
 
     started = replace(job.pending(), status="running", started_at=utc_now())
     try:
-        record.update(started)
+        record.update(started, durable=False)
     except errors.RunDirError as exc:  # fleet.json is a summary; the run still has its folder
         log.warning("fleet.record_not_written", error=str(exc))
     progress = ConsoleProgress(

@@ -101,10 +101,11 @@ class FleetRecord:
     sessions: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def update(self, result: HostResult) -> None:
+    def update(self, result: HostResult, *, durable: bool = True) -> None:
+        """Record ``result``; ``durable=False`` skips the fsync (a host that only started)."""
         with self._lock:
             self.hosts[result.name] = result
-            self._save(finished=False)
+            self._save(finished=False, durable=durable)
 
     def save(self) -> None:
         with self._lock:
@@ -139,7 +140,7 @@ class FleetRecord:
             "hosts": [host.to_dict() for host in self.hosts.values()],
         }
 
-    def _save(self, *, finished: bool) -> None:
+    def _save(self, *, finished: bool, durable: bool = True) -> None:
         clean = _REDACTOR.redact(self.to_dict(finished=finished))
         tmp = self.path.with_suffix(".json.tmp")
         try:
@@ -147,7 +148,8 @@ class FleetRecord:
                 json.dump(clean, handle, indent=2, default=str)
                 handle.write("\n")
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             tmp.replace(self.path)
         except OSError as exc:
             raise RunDirError(

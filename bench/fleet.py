@@ -45,6 +45,7 @@ class Sample:
     client_s: float
     until_off_s: float
     peak_rss_mib: float | None = None  # the fleet process (imageprep) only
+    cpu_s: float | None = None  # its user + system CPU time
 
 
 @contextmanager
@@ -120,7 +121,7 @@ def run_fleet(image: TargetImage, count: int, work: Path) -> Sample:
                 f"{(folder / 'stderr').read_text()[-2000:]}"
             )
         until_off = _all_off_and_generalized(targets, started)
-        return Sample(client, until_off, usage.ru_maxrss / 1024)
+        return Sample(client, until_off, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def run_raw(image: TargetImage, count: int) -> Sample:
@@ -148,10 +149,12 @@ def run_raw(image: TargetImage, count: int) -> Sample:
 
 def _median(samples: list[Sample]) -> Sample:
     peaks = [s.peak_rss_mib for s in samples if s.peak_rss_mib is not None]
+    cpu = [s.cpu_s for s in samples if s.cpu_s is not None]
     return Sample(
         statistics.median(s.client_s for s in samples),
         statistics.median(s.until_off_s for s in samples),
         max(peaks) if peaks else None,
+        statistics.median(cpu) if cpu else None,
     )
 
 
@@ -186,6 +189,7 @@ def main() -> int:
         f"P6 peak RSS of the fleet process ({count} hosts): {fleet.peak_rss_mib:.0f} MiB"
         f" (goal <= {P6_GOAL_MIB} MiB for 16)"
     )
+    print(f"CPU time of the fleet process: {fleet.cpu_s:.1f} s (on {os.cpu_count()} cores)")
     return 0
 
 
