@@ -93,6 +93,13 @@ def test_interrupted_outranks_a_bug_and_a_damaged_vm() -> None:
     assert [int(c) for c in ranked] == [130, 1, 6, 5, 4, 2, 0]
 
 
+def test_readme_documents_the_same_order() -> None:
+    """README's "Exit codes" states the fleet order exactly as FLEET_EXIT_ORDER has it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = " > ".join(str(int(code)) for code in FLEET_EXIT_ORDER)
+    assert f"**{documented}**" in readme
+
+
 def test_no_host_means_ok() -> None:
     """An empty list of codes is OK (a fleet with nothing left to do)."""
     assert worst_exit_code([]) is ExitCode.OK
