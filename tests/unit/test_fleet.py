@@ -440,6 +440,16 @@ def test_console_text_lines_carry_the_host(
     assert capsys.readouterr().err.startswith("[web01] ")
 
 
+def test_console_json_lines_carry_the_host(capsys: pytest.CaptureFixture[str]) -> None:
+    """In JSON format a host's console record has a "host" key; run logs do not get it."""
+    import structlog
+
+    configure_fleet_logging("json", None)
+    with host_logging("web01", None):
+        structlog.get_logger("agent.test").warning("careful")
+    assert json.loads(capsys.readouterr().err)["host"] == "web01"
+
+
 # -- whole fleets against hosts that cannot be reached -----------------------------------------
 
 

@@ -145,3 +145,25 @@ def test_junit_is_for_one_target(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(main, args)
     assert result.exit_code == ExitCode.USAGE
     assert "--junit is for one --target" in _error_line(result.output)
+
+
+def test_plan_inventory_shows_each_host_and_the_worst_code(cli: CliRunner, tmp_path: Path) -> None:
+    """plan --inventory: a section per host (here its one-line error) and the worst exit code."""
+    inventory = _inventory(tmp_path, winrm=False)
+    inventory.write_text(inventory.read_text() + inventory.read_text().replace("l1", "l2", 1))
+    args = ["plan", "--inventory", str(inventory), "--connect-timeout", "2", "--forks", "2"]
+    result = cli.invoke(main, args)
+    assert result.exit_code == ExitCode.CONNECTION_FAILED, result.output
+    headers = [line for line in result.output.splitlines() if line.startswith("== ")]
+    assert [h.split()[1] for h in headers] == ["l1", "l2"]
+    assert "2 host(s): 2 failed; exit 4" in result.output
+
+
+def test_plan_inventory_json_is_one_object_by_host(cli: CliRunner, tmp_path: Path) -> None:
+    """plan --inventory --format json: {"exit_code", "hosts": {name: {target, exit_code, ...}}}."""
+    args = ["plan", "--inventory", str(_inventory(tmp_path)), "--format", "json"]
+    result = cli.invoke(main, [*args, "--connect-timeout", "2"])
+    data = json.loads(result.stdout)
+    assert data["exit_code"] == 4
+    assert data["hosts"]["l1"]["exit_code"] == 4
+    assert "connection refused" in data["hosts"]["l1"]["error"]
