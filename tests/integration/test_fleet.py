@@ -25,6 +25,12 @@ from tests.integration.cli_run import IMAGEPREP, write_probe
 from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import TargetImage
+from tests.winrm_server import (
+    WindowsMachine,
+    WinRmTestServer,
+    make_tls_files,
+    ntlm_user_file_line,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +94,16 @@ def _fleet_args(work: Path, targets: list[NspawnTarget], forks: int) -> list[str
     ]
 
 
-def _imageprep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _imageprep(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [IMAGEPREP, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [IMAGEPREP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -267,3 +280,56 @@ def test_ctrl_c_interrupts_every_host_and_resume_finishes_the_fleet(
         assert report["status"] == "succeeded"
     assert len(_result(hosts[0]["run_dir"])["sessions"]) == 2  # resumed, not started over
     assert len(_fleet_json(tmp_path)["sessions"]) == 2
+
+
+WINDOWS_USER = "Administrator"
+WINDOWS_PASSWORD = "Gold3n-Imag3!pw"  # noqa: S105  the WinRM test double's account
+
+
+def test_a_fleet_mixes_ssh_and_winrm_hosts(
+    start_targets: Starter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SSH target and a WinRM host (tests.winrm_server, a test double for Windows) in one
+    `check --inventory`: each transport's options apply to its hosts; both pass."""
+    (target,) = start_targets(1)
+    users = tmp_path / "ntlm-users"
+    users.write_text(ntlm_user_file_line(WINDOWS_USER, WINDOWS_PASSWORD))
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))
+    (tmp_path / "tls").mkdir()
+    tls = make_tls_files(tmp_path / "tls")
+    machine = WindowsMachine(time_scale=0.01, sysprep_seconds=6.0)
+    with WinRmTestServer(
+        machine, username=WINDOWS_USER, password=WINDOWS_PASSWORD, tls=tls
+    ) as server:
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(
+            "all:\n  children:\n"
+            "    linux:\n      hosts:\n"
+            f"        deb01: {{ansible_host: {target.host}, ansible_user: {target.user},"
+            f" ansible_ssh_private_key_file: {target.key_path}}}\n"
+            "    windows:\n      vars: {ansible_connection: winrm, ansible_winrm_scheme: https}\n"
+            "      hosts:\n"
+            f"        win01: {{ansible_host: 127.0.0.1, ansible_port: {server.port},"
+            f" ansible_user: {WINDOWS_USER}}}\n"
+        )
+        result = _imageprep(
+            "check",
+            "--inventory",
+            str(inventory),
+            "--known-hosts",
+            str(_known_hosts(tmp_path, [target])),
+            "--ca-cert",
+            str(tls.ca_cert),
+            "--password-env",
+            "WINPASS",
+            "--run-dir",
+            str(tmp_path / "fleet"),
+            env={"WINPASS": WINDOWS_PASSWORD},
+        )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    hosts = {h["name"]: h for h in _fleet_json(tmp_path)["hosts"]}
+    assert _result(hosts["deb01"]["run_dir"])["target"].startswith("ssh://")
+    assert _result(hosts["win01"]["run_dir"])["target"].startswith("winrm+https://")
+    assert machine.powered_on
+    assert machine.sysprep_runs == []
