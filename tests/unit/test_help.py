@@ -8,7 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import _EXAMPLES, main
+from agent.cli import main
+from agent.cli.help import EXAMPLES
 from agent.outcome import EXIT_CODE_MEANINGS, ExitCode
 
 
@@ -48,7 +49,7 @@ def test_backup_help_names_every_provider(provider: str) -> None:
 
 @pytest.mark.parametrize(
     ("command", "example"),
-    [(c, e) for c, lines in _EXAMPLES.items() for e in "\n".join(lines).split("imageprep ")[1:]],
+    [(c, e) for c, lines in EXAMPLES.items() for e in "\n".join(lines).split("imageprep ")[1:]],
 )
 def test_examples_parse(command: str, example: str) -> None:
     """Every example in --help parses with imageprep's own options."""

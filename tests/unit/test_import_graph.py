@@ -20,7 +20,7 @@ the runner, which drives every stage, and the CLI, which drives the runner, sit 
 8 runs         whole runs: the runner, the boot test, upload, VHD conversion
 9 front end    the CLI, its console progress, JUnit output, fleets (many runs at once)
 
-A subpackage (executors, backups, disks, platforms) counts as one module; imports inside
+A subpackage (executors, backups, disks, platforms, cli) counts as one module; imports inside
 it are its own business. Imports under ``if TYPE_CHECKING:`` are not run and do not
 count. A new module must be given a layer here; that is the point of this test.
 """

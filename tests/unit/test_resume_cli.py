@@ -214,6 +214,16 @@ def test_plan_options_are_refused_with_resume(tmp_path: Path, flag: list[str]) -
     assert f"{flag[0]} cannot be given with it" in error_line(result)
 
 
+@pytest.mark.parametrize("flag", [["--playbook", "generalize"], ["--profile", "auto"]])
+def test_plan_option_at_its_default_value_is_refused_with_resume(
+    tmp_path: Path, flag: list[str]
+) -> None:
+    """Given on the command line, a plan option is refused even at its default value."""
+    result = resume(tmp_path, *flag)
+    assert result.exit_code == ExitCode.USAGE
+    assert f"{flag[0]} cannot be given with it" in error_line(result)
+
+
 def test_new_run_refuses_a_run_dir_holding_a_journal(tmp_path: Path) -> None:
     """`run --run-dir DIR` on an earlier run's folder: refused, the folder untouched."""
     run_dir = make_run(tmp_path, BACKUP)
