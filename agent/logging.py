@@ -22,9 +22,11 @@ before every renderer, so no handler ever sees a secret. Handlers:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal, cast
 
@@ -199,28 +201,39 @@ def configure_logging(
     """Install the pipeline; calling it again replaces the previous set-up."""
     console_level = _parse_level(level)
     reset_logging()
-
-    console = _ConsoleHandler()
-    console.setLevel(console_level)
-    console.addFilter(_foreign_only_from_warning)
-    renderer = _json_renderer() if console_format == "json" else _text_renderer(_stderr_is_tty())
-    console.setFormatter(_formatter(renderer))
-    handlers: list[logging.Handler] = [console]
-
+    handlers: list[logging.Handler] = [_console_handler(console_format, console_level)]
     if run_log is not None:
-        file_handler = _open_run_log(run_log)
-        file_handler.setLevel(logging.DEBUG)
-        file_handler.addFilter(_library_failures_at_debug)
-        file_handler.setFormatter(_formatter(_json_renderer()))
-        handlers.append(file_handler)
+        handlers.append(_run_log_handler(run_log))
+    _install(handlers, console_level, file_logs=run_log is not None)
 
+
+def _console_handler(console_format: ConsoleFormat, level: int) -> logging.Handler:
+    console = _ConsoleHandler()
+    console.setLevel(level)
+    console.addFilter(_foreign_only_from_warning)
+    if console_format == "json":
+        console.setFormatter(_formatter([_add_host_label, *_json_renderer()]))
+    else:
+        console.setFormatter(_LabelledFormatter(_text_renderer(_stderr_is_tty())))
+    return console
+
+
+def _run_log_handler(run_log: Path) -> logging.Handler:
+    file_handler = _open_run_log(run_log)
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.addFilter(_library_failures_at_debug)
+    file_handler.setFormatter(_formatter(_json_renderer()))
+    return file_handler
+
+
+def _install(handlers: list[logging.Handler], console_level: int, *, file_logs: bool) -> None:
     root = logging.getLogger()
     for handler in handlers:
         root.addHandler(handler)
         _installed.append(handler)
-    root.setLevel(logging.DEBUG if run_log is not None else console_level)
+    root.setLevel(logging.DEBUG if file_logs else console_level)
     for name, file_level in THIRD_PARTY_LEVELS.items():
-        logging.getLogger(name).setLevel(file_level if run_log is not None else logging.WARNING)
+        logging.getLogger(name).setLevel(file_level if file_logs else logging.WARNING)
 
     structlog.configure(
         processors=[
@@ -235,6 +248,98 @@ def configure_logging(
         # Caching would pin loggers created before a reconfiguration to the old set-up.
         cache_logger_on_first_use=False,
     )
+
+
+# -- fleets: many runs in one process, one thread each ----------------------------------------
+#
+# The handlers are global but a fleet's runs are not: each record goes to the run log of
+# the run that logged it, found through a context variable that the run's thread sets
+# (a thread starts with an empty context, so nothing leaks from one host to another).
+# Records no run claims (the fleet's own, and those of threads a library starts, such as
+# paramiko's transport thread) go to the fleet's own log. On the console each line of a
+# host says which host: a ``[NAME]`` prefix in text, a ``host`` key in JSON.
+
+_RUN_LOG: ContextVar[logging.Handler | None] = ContextVar("imageprep_run_log", default=None)
+_HOST_LABEL: ContextVar[str | None] = ContextVar("imageprep_host_label", default=None)
+
+
+def _add_host_label(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    label = _HOST_LABEL.get()
+    if label is not None:
+        event_dict.setdefault("host", label)
+    return event_dict
+
+
+class _LabelledFormatter(structlog.stdlib.ProcessorFormatter):
+    """Console text; in a fleet's host thread each line starts with ``[NAME]``."""
+
+    def __init__(self, renderer: list[Processor]) -> None:
+        super().__init__(
+            foreign_pre_chain=_shared_processors(),
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        label = _HOST_LABEL.get()
+        if label is None:
+            return text
+        return "\n".join(f"[{label}] {line}" for line in text.splitlines())
+
+
+class _RunLogRouter(logging.Handler):
+    """Hands each record to the run log of the run that logged it, else to ``fallback``."""
+
+    def __init__(self, fallback: logging.Handler | None) -> None:
+        super().__init__(logging.DEBUG)
+        self._fallback = fallback
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No lock of its own: each run log has its own, and hosts must not queue on one.
+        handler = _RUN_LOG.get() or self._fallback
+        return bool(handler.handle(record)) if handler is not None else False
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() routes
+        self.handle(record)
+
+    def close(self) -> None:
+        if self._fallback is not None:
+            self._fallback.close()
+        super().close()
+
+
+def configure_fleet_logging(console_format: str, fleet_log: Path | None) -> None:
+    """A fleet's set-up: one console for every host, each run's records to its own log.
+
+    Runs in the fleet use :func:`host_logging` in their thread (and leave the global
+    set-up alone: ``RunRequest.configure_logging=False``). ``fleet_log``, if given,
+    receives the records no run claims.
+    """
+    if console_format not in ("text", "json"):
+        raise UsageError(f"unknown log format {console_format!r} (expected text or json)")
+    console_level = logging.WARNING if console_format == "text" else logging.INFO
+    reset_logging()
+    fallback = _run_log_handler(fleet_log) if fleet_log is not None else None
+    handlers = [
+        _console_handler(cast(ConsoleFormat, console_format), console_level),
+        _RunLogRouter(fallback),
+    ]
+    _install(handlers, console_level, file_logs=True)
+
+
+@contextlib.contextmanager
+def host_logging(label: str, run_log: Path | None) -> Iterator[None]:
+    """In this thread (context): console lines labelled ``label``, records to ``run_log``."""
+    handler = _run_log_handler(run_log) if run_log is not None else None
+    label_token = _HOST_LABEL.set(label)
+    log_token = _RUN_LOG.set(handler)
+    try:
+        yield
+    finally:
+        _RUN_LOG.reset(log_token)
+        _HOST_LABEL.reset(label_token)
+        if handler is not None:
+            handler.close()
 
 
 def reset_logging() -> None:

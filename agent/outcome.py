@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 from agent import errors
@@ -43,6 +44,38 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     "or capture",
     ExitCode.INTERRUPTED: "Ctrl-C or SIGTERM: result.json says where it stopped",
 }
+
+
+# A fleet's exit code is its worst host's, worst first (README, "Exit codes"). First what
+# left the fleet's end unknown: an interruption (hosts stopped half-way) and a bug. Then
+# VMs that were changed and are not finished, most damaged first: restore from the backup
+# (6), generalized but not proven (7), generalized but the platform did not stop or
+# capture it (12), a disk that did not boot (9). Then a VM still usable after a failed
+# step (5). Last the VMs nothing changed, operational failures before configuration ones:
+# no backup (8), unreachable (4), busy (11), unfit (3), a controller tool missing (10),
+# bad input (2). 0 only when every host is 0.
+FLEET_EXIT_ORDER: tuple[ExitCode, ...] = (
+    ExitCode.INTERRUPTED,
+    ExitCode.INTERNAL_ERROR,
+    ExitCode.FAILED_AFTER_POINT_OF_NO_RETURN,
+    ExitCode.VERIFICATION_FAILED,
+    ExitCode.PLATFORM_FAILED,
+    ExitCode.BOOT_FAILED,
+    ExitCode.FAILED_BEFORE_POINT_OF_NO_RETURN,
+    ExitCode.BACKUP_FAILED,
+    ExitCode.CONNECTION_FAILED,
+    ExitCode.TARGET_BUSY,
+    ExitCode.PREFLIGHT_FAILED,
+    ExitCode.HOST_TOOL_MISSING,
+    ExitCode.USAGE,
+    ExitCode.OK,
+)
+
+
+def worst_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
+    """The fleet's exit code: the first of ``codes`` in :data:`FLEET_EXIT_ORDER` (OK if none)."""
+    present = set(codes)
+    return next((code for code in FLEET_EXIT_ORDER if code in present), ExitCode.OK)
 
 
 def exit_code_for_error(exc: BaseException) -> ExitCode:

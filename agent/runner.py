@@ -91,6 +91,9 @@ class RunRequest:
     platform_spec: str | None = None
     capture_spec: str | None = None
     replace_version: bool = False
+    # A catalog already loaded from profiles_dirs/playbooks_dirs: a fleet loads it once
+    # for all its hosts (loading and validating it costs about 0.4 s of CPU each time).
+    catalog: Catalog | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             run_dir=str(folder.path),
         )
         data = recorder.data
-        catalog = load_catalog(request.profiles_dirs, request.playbooks_dirs)
+        catalog = request.catalog or load_catalog(request.profiles_dirs, request.playbooks_dirs)
         playbook = catalog.get_playbook(request.playbook)
         provider = _check_backup_request(request, playbook.requires_backup)
         stage = _platform_stage(request.platform_spec, request.capture_spec, request)

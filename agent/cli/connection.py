@@ -44,6 +44,29 @@ def connect_to(args: ConnectionArgs, url: str) -> Connection:
     return Connection(url, target, ssh, _winrm_options(args, target, ssh.password))
 
 
+def fleet_connection(
+    args: ConnectionArgs, transports: frozenset[str]
+) -> tuple[SshOptions, WinRmOptions | None]:
+    """The connection options every host of a fleet shares (each host adds its own vars).
+
+    A transport's options are refused only when no selected host uses that transport.
+    """
+    for used, foreign, wanted in (
+        ("ssh", SSH_ONLY, "ssh:// targets"),
+        ("winrm", WINRM_ONLY, "winrm:// and winrm+https:// targets"),
+    ):
+        if used in transports:
+            continue
+        for name in foreign:
+            if given(name):
+                raise errors.UsageError(
+                    f"{flag_of(name)} is for {wanted}, and no host --inventory selects uses {used}"
+                )
+    ssh = _ssh_options(args)
+    winrm = _winrm_options_given(args, ssh.password) if "winrm" in transports else None
+    return ssh, winrm
+
+
 def _check_transport_options(target: Target) -> None:
     """Refuse an option the target's transport would ignore, naming it."""
     if target.is_windows:
@@ -106,6 +129,10 @@ def _winrm_options(
     """WinRmOptions for a winrm:// target; None for other targets (which refuse its flags)."""
     if not target.is_windows:
         return None
+    return _winrm_options_given(args, password)
+
+
+def _winrm_options_given(args: ConnectionArgs, password: Secret | None) -> WinRmOptions:
     from agent.executors.winrm import WinRmOptions
 
     return WinRmOptions(

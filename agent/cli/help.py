@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from agent.outcome import EXIT_CODE_MEANINGS
+from agent.outcome import EXIT_CODE_MEANINGS, FLEET_EXIT_ORDER
 
 # The sections in the order --help shows them. An option names its section (options.py);
 # a section not listed here comes after these, options without one last, as "Options".
-SECTION_ORDER: tuple[str, ...] = ("Connection", "Plan", "Run", "Output")
+SECTION_ORDER: tuple[str, ...] = ("Connection", "Fleet", "Plan", "Run", "Output")
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "run": (
@@ -22,11 +22,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "imageprep run --target ssh://azureuser@vm --jump ops@bastion \\",
         "    --backup azure-snapshot:$VM",
         "imageprep run --resume imageprep-runs/20260101T120000Z-1a2b3c4d",
+        "imageprep run --inventory hosts.ini --limit web --forks 16 --identity key \\",
+        "    --backup archive:./backups --run-dir fleet-1",
+        "imageprep run --resume fleet-1",
     ),
     "check": (
         "imageprep check --target ssh://azureuser@vm --identity key --junit check.xml",
         "imageprep check --target winrm+https://Administrator@vm --password-env WINPW \\",
         "    --ca-cert listener.pem",
+        "imageprep check --inventory hosts.yml --forks 8",
     ),
     "plan": (
         "imageprep plan --profile debian",
@@ -37,6 +41,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 
 # The commands whose --help ends with the exit-code table.
 _WITH_EXIT_CODES = ("run", "check", "plan", "validate", "boot-test", "vhd")
+_WITH_FLEETS = ("run", "check", "plan")
 
 
 class SectionOption(click.Option):
@@ -83,6 +88,9 @@ class SectionedCommand(click.Command):
         if self.name in _WITH_EXIT_CODES:
             with formatter.section("Exit codes"):
                 formatter.write_dl([(str(int(c)), text) for c, text in EXIT_CODE_MEANINGS.items()])
+                if self.name in _WITH_FLEETS:
+                    order = " > ".join(str(int(code)) for code in FLEET_EXIT_ORDER)
+                    formatter.write_text(f"With --inventory: the worst host's code, {order}.")
 
 
 class SectionedGroup(click.Group):

@@ -494,6 +494,45 @@ boot_test_options = option_group(
 )
 
 
+# -- fleet: many targets from one inventory (run, check, plan) -----------------------------
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    """`--inventory`: the hosts of an Ansible inventory instead of one --target."""
+
+    inventory: Path | None
+    limit: str | None
+    forks: int
+
+
+fleet_options = option_group(
+    FleetArgs,
+    "Fleet",
+    opt(
+        "--inventory",
+        type=_file(),
+        metavar="FILE",
+        help="Ansible inventory (INI or YAML): run on its hosts instead of one --target; "
+        "each gets its own run folder under --run-dir (README, Fleets).",
+    ),
+    opt(
+        "--limit",
+        metavar="PATTERN",
+        help="Only the inventory's hosts or groups matching PATTERN (Ansible's syntax: "
+        "a,b  group:!host  &group  web*).",
+    ),
+    opt(
+        "--forks",
+        type=click.IntRange(min=1, max=256),
+        default=5,
+        show_default=True,
+        metavar="N",
+        help="With --inventory: how many hosts run at once.",
+    ),
+)
+
+
 def given(name: str) -> bool:
     """True when the user set the option (not its default), whatever the value."""
     source = click.get_current_context().get_parameter_source(name)

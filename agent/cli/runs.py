@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from agent import console, errors
+from agent.cli import fleets
 from agent.cli.app import command, configure_console_logging, fail, interrupt_on_sigterm
 from agent.cli.connection import connect_to
 from agent.cli.options import (
     BootTestArgs,
     CatalogArgs,
     ConnectionArgs,
+    FleetArgs,
     OutputArgs,
     PlanArgs,
     RunArgs,
@@ -24,6 +26,7 @@ from agent.cli.options import (
     catalog_options,
     connection_options,
     flag_of,
+    fleet_options,
     format_option,
     given,
     junit_option,
@@ -77,6 +80,7 @@ class _Invocation:
 
 @command()
 @connection_options
+@fleet_options
 @playbook_option
 @run_options
 @boot_test_options
@@ -86,6 +90,7 @@ class _Invocation:
 @junit_option
 def run(
     connection_args: ConnectionArgs,
+    fleet_args: FleetArgs,
     playbook: str,
     run_args: RunArgs,
     boot_test_args: BootTestArgs,
@@ -102,11 +107,14 @@ def run(
     invocation = _Invocation(
         playbook, connection_args, run_args, catalog_args, plan_args, output_args, junit
     )
+    if fleets.is_fleet(fleet_args, run_args.resume):
+        _run_fleet("run", invocation, fleet_args, "--boot-test" if after is not None else None)
     _run_playbook(invocation, after=after)
 
 
 @command()
 @connection_options
+@fleet_options
 @run_dir_option
 @catalog_options
 @plan_options
@@ -114,6 +122,7 @@ def run(
 @junit_option
 def check(
     connection_args: ConnectionArgs,
+    fleet_args: FleetArgs,
     run_dir: Path | None,
     catalog_args: CatalogArgs,
     plan_args: PlanArgs,
@@ -122,13 +131,17 @@ def check(
 ) -> None:
     """Run only the preflight checks; changes nothing on the target."""
     run_args = RunArgs(run_dir=run_dir)  # no backup, no resume: nothing is changed
-    _run_playbook(
-        _Invocation("check", connection_args, run_args, catalog_args, plan_args, output_args, junit)
+    invocation = _Invocation(
+        "check", connection_args, run_args, catalog_args, plan_args, output_args, junit
     )
+    if fleets.is_fleet(fleet_args, None):
+        _run_fleet("check", invocation, fleet_args, None)
+    _run_playbook(invocation)
 
 
 @command()
 @connection_options
+@fleet_options
 @playbook_option
 @format_option
 @catalog_options
@@ -136,6 +149,7 @@ def check(
 @output_options
 def plan(
     connection_args: ConnectionArgs,
+    fleet_args: FleetArgs,
     playbook: str,
     output_format: str,
     catalog_args: CatalogArgs,
@@ -149,7 +163,18 @@ def plan(
     """
     from agent.planning import show_plan
 
+    if fleet_args.inventory is not None:
+        fleets.plan_fleet(
+            playbook,
+            output_format,
+            connection_args,
+            catalog_args,
+            plan_args,
+            output_args,
+            fleet_args,
+        )
     try:
+        fleets.refuse_fleet_options()
         url = connection_args.target_url
         if url:  # without a target nothing logs: no structlog to set up
             configure_console_logging(output_args.log_format)
@@ -180,6 +205,7 @@ def _run_playbook(invocation: _Invocation, *, after: AfterRun | None = None) -> 
     log_format = invocation.output.log_format
     try:
         configure_console_logging(log_format)
+        fleets.refuse_fleet_options()
         request = _run_request(invocation)
     except errors.ImagePrepError as exc:
         fail(exc)
@@ -192,6 +218,29 @@ def _run_playbook(invocation: _Invocation, *, after: AfterRun | None = None) -> 
     if after is not None and code is ExitCode.OK:
         code = after(outcome, log_format)  # e.g. --boot-test
     sys.exit(int(code))
+
+
+def _run_fleet(
+    kind: str, invocation: _Invocation, fleet_args: FleetArgs, boot_test: str | None
+) -> NoReturn:
+    """run/check --inventory, or run --resume FLEET_DIR (agent/cli/fleets.py)."""
+    one_vm = boot_test or ("--junit" if invocation.junit is not None else None)
+    if invocation.run.resume is not None:
+        try:
+            _check_resume_flags()
+        except errors.ImagePrepError as exc:
+            fail(exc)
+    fleets.run_fleet(
+        kind,
+        invocation.playbook,
+        invocation.connection,
+        invocation.run,
+        invocation.catalog,
+        invocation.plan,
+        invocation.output,
+        fleet_args,
+        one_vm_given=one_vm,
+    )
 
 
 def _run_request(invocation: _Invocation) -> RunRequest:

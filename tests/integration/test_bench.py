@@ -60,3 +60,11 @@ def test_upload_bench_runs() -> None:
     """bench.upload sends exactly the non-zero ranges and the footer, several at once."""
     out = _bench("bench.upload", "--size-mib", "64", timeout=300)
     assert "equal to the non-zero ranges + footer: True" in out
+
+
+@pytest.mark.integration
+def test_fleet_bench_runs(target_image: object) -> None:
+    """bench.fleet --quick compares a fleet with raw scripts at once and prints its peak RSS."""
+    output = _bench("bench.fleet", "--quick", timeout=900)
+    assert "P3 fleet / raw scripts" in output
+    assert "P6 peak RSS of the fleet process" in output

@@ -9,16 +9,16 @@ the runner, which drives every stage, and the CLI, which drives the runner, sit 
 
 0 foundation   errors, limits, text helpers, secrets and redaction, targets, results,
                exit codes, YAML loading, the console and logging set-up, the target lock,
-               the read log and the catalog cache
+               the read log and the catalog cache, Ctrl-C for worker threads
 1 definitions  expressions, the catalog's records, the profile/playbook schema, the run folder
 2 transport    the executors (SSH, WinRM) and the disk tools
 3 facts        what a target is, gathered over an executor
 4 plan         the catalog, and the plan built from it and the facts (and offline planning)
 5 engine       running a plan: the engine, backups, the Windows helpers around a run
-6 record       what a run records: the journal, the recorder
+6 record       what a run records: the journal, the recorder, a fleet's fleet.json
 7 after        what comes after or around a session: capture and platforms, resume
 8 runs         whole runs: the runner, the boot test, upload, VHD conversion
-9 front end    the CLI, its console progress, JUnit output
+9 front end    the CLI, its console progress, JUnit output, fleets (many runs at once)
 
 A subpackage (executors, backups, disks, platforms, cli) counts as one module; imports inside
 it are its own business. Imports under ``if TYPE_CHECKING:`` are not run and do not
@@ -39,16 +39,16 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for names in (
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema provenance "
-        "readlog catalog_cache",
+        "readlog catalog_cache interrupts",
         "expressions records schema schemas scriptfiles report vmlock",
         "executors disks",
         "facts facts_windows",
         "catalog plan planning",
         "engine backups windows_logs windows_power windows_oobe",
-        "journal recorder",
+        "journal recorder fleet_record",
         "capture platforms resume",
         "runner boottest upload vhd",
-        "cli api progress junit __main__",
+        "cli api progress junit fleet fleet_plan __main__",
     )
 )
 
