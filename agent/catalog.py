@@ -401,7 +401,16 @@ class Catalog:
         which is not a path from the current directory); a run's journal records these.
         """
         by_name = {o.file: o.path for o in self._contents.profile_origins.values()}
-        return [by_name[name].resolve() for name in self.get_profile(profile_id).chain]
+        builtin = f"{_DIRNAMES['profile']}/"
+        paths = []
+        for name in self.get_profile(profile_id).chain:
+            if name in by_name:
+                paths.append(by_name[name].resolve())
+            elif name.startswith(builtin):  # a built-in that a file of the same id shadows
+                paths.append(builtin_dir("profile") / name.removeprefix(builtin))
+            else:
+                paths.append(Path(name).resolve())
+        return paths
 
     def playbook_origin(self, name: str) -> Origin:
         """Which file defines playbook ``name`` and which it shadows."""

@@ -171,8 +171,10 @@ def execute(request: RunRequest, console: RunObserver | None = None) -> RunOutco
         return _execute(request, console or ProgressSink(), run_id, run_dir)
 
 
-def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Path) -> RunOutcome:
-    folder = RunFolder.create(run_dir)
+def _started_record(
+    request: RunRequest, console: RunObserver, run_id: str, folder: RunFolder
+) -> Recorder:
+    """A new run's recorder, its result.json written: the run has begun."""
     started_at = utc_now()
     record = RunRecord(
         run_id=run_id,
@@ -187,6 +189,12 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
     )
     recorder = Recorder(folder, record.to_dict(), console)
     recorder.save()
+    return recorder
+
+
+def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Path) -> RunOutcome:
+    folder = RunFolder.create(run_dir)
+    recorder = _started_record(request, console, run_id, folder)
 
     def body(session: _Session) -> EngineResult:
         log.info(
