@@ -24,7 +24,7 @@ def main(url: str, key: Path, backups: Path) -> int:
         planned = api.plan(url, ssh=ssh)
         print(f"profile {planned.profile}: {len(planned.steps)} steps")
         for step in planned.steps:
-            if step.will_run and step.destructive:
+            if step.will_run and step.spec.destructive:
                 print(f"  destructive: {step.key}")
         result = api.run(url, ssh=ssh, backup=f"archive:{backups}")
     except ImagePrepError as exc:  # bad input, or the target is busy on this controller

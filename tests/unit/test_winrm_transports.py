@@ -180,6 +180,9 @@ def test_cli_run_with_a_client_certificate_generalizes(
                 "json",
                 "--var",
                 "sysprep_poll_seconds=1",
+                # Not the default 2 minutes of real time watching for a reboot.
+                "--var",
+                "power_off_watch_seconds=1",
             ],
         )
     assert result.exit_code == ExitCode.OK, result.output
