@@ -33,6 +33,7 @@ from agent.errors import (
     TransferError,
 )
 from agent.executors.ssh import SshExecutor, SshOptions
+from agent.executors.ssh.rootshell import RAW_SCRIPT_MAX
 from agent.secrets import Secret
 from agent.targets import parse_target
 from tests.integration.conftest import TargetFactory
@@ -260,6 +261,27 @@ def test_on_output_sees_both_streams(target: NspawnTarget, become: bool) -> None
     assert seen == {"stdout": "héllo\n", "stderr": "wörld"}
 
 
+# A script with its own here-document, a line like the root shell's delimiters, non-ASCII
+# text and no final newline; padded past RAW_SCRIPT_MAX it takes the file path instead.
+_AWKWARD = "cat <<'EOF'\nIPH-x $HOME \\ é\nEOF\nprintf end"
+
+
+@pytest.mark.parametrize("padding", [0, RAW_SCRIPT_MAX], ids=["raw", "file"])
+def test_root_scripts_run_as_written_short_or_long(target: NspawnTarget, padding: int) -> None:
+    """A root script's text reaches bash unchanged, whether sent raw or through a file."""
+    with key_executor(target) as ex:
+        result = ex.run("#" * padding + "\n" + _AWKWARD, become=True)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "IPH-x $HOME \\ é\nend", "")
+
+
+def test_a_long_root_script_does_not_stay_on_the_target(target: NspawnTarget) -> None:
+    """The file a long script was written to is emptied once it ran (it may hold secrets)."""
+    with key_executor(target) as ex:
+        ex.run("#" * RAW_SCRIPT_MAX + "\n: secret-4711", become=True)
+        left = ex.run("cat /run/imageprep-*/step", become=True)
+    assert (left.exit_code, left.stdout) == (0, "")
+
+
 @pytest.mark.parametrize("become", [False, True], ids=["login", "root"])
 def test_script_cannot_read_itself_from_stdin(target: NspawnTarget, become: bool) -> None:
     """A command reading stdin gets EOF, not the rest of the script."""
@@ -327,7 +349,8 @@ def test_become_survives_login_user_deletion(target_factory: TargetFactory) -> N
 def test_close_removes_the_root_shell_directory(target: NspawnTarget) -> None:
     """close() exits the root shell and removes its /run directory."""
     with key_executor(target) as ex:
-        run_dir = ex.run('dirname "$0"', become=True).stdout.strip()
+        # The shell's directory, by its nonce (a short script runs from /dev/fd, not it).
+        run_dir = ex.run("ls -d /run/imageprep-*/", become=True).stdout.strip().rstrip("/")
     assert run_dir.startswith("/run/imageprep-")
     with key_executor(target) as ex:
         assert ex.run(f"test -e {run_dir}", become=True).exit_code == 1

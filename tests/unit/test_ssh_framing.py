@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
@@ -13,7 +14,13 @@ from agent.executors.ssh.exec import (
     script_on_stdin,
     timeout_arg,
 )
-from agent.executors.ssh.rootshell import Framer, Tokens, start_command
+from agent.executors.ssh.rootshell import (
+    RAW_SCRIPT_MAX,
+    Framer,
+    Tokens,
+    heredoc_payload,
+    start_command,
+)
 
 TOKENS = Tokens("0123456789abcdef")
 
@@ -106,3 +113,30 @@ def test_collector_decodes_split_utf8_and_counts_bytes() -> None:
     collector.add("stdout", data[2:])
     output = collector.output()
     assert (output.stdout, output.stdout_bytes, "".join(seen)) == ("héllo", 6, "héllo")
+
+
+def test_a_short_script_goes_raw_with_a_final_newline() -> None:
+    """A short script is sent as it is, gaining only a final newline."""
+    assert heredoc_payload("echo hé", "IPH-0123") == ("raw", "echo hé\n".encode())
+
+
+def test_a_script_over_the_raw_limit_goes_in_base64() -> None:
+    """A script longer than RAW_SCRIPT_MAX is sent in base64 (bash reads pipes bytewise)."""
+    script = "#" * RAW_SCRIPT_MAX + "\n"
+    encoding, payload = heredoc_payload(script, "IPH-0123")
+    assert (encoding, base64.decodebytes(payload).decode()) == ("b64", script)
+
+
+def test_a_script_holding_the_delimiter_goes_in_base64() -> None:
+    """A script that contains the here-document's delimiter cannot end it early."""
+    assert heredoc_payload("echo x\nIPH-0123\necho y\n", "IPH-0123")[0] == "b64"
+
+
+def test_a_script_holding_a_nul_goes_in_base64() -> None:
+    """A NUL byte, which bash cannot read from a script's text, goes in base64."""
+    assert heredoc_payload("printf 'a\0b'\n", "IPH-0123")[0] == "b64"
+
+
+def test_the_lock_record_always_goes_in_base64() -> None:
+    """raw=False (the lock function decodes base64) never sends the text as it is."""
+    assert heredoc_payload("host=a\n", "IPH-0123", raw=False)[0] == "b64"

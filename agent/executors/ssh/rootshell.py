@@ -11,11 +11,16 @@ as a command line when sudoers says NOPASSWD; a second prompt means it was refus
 ``sudo -n`` is used when no sudo password was given, plain bash when the login user is
 root. ``LC_ALL=C`` keeps sudo's messages (and PAM's prompt) in English.
 
-Each command is sent as ``__ip_run SEQ TIMEOUT <<'IPH-NONCE'`` followed by the script in
-base64 (its alphabet has no ``-``, so the delimiter cannot occur in it). The function
-writes the script to ``/run/imageprep-NONCE/SEQ`` (0700, root only; not /tmp, which the
-cleanup steps wipe), runs ``timeout -k 10 T /bin/bash FILE </dev/null``, removes the file
-and frames the output on both streams::
+Each command is sent as ``__ip_run SEQ TIMEOUT ENCODING <<'IPH-NONCE'`` followed by the
+script, and run as ``timeout -k 10 T /bin/bash FILE </dev/null``: the script's stdin is
+never the script. A script of up to 4 KiB (every built-in step) goes as it is (``raw``)
+and bash reads it from the here-document itself, ``/dev/fd/3``: no file and no program
+but timeout and bash per step. bash reads a script from a pipe one byte per read(2), so
+a longer script, or one holding a NUL or the delimiter, goes in base64 (``b64``: its
+alphabet has no ``-``) and is written to ``/run/imageprep-NONCE/step`` (0700, root only;
+not /tmp, which the cleanup steps wipe), which is emptied after it ran. The delimiter
+holds the shell's random nonce, so no script contains it by accident. The output is
+framed on both streams::
 
     stdout: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ <rc>\\n
     stderr: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ\\n
@@ -111,9 +116,31 @@ def start_command(tokens: Tokens, mode: Mode) -> str:
     return f"env LC_ALL=C sudo -S -p '{tokens.prompt.decode()}' -- {_SHELL} {ready}"
 
 
+# Up to this size a script is read by bash straight from its here-document (a pipe,
+# read one byte per read(2)); a longer one is cheaper written to a file first.
+RAW_SCRIPT_MAX = 4096
+
+
+def heredoc_payload(script: str, delimiter: str, *, raw: bool = True) -> tuple[str, bytes]:
+    """The here-document body for ``script``: ("raw", its bytes) or ("b64", base64).
+
+    Raw only if wanted, at most RAW_SCRIPT_MAX bytes, and holding no NUL (bash cannot
+    read one from a script) and no delimiter (the here-document would end there). The
+    body ends in a newline: a raw script gains one if it lacked it, which changes nothing
+    bash runs.
+    """
+    data = script.encode("utf-8")
+    fits = len(data) <= RAW_SCRIPT_MAX and b"\0" not in data
+    if raw and fits and delimiter.encode("ascii") not in data:
+        return "raw", data if data.endswith(b"\n") else data + b"\n"
+    return "b64", base64.encodebytes(data)
+
+
 def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
     """Defines ``__ip_run`` and creates the script directory; prints the init marker."""
     n, d = tokens.nonce, tokens.run_dir
+    script = f"'{d}/step'"
+    run = f'/bin/bash "$2" </dev/null {_CLOSE_LOCK_FD}'
     stale = "".join(f"rm -rf -- '{s}'\n" for s in stale_dirs)
     return (
         # The login user's home may be deleted mid-run (deprovision): stay out of it.
@@ -123,12 +150,17 @@ def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
         f"{stale}"
         "__ip_run() {\n"
         f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
-        f'  base64 -d >\'{d}\'/"$1" && if [ -n "$2" ]; then\n'
-        f'    timeout -k {KILL_AFTER} "$2" /bin/bash \'{d}\'/"$1" </dev/null {_CLOSE_LOCK_FD}\n'
-        f"  else /bin/bash '{d}'/\"$1\" </dev/null {_CLOSE_LOCK_FD}; fi\n"
+        '  if [ "$3" = raw ]; then __ip_exec "$2" /dev/fd/3 3<&0; else __ip_b64 "$2"; fi\n'
         '  set -- "$1" "$?"\n'
-        f"  rm -f -- '{d}'/\"$1\"\n"
         f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
+        "}\n"
+        "__ip_b64() {\n"
+        f'  base64 -d >|{script} && __ip_exec "$1" {script}\n'
+        f'  set -- "$?"; : >|{script}; return "$1"\n'
+        "}\n"
+        "__ip_exec() {  # TIMEOUT FILE\n"
+        f'  if [ -n "$1" ]; then timeout -k {KILL_AFTER} "$1" {run}\n'
+        f"  else {run}; fi\n"
         "}\n"
         f"{_lock_functions(tokens)}"
         f"printf '%s\\n' 'IPI-{n}'\n"
@@ -277,10 +309,12 @@ class RootShell:
         return Finished(exit_code=self._exit_code(out.trailer))
 
     def _request(self, script: str, timeout: float | None, function: str) -> bytes:
-        payload = base64.encodebytes(script.encode("utf-8")).decode("ascii")
         limit = timeout_arg(timeout) if timeout is not None else "''"
         here = self._tokens.heredoc
-        return f"{function} {self._seq} {limit} <<'{here}'\n{payload}{here}\n".encode("ascii")
+        # __ip_lock reads its record with base64 -d; only __ip_run takes a raw script.
+        encoding, payload = heredoc_payload(script, here, raw=function == "__ip_run")
+        head = f"{function} {self._seq} {limit} {encoding} <<'{here}'\n".encode("ascii")
+        return head + payload + f"{here}\n".encode("ascii")
 
     def take_vm_lock(self, record: str, *, wait: float) -> tuple[int | None, LockAnswer]:
         """Take the VM's lock for this shell's life: (status, answer); see ``__ip_lock``.
