@@ -18,7 +18,9 @@ from agent.results import CommandResult
 # Printed as KEY=VALUE lines (values shell-quoted) so the parser is trivial and robust
 # to os-release files that use quotes or not.
 _GATHER_SCRIPT = r"""
-emit() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
+# bash (the login side runs /bin/bash -s); shell builtins wherever they do: every program
+# started here is a fork and an exec on the target, in every run.
+emit() { printf '%s=%s\n' "$1" "${2//$'\n'/ }"; }
 if [ -r /etc/os-release ]; then rel=/etc/os-release; else rel=/usr/lib/os-release; fi
 if [ -r "$rel" ]; then
   while IFS='=' read -r key value; do
@@ -29,11 +31,14 @@ if [ -r "$rel" ]; then
     esac
   done < "$rel"
 fi
-emit kernel "$(uname -r)"
+# uname -r and hostname print the kernel's own fields, which /proc/sys/kernel shows.
+read -r kernel </proc/sys/kernel/osrelease || kernel=$(uname -r)
+emit kernel "$kernel"
 emit arch "$(uname -m)"
-emit hostname "$(hostname 2>/dev/null || cat /etc/hostname)"
+read -r host </proc/sys/kernel/hostname || host=$(hostname 2>/dev/null || cat /etc/hostname)
+emit hostname "$host"
 emit user "$(id -un)"
-emit uid "$(id -u)"
+emit uid "$EUID"
 # waagent lives in /usr/sbin, which a login user's PATH often lacks (Debian's does): look
 # where root would, or a target with waagent installed reads as one without.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -47,31 +52,50 @@ if [ -d /run/systemd/system ]; then emit systemd_booted 1; else emit systemd_boo
 # version_string()), WALinuxAgent's azurelinuxagent/common/version.py AGENT_VERSION (the
 # "WALinuxAgent-X" of `waagent --version`). Read exactly one such file if there is exactly
 # one; otherwise (none, or several Pythons) ask the tool itself, both at once.
-version_from() {  # VARIABLE FILE...: VARIABLE's value, if exactly one FILE exists
-  var=$1 found=; shift
+version_from() {  # VARIABLE FILE...: $found = VARIABLE's value, if exactly one FILE exists
+  local var=$1 file='' f line re
+  found=
+  shift
   for f in "$@"; do
     [ -r "$f" ] || continue
-    [ -z "$found" ] || return 1
-    found=$f
+    [ -z "$file" ] || return 1
+    file=$f
   done
-  [ -n "$found" ] &&
-    sed -n "s/^$var *= *['\"]\([0-9][0-9.]*\)['\"].*/\1/p" "$found" | head -n 1 | grep .
+  [ -n "$file" ] || return 1
+  re="^$var *= *['\"]([0-9][0-9.]*)['\"]"
+  while IFS= read -r line; do
+    if [[ $line =~ $re ]]; then found=${BASH_REMATCH[1]}; return 0; fi
+  done <"$file"
+  return 1
 }
-py='/usr/lib/python3*/dist-packages /usr/lib/python3*/site-packages'
-ci_version=$(mktemp) wa_version=$(mktemp)
+ci_version='' wa_version='' asked=''
 if command -v cloud-init >/dev/null 2>&1; then
-  # shellcheck disable=SC2046 # the globs are meant to expand
-  { version_from __VERSION__ $(printf '%s/cloudinit/version.py ' $py) ||
-      cloud-init --version; } >"$ci_version" 2>&1 &
+  if version_from __VERSION__ /usr/lib/python3*/dist-packages/cloudinit/version.py \
+      /usr/lib/python3*/site-packages/cloudinit/version.py; then
+    ci_version=$found
+  else
+    asked=${asked:-$(mktemp -d)}
+    cloud-init --version >"$asked/ci" 2>&1 &
+  fi
 fi
 if command -v waagent >/dev/null 2>&1; then
-  { version_from AGENT_VERSION $(printf '%s/azurelinuxagent/common/version.py ' $py) ||
-      waagent --version 2>&1 | head -n 1; } >"$wa_version" &
+  if version_from AGENT_VERSION \
+      /usr/lib/python3*/dist-packages/azurelinuxagent/common/version.py \
+      /usr/lib/python3*/site-packages/azurelinuxagent/common/version.py; then
+    wa_version=$found
+  else
+    asked=${asked:-$(mktemp -d)}
+    { waagent --version 2>&1 | head -n 1; } >"$asked/wa" &
+  fi
 fi
-wait
-[ -s "$ci_version" ] && emit cloud_init_version "$(cat "$ci_version")"
-[ -s "$wa_version" ] && emit waagent_version "$(cat "$wa_version")"
-rm -f "$ci_version" "$wa_version"
+if [ -n "$asked" ]; then
+  wait
+  [ -s "$asked/ci" ] && ci_version=$(cat "$asked/ci")
+  [ -s "$asked/wa" ] && wa_version=$(cat "$asked/wa")
+  rm -rf "$asked"
+fi
+[ -n "$ci_version" ] && emit cloud_init_version "$ci_version"
+[ -n "$wa_version" ] && emit waagent_version "$wa_version"
 if [ -L /etc/resolv.conf ]; then emit resolv_conf_symlink 1; else emit resolv_conf_symlink 0; fi
 """
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import facts
 from agent.catalog import Catalog, builtin_dir
 from agent.plan import build_plan
 
@@ -110,3 +111,17 @@ def test_every_script_file_is_used_by_a_step() -> None:
     on_disk = {p.resolve() for ext in ("sh", "ps1") for p in profiles.rglob(f"*.{ext}")}
     assert len(on_disk) > 60  # the scripts moved out of the built-in profiles
     assert on_disk - used == set()
+
+
+@pytest.mark.parametrize("name", ["_GATHER_SCRIPT", "_OVF_USER_SCRIPT"])
+def test_the_facts_scripts_pass_shellcheck(tmp_path: Path, name: str) -> None:
+    """shellcheck -s bash finds nothing in the scripts that read a Linux target's facts."""
+    path = tmp_path / "facts.sh"
+    path.write_text(getattr(facts, name))
+    result = subprocess.run(
+        [_shellcheck(), "--shell=bash", "--format=gcc", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, "")
