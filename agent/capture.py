@@ -274,12 +274,14 @@ def finish_on_platform(
             data["power_state"] = check.state.words
             data["platform"]["power_check"] = check.to_dict()
             _journal(recorder, "power_state_confirmed", **check.to_dict())
-            recorder.save()
+            # Each platform step is a cloud operation of seconds or more: its record is
+            # worth an fsync, unlike a step's progress.
+            recorder.save(durable=True)
         if stage.capture is not None:
             if not _verified(result):
                 raise UsageError("capture refused: the generalization was not verified")
             # The generalization's record, as it stands now, is what the image points at.
-            recorder.save()
+            recorder.save(durable=True)
             evidence_sha256 = freeze_evidence(recorder.folder.result_path)
             record = capture_and_record(
                 stage.platform,
@@ -322,17 +324,17 @@ def capture_and_record(
     entry: dict[str, Any] = {"spec": target.spec, "image_id": target.resource_id, "steps": []}
     recorder.data["capture"] = entry
     _journal(recorder, "capture_started", spec=target.spec, image_id=target.resource_id)
-    recorder.save()
+    recorder.save(durable=True)
 
     def on_step(step: str, fields: Mapping[str, str]) -> None:
         entry["steps"].append({"step": step, **fields})
         _journal(recorder, "capture_step", step=step, **fields)
-        recorder.save()
+        recorder.save(durable=True)
 
     record = platform.capture(target, run_id=run_id, tags=tags, on_step=on_step)
     entry |= {k: v for k, v in record.to_dict().items() if k != "steps"}
     _journal(recorder, "capture_finished", **record.to_dict())
-    recorder.save()
+    recorder.save(durable=True)
     return record
 
 
@@ -411,7 +413,7 @@ def capture_command(
                 "capture_command_finished", exit_code=int(code), message=message
             )
         recorder.journal.close()
-        recorder.save()
+        recorder.save(durable=True)
     return CaptureOutcome(run_id, code, message, folder.path, data)
 
 

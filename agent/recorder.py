@@ -43,12 +43,14 @@ class Recorder(RunObserver):
     The journal comes first: it is what ``--resume`` trusts, and it is fsync'd before
     the engine goes on (a step's command is sent only after its start is on disk).
     result.json is a readable summary of the same events; rewriting it (redacted,
-    pretty-printed, fsync'd) costs more than a trivial step, so between the moments that
-    matter (a destructive step starts, a backup, an interruption, the end) it is rewritten
-    at most every ``SAVE_INTERVAL`` seconds.
+    pretty-printed) costs more than a trivial step, so between the moments that matter
+    (a destructive step starts, a backup, an interruption, the end) it is rewritten at
+    most every ``SAVE_INTERVAL`` seconds. Only the crossing of the point of no return, an
+    interruption and the end are fsync'd (``durable``): a reader after a power loss must
+    see that the VM may be half-changed; every other rewrite is a progress view.
     """
 
-    SAVE_INTERVAL = 0.5
+    SAVE_INTERVAL = 1.0
 
     def __init__(self, folder: RunFolder, data: dict[str, Any], console: RunObserver) -> None:
         self._folder = folder
@@ -63,8 +65,8 @@ class Recorder(RunObserver):
     def folder(self) -> RunFolder:
         return self._folder
 
-    def save(self) -> None:
-        self._folder.write_result(self.data)
+    def save(self, *, durable: bool = False) -> None:
+        self._folder.write_result(self.data, durable=durable)
         self._saved_at = time.monotonic()
 
     def set_plan(self, plan: Plan) -> None:
@@ -98,7 +100,7 @@ class Recorder(RunObserver):
                 entry["status"] = "interrupted"
                 entry["message"] = "interrupted while it ran: its outcome is unknown"
                 entry["finished_at"] = utc_now()
-        self._refresh_steps()
+        self._refresh_steps(durable=True)
 
     def step_started(self, step: PlannedStep) -> None:
         # "running" in memory before the journal line: a Ctrl-C right after that line is
@@ -118,7 +120,7 @@ class Recorder(RunObserver):
         crossing = step.spec.destructive and not self.data.get("point_of_no_return_reached")
         if step.spec.destructive:
             self.data["point_of_no_return_reached"] = True
-        self._refresh_steps(force=crossing)
+        self._refresh_steps(force=crossing, durable=crossing)
         self._console.step_started(step)
 
     def step_output(self, step: PlannedStep, stream: str, line: str) -> None:
@@ -154,7 +156,7 @@ class Recorder(RunObserver):
         self.save()
         self._console.backup_finished(record, error)
 
-    def _refresh_steps(self, *, force: bool = True) -> None:
+    def _refresh_steps(self, *, force: bool = True, durable: bool = False) -> None:
         self.data["steps"] = list(self._steps.values())
         if force or time.monotonic() - self._saved_at >= self.SAVE_INTERVAL:
-            self.save()
+            self.save(durable=durable)

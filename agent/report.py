@@ -121,8 +121,13 @@ class RunFolder:
     def log_path(self) -> Path:
         return self.path / LOG_FILE
 
-    def write_result(self, data: dict[str, Any]) -> None:
-        """Write result.json atomically, with every known secret redacted."""
+    def write_result(self, data: dict[str, Any], *, durable: bool = True) -> None:
+        """Write result.json atomically, with every known secret redacted.
+
+        ``durable``: fsync before the rename, so a power loss cannot leave an empty or
+        older file. Progress rewrites skip it (the journal is what a resume trusts); the
+        end of a run, an interruption and the point of no return do not.
+        """
         clean = _REDACTOR.redact({"schema_version": SCHEMA_VERSION, **data})
         tmp = self.result_path.with_suffix(".json.tmp")
         try:
@@ -130,7 +135,8 @@ class RunFolder:
                 json.dump(clean, handle, indent=2, sort_keys=False, default=str)
                 handle.write("\n")
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             tmp.replace(self.result_path)
         except OSError as exc:
             raise RunDirError(f"run folder {self.path}: cannot write result.json: {exc}") from exc

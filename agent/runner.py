@@ -532,7 +532,7 @@ def _finish(
     data["message"] = message
     if recorder.journal is not None:
         recorder.journal.run_finished(status=data["status"], exit_code=int(code), message=message)
-    recorder.save()
+    recorder.save(durable=True)
     level = "info" if code is ExitCode.OK else "error"
     getattr(log, level)("run.end", status=data["status"], exit_code=int(code), message=message)
     return RunOutcome(

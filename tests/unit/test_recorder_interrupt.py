@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from agent.catalog import Catalog
 from agent.journal import Journal
-from agent.plan import PlannedStep, Selection, plan_for
+from agent.plan import Plan, PlannedStep, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
 from agent.report import RunFolder
 
@@ -22,9 +23,8 @@ class InterruptedAfterStart(Journal):
         raise KeyboardInterrupt
 
 
-def test_interrupt_right_after_step_started_is_recorded_as_interrupted(tmp_path: Path) -> None:
-    """The step whose start is journaled is 'interrupted' in result.json."""
-    plan = plan_for(
+def _check_plan() -> Plan:
+    return plan_for(
         Catalog.load(),
         playbook_name="check",
         profile_id="debian",
@@ -32,6 +32,11 @@ def test_interrupt_right_after_step_started_is_recorded_as_interrupted(tmp_path:
         var_overrides={},
         selection=Selection(),
     )
+
+
+def test_interrupt_right_after_step_started_is_recorded_as_interrupted(tmp_path: Path) -> None:
+    """The step whose start is journaled is 'interrupted' in result.json."""
+    plan = _check_plan()
     folder = RunFolder.create(tmp_path / "run")
     data: dict[str, Any] = {"steps": []}
     recorder = Recorder(folder, data, ProgressSink())
@@ -45,3 +50,47 @@ def test_interrupt_right_after_step_started_is_recorded_as_interrupted(tmp_path:
     entry = next(s for s in data["steps"] if s["name"] == step.name)
     assert entry["status"] == "interrupted"
     assert '"step_started"' in (folder.path / "journal.jsonl").read_text()
+
+
+def _fsyncs_of_result_json(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record, for each fsync in agent.report, which file it was."""
+    seen: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr("agent.report.os.fsync", recording_fsync)
+    return seen
+
+
+def test_progress_rewrites_of_result_json_are_not_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving the plan and a finished routine step writes result.json without an fsync."""
+    seen = _fsyncs_of_result_json(monkeypatch)
+    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder.set_plan(_check_plan())
+    recorder.save()
+    assert seen == []
+    assert (tmp_path / "run" / "result.json").exists()
+
+
+def test_the_final_result_json_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """save(durable=True), as the end of a run uses it, fsyncs result.json before renaming."""
+    seen = _fsyncs_of_result_json(monkeypatch)
+    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder.save(durable=True)
+    assert [Path(p).name for p in seen] == ["result.json.tmp"]
+
+
+def test_an_interruption_fsyncs_result_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Ctrl-C the 'interrupted' record is on disk, not only in the page cache."""
+    seen = _fsyncs_of_result_json(monkeypatch)
+    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder.set_plan(_check_plan())
+    recorder.interrupted()
+    assert len(seen) == 1
