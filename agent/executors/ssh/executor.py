@@ -298,7 +298,11 @@ class SshExecutor(BaseExecutor):
         while self.is_connected():
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.05)
+            # Polled: paramiko has no event for a transport's end, and joining its thread
+            # from the main thread is unsafe under Ctrl-C in Python 3.11 (bpo-45274's fix
+            # marks a running thread stopped). 10 ms: a run ends when the VM goes, not up
+            # to 50 ms later; each poll reads one attribute.
+            time.sleep(0.01)
         return True
 
     def _require_transport(self) -> paramiko.Transport:
