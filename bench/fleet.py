@@ -32,7 +32,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.generalize import IMAGEPREP, POWER_OFF_TIMEOUT, _as_one_script, _planned_commands
+from bench.generalize import (
+    IMAGEPREP,
+    POWER_OFF_TIMEOUT,
+    _as_one_script,
+    _planned_commands,
+    installed_like_env,
+)
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 
@@ -77,7 +83,7 @@ def _all_off_and_generalized(targets: list[NspawnTarget], started: float) -> flo
     return until_off
 
 
-def run_fleet(image: TargetImage, count: int, work: Path) -> Sample:
+def run_fleet(image: TargetImage, count: int, work: Path, env: dict[str, str]) -> Sample:
     with _booted(image, count) as targets:
         folder = Path(tempfile.mkdtemp(prefix="fleet-", dir=work))
         inventory = folder / "hosts.ini"
@@ -110,7 +116,7 @@ def run_fleet(image: TargetImage, count: int, work: Path) -> Sample:
         ]
         started = time.monotonic()
         with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
-            process = subprocess.Popen(argv, stdout=out, stderr=err)
+            process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
             # wait4: this child's own peak RSS, not the largest of every child so far.
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
@@ -168,8 +174,9 @@ def main() -> int:
     image = ensure_image(ImageSpec())
     samples: dict[str, list[Sample]] = {"imageprep fleet": [], "raw scripts at once": []}
     with tempfile.TemporaryDirectory(prefix="imageprep-bench-fleet-") as tmp:
+        env = installed_like_env(Path(tmp))
         ways: dict[str, Callable[[], Sample]] = {
-            "imageprep fleet": lambda: run_fleet(image, count, Path(tmp)),
+            "imageprep fleet": lambda: run_fleet(image, count, Path(tmp), env),
             "raw scripts at once": lambda: run_raw(image, count),
         }
         for _ in range(repeat):  # alternate the ways, so drift hits both alike
