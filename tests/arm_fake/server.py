@@ -1383,8 +1383,11 @@ def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
                         "x-ms-error-code", data.split(b"<Code>")[1].split(b"<")[0].decode()
                     )
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client went away (a test killed it mid-upload)
+                self.close_connection = True
 
         do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
 
