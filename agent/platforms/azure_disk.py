@@ -64,6 +64,7 @@ from agent.upload_progress import (
 MIN_UPLOAD_SIZE = 20 * (1 << 20) + 512
 IN_FLIGHT = 4  # Put Page requests at once
 _UPLOADING = ("ReadyToUpload", "ActiveUpload")
+_REVOKED = "revoked"  # an incomplete upload whose access was revoked (Unattached)
 # A VM holds the disk (Reserved: attached to a deallocated VM): never deleted by --replace.
 _IN_USE = ("Attached", "Reserved", "Frozen", "ActiveSASFrozen")
 
@@ -146,7 +147,9 @@ class AzureDiskUploader:
         if existing is not None and replace:
             self._delete(client, target, existing)
             existing, replaced = None, True
-        if existing is not None and _resumable(existing, target, sha) == UPLOAD_COMPLETE:
+        records = record_path or progress_path(path)
+        verdict = _resumable(existing, target, sha) if existing is not None else None
+        if verdict == UPLOAD_COMPLETE:
             state = self._check_uploaded(client, target, size, expect=None)
             return UploadRecord(
                 target.disk_id, size, 0, 0, state, time.monotonic() - started, False, True
@@ -154,8 +157,32 @@ class AzureDiskUploader:
         resumed = existing is not None
         disk = existing or self._create(client, target, size, shape, sha)
         identity = UploadIdentity(target.disk_id, str(disk.unique_id or ""), sha, size)
-        records = record_path or progress_path(path)
         done = load_done(records, identity) & set(ranges) if resumed else frozenset()
+        if verdict == _REVOKED:
+            if len(done) < len(ranges):
+                raise PlatformError(
+                    f"azure-disk: disk {target.disk_id} holds a partial upload whose write "
+                    "access was revoked, and Azure grants no write access after a revoke: "
+                    "`imageprep upload --replace` deletes it and uploads again"
+                )
+            # Every range was written before the revoke; only the check and the tag were
+            # missing (e.g. the tag update failed): finish those, send nothing.
+            state = self._check_uploaded(client, target, size)
+            self._tag(client, target, disk, UPLOAD_COMPLETE)
+            records.unlink(missing_ok=True)
+            written = sum(length for _, length in done)
+            return UploadRecord(
+                target.disk_id,
+                size,
+                0,
+                0,
+                state,
+                time.monotonic() - started,
+                True,
+                True,
+                written,
+                len(done),
+            )
         todo = [r for r in ranges if r not in done]
         record = ProgressRecord(records, identity, done, every=self.record_every)
         record.flush()  # names this disk's uniqueId before any page is written
@@ -375,8 +402,9 @@ def _state(disk: Any) -> str:
 
 
 def _resumable(disk: Any, target: Any, sha: str) -> str:
-    """An existing disk at the target: UPLOAD_COMPLETE, or UPLOAD_INCOMPLETE if this run
-    may resume writing it; else UsageError (not ours, another VHD) or PlatformError."""
+    """An existing disk at the target: UPLOAD_COMPLETE; UPLOAD_INCOMPLETE if this run may
+    resume writing it; _REVOKED if it was revoked before it was complete; else UsageError
+    (not ours, another VHD) or PlatformError."""
     tags = dict(getattr(disk, "tags", None) or {})
     mark, state = tags.get(TAG_UPLOAD), _state(disk)
     if mark not in (UPLOAD_INCOMPLETE, UPLOAD_COMPLETE):
@@ -397,11 +425,7 @@ def _resumable(disk: Any, target: Any, sha: str) -> str:
     if state in _UPLOADING:
         return UPLOAD_INCOMPLETE
     if state == "Unattached":
-        raise PlatformError(
-            f"azure-disk: disk {target.disk_id} holds a partial upload whose write access "
-            "was revoked, and Azure grants no write access after a revoke: "
-            "`imageprep upload --replace` deletes it and uploads again"
-        )
+        return _REVOKED
     raise PlatformError(
         f"azure-disk: disk {target.disk_id} holds a partial upload and is {state}: "
         "`imageprep upload --replace` deletes it and uploads again"

@@ -31,6 +31,7 @@ from agent.upload import parse_disk_target, upload_vhd
 from agent.upload_progress import ProgressRecord, UploadIdentity, load_done, progress_path
 from agent.vhd import VhdResult, write_vhd_record
 from tests.arm_fake import FakeArm, FakeTokenCredential
+from tests.arm_fake.server import Fault
 from tests.winrm_server.certs import TlsFiles, make_tls_files
 
 SUB = "00000000-0000-4000-8000-00000000abcd"
@@ -298,6 +299,22 @@ def test_replace_after_ctrl_c_deletes_and_uploads_afresh(
     assert summary["bytes_sent"] == RANGES * 4 * MIB + 512
     assert arm.requests_to("DELETE", "/disks/gold-os$")
     assert arm.disks[KEY]["properties"]["uniqueId"] != old
+    assert arm.disks[KEY]["tags"][TAG_UPLOAD] == "complete"
+
+
+def test_a_run_that_could_not_tag_is_finished_by_the_next(
+    arm: FakeArm, tls: TlsFiles, vhd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tagging complete refused after a full upload: exit 12; the re-run only tags (exit 0)."""
+    arm.faults.append(Fault("PATCH", "/disks/gold-os$", 403))
+    code, _out, err = _cli(arm, tls, vhd, monkeypatch)
+    assert code == ExitCode.PLATFORM_FAILED, err
+    assert arm.disks[KEY]["tags"][TAG_UPLOAD] == "incomplete"
+    pages = len(arm.page_requests)
+    code, out, err = _cli(arm, tls, vhd, monkeypatch)
+    assert code == ExitCode.OK, err
+    assert json.loads(out)["already_uploaded"] is True
+    assert len(arm.page_requests) == pages
     assert arm.disks[KEY]["tags"][TAG_UPLOAD] == "complete"
 
 
