@@ -124,7 +124,13 @@ def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path 
 
 @command()
 @click.argument("vhd", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--to", "to", required=True, metavar="azure-disk:DISK_ID", help="The disk to create.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="azure-disk:DISK_ID",
+    help="The disk to create (or the one an earlier run of this command left, to resume).",
+)
 @click.option("--location", required=True, metavar="REGION", help="The disk's region.")
 @click.option("--sku", default="Standard_LRS", show_default=True)
 @click.option("--zone", default=None, metavar="1|2|3")
