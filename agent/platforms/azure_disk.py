@@ -148,7 +148,7 @@ class AzureDiskUploader:
             self._delete(client, target, existing)
             existing, replaced = None, True
         records = record_path or progress_path(path)
-        verdict = _resumable(existing, target, sha) if existing is not None else None
+        verdict = _resumable(existing, target, sha, shape) if existing is not None else None
         if verdict == UPLOAD_COMPLETE:
             state = self._check_uploaded(client, target, size, expect=None)
             return UploadRecord(
@@ -401,7 +401,24 @@ def _state(disk: Any) -> str:
     return str(getattr(props, "value", props) or "")
 
 
-def _resumable(disk: Any, target: Any, sha: str) -> str:
+def _value(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+def _shape_of(disk: Any) -> dict[str, str]:
+    """What an existing disk says about the DiskShape it was created with (REST names)."""
+    capabilities = getattr(disk, "supported_capabilities", None)
+    security = getattr(disk, "security_profile", None)
+    return {
+        "osType": _value(getattr(disk, "os_type", None)),
+        "hyperVGeneration": _value(getattr(disk, "hyper_v_generation", None)),
+        "supportedCapabilities.architecture": _value(getattr(capabilities, "architecture", None)),
+        "securityProfile.securityType": _value(getattr(security, "security_type", None))
+        or "Standard",
+    }
+
+
+def _resumable(disk: Any, target: Any, sha: str, shape: DiskShape) -> str:
     """An existing disk at the target: UPLOAD_COMPLETE; UPLOAD_INCOMPLETE if this run may
     resume writing it; _REVOKED if it was revoked before it was complete; else UsageError
     (not ours, another VHD) or PlatformError."""
@@ -420,6 +437,19 @@ def _resumable(disk: Any, target: Any, sha: str) -> str:
             f"{TAG_UPLOAD_SHA256}={theirs[:16]}, this VHD {sha[:16]}): "
             "--replace deletes it and uploads again"
         )
+    wanted = {
+        "osType": shape.os_type,
+        "hyperVGeneration": shape.hyper_v_generation,
+        "supportedCapabilities.architecture": shape.architecture,
+        "securityProfile.securityType": shape.security_type,
+    }
+    found = _shape_of(disk)
+    for field, value in wanted.items():
+        if found[field] and found[field].lower() != value.lower():
+            raise UsageError(
+                f"--to: disk {target.disk_id} was created with {field} {found[field]}, "
+                f"not {value} as asked: --replace deletes it and uploads again"
+            )
     if mark == UPLOAD_COMPLETE:
         return UPLOAD_COMPLETE
     if state in _UPLOADING:

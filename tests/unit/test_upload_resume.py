@@ -345,6 +345,20 @@ def test_a_disk_holding_another_vhd_is_exit_2(
     assert "--replace" in line
 
 
+def test_a_disk_made_with_another_os_type_is_exit_2(
+    arm: FakeArm, tls: TlsFiles, vhd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same VHD, but --os-type differs from the disk's: exit 2 naming osType, nothing sent."""
+    _upload(arm, tls, vhd)
+    pages = len(arm.page_requests)
+    code, _out, err = _cli(arm, tls, vhd, monkeypatch, "--os-type", "Windows")
+    assert code == ExitCode.USAGE
+    (line,) = err.splitlines()
+    assert "osType Linux, not Windows" in line
+    assert DISK_ID in line
+    assert len(arm.page_requests) == pages
+
+
 def test_a_disk_imageprep_did_not_make_is_exit_2(
     arm: FakeArm, tls: TlsFiles, vhd: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
