@@ -143,21 +143,27 @@ class AzureDiskUploader:
             **self._base_url(),
         )
         existing = self._read_disk(client, target)
-        replaced = False
-        if existing is not None and replace:
+        replaced = existing is not None and replace
+        if replaced:
             self._delete(client, target, existing)
-            existing, replaced = None, True
-        records = record_path or progress_path(path)
+            existing = None
         verdict = _resumable(existing, target, sha, shape) if existing is not None else None
         if verdict == UPLOAD_COMPLETE:
             state = self._check_uploaded(client, target, size, expect=None)
             return UploadRecord(
-                target.disk_id, size, 0, 0, state, time.monotonic() - started, False, True
+                target.disk_id,
+                size,
+                0,
+                0,
+                state,
+                time.monotonic() - started,
+                already_uploaded=True,
             )
-        resumed = existing is not None
         disk = existing or self._create(client, target, size, shape, sha)
         identity = UploadIdentity(target.disk_id, str(disk.unique_id or ""), sha, size)
-        done = load_done(records, identity) & set(ranges) if resumed else frozenset()
+        records = record_path or progress_path(path)
+        done = load_done(records, identity) & set(ranges) if existing is not None else frozenset()
+        written = sum(length for _, length in done)
         if verdict == _REVOKED:
             if len(done) < len(ranges):
                 raise PlatformError(
@@ -170,7 +176,6 @@ class AzureDiskUploader:
             state = self._check_uploaded(client, target, size)
             self._tag(client, target, disk, UPLOAD_COMPLETE)
             records.unlink(missing_ok=True)
-            written = sum(length for _, length in done)
             return UploadRecord(
                 target.disk_id,
                 size,
@@ -178,28 +183,14 @@ class AzureDiskUploader:
                 0,
                 state,
                 time.monotonic() - started,
-                True,
-                True,
-                written,
-                len(done),
+                resumed=True,
+                already_uploaded=True,
+                bytes_already_written=written,
+                ranges_already_written=len(done),
             )
         todo = [r for r in ranges if r not in done]
         record = ProgressRecord(records, identity, done, every=self.record_every)
-        record.flush()  # names this disk's uniqueId before any page is written
-        sas = self._grant(client, target, resumed)
-        sent = 0
-        try:
-            if not sas:
-                raise PlatformError(
-                    f"azure-disk: ARM granted access to disk {target.name} without a SAS"
-                )
-            total = sum(length for _, length in todo)
-            sent = self._write(
-                sas, path, todo, lambda n: on_progress(n, total), target.disk_id, record
-            )
-        finally:
-            record.flush()
-            self._revoke(client, target)
+        sent = self._write_revoked(client, target, path, todo, on_progress, record, existing)
         state = self._check_uploaded(client, target, size)
         self._tag(client, target, disk, UPLOAD_COMPLETE)
         record.remove()
@@ -210,12 +201,37 @@ class AzureDiskUploader:
             len(todo),
             state,
             time.monotonic() - started,
-            resumed,
-            False,
-            sum(length for _, length in done),
-            len(done),
-            replaced,
+            resumed=existing is not None,
+            replaced=replaced,
+            bytes_already_written=written,
+            ranges_already_written=len(done),
         )
+
+    def _write_revoked(
+        self,
+        client: Any,
+        target: Any,
+        path: Path,
+        todo: Sequence[tuple[int, int]],
+        on_progress: Callable[[int, int], None],
+        record: ProgressRecord,
+        existing: Any,
+    ) -> int:
+        """Grant write access, write ``todo``, revoke whatever happened: the bytes sent."""
+        record.flush()  # names this disk's uniqueId before any page is written
+        sas = self._grant(client, target, again=existing is not None)
+        try:
+            if not sas:
+                raise PlatformError(
+                    f"azure-disk: ARM granted access to disk {target.name} without a SAS"
+                )
+            total = sum(length for _, length in todo)
+            return self._write(
+                sas, path, todo, lambda n: on_progress(n, total), target.disk_id, record
+            )
+        finally:
+            record.flush()
+            self._revoke(client, target)
 
     def _read_disk(self, client: Any, target: Any) -> Any:
         """The disk, or None if there is none by that name."""
