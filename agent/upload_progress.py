@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import DiskError
+
 SUFFIX = ".upload.json"
 _VERSION = 1
 
@@ -108,7 +110,12 @@ class ProgressRecord:
             "done": sorted(self._done),
         }
         partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.write_text(json.dumps(record, separators=(",", ":")) + "\n", encoding="utf-8")
-        os.replace(partial, self.path)
+        try:
+            partial.write_text(json.dumps(record, separators=(",", ":")) + "\n", encoding="utf-8")
+            os.replace(partial, self.path)
+        except OSError as exc:
+            raise DiskError(
+                f"{self.path}: cannot write the upload record: {exc.strerror}"
+            ) from None
         self._pending = 0
         self._written_at = self._clock()

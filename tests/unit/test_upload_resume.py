@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from agent.cli import main
 from agent.disks.image import MIB, disk_info, sha256_of
+from agent.errors import DiskError
 from agent.outcome import ExitCode
 from agent.platforms import azure_disk
 from agent.platforms.azure_disk import AzureDiskUploader
@@ -427,3 +428,12 @@ def test_a_record_of_another_disk_instance_is_ignored(tmp_path: Path) -> None:
     again = UploadIdentity(DISK_ID, "u-2", "ab" * 32, 24 * MIB + 512)
     assert load_done(path, identity) == {(0, 4 * MIB)}
     assert load_done(path, again) == frozenset()
+
+
+def test_an_unwritable_record_is_a_one_line_disk_error(tmp_path: Path) -> None:
+    """The record's folder is not writable (here: not a folder): DiskError naming the file."""
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "x.vhd.upload.json"
+    record = ProgressRecord(path, UploadIdentity(DISK_ID, "u-1", "ab" * 32, 24 * MIB + 512))
+    with pytest.raises(DiskError, match=r"x\.vhd\.upload\.json: cannot write the upload record"):
+        record.flush()
