@@ -106,13 +106,16 @@ class AzureDiskUploader:
         polling_interval: float = 5.0,
         in_flight: int = IN_FLIGHT,
         record_every: int = 64,
+        record_interval: float = 1.0,
     ) -> None:
         self._credential = credential
         self._endpoint = endpoint
         self._connection_verify = connection_verify
         self._polling_interval = polling_interval
         self.in_flight = in_flight
-        self.record_every = record_every  # ranges per rewrite of OUT.vhd.upload.json
+        # OUT.vhd.upload.json is rewritten every this many ranges, or seconds
+        self.record_every = record_every
+        self.record_interval = record_interval
 
     def upload(
         self,
@@ -189,7 +192,9 @@ class AzureDiskUploader:
                 ranges_already_written=len(done),
             )
         todo = [r for r in ranges if r not in done]
-        record = ProgressRecord(records, identity, done, every=self.record_every)
+        record = ProgressRecord(
+            records, identity, done, every=self.record_every, interval=self.record_interval
+        )
         sent = self._write_revoked(client, target, path, todo, on_progress, record, existing)
         state = self._check_uploaded(client, target, size)
         self._tag(client, target, disk, UPLOAD_COMPLETE)

@@ -52,7 +52,7 @@ from tests.arm_fake import FakeTokenCredential
 endpoint, ca, vhd, disk = sys.argv[1:5]
 uploader = AzureDiskUploader(
     credential=FakeTokenCredential(), endpoint=endpoint, connection_verify=ca,
-    polling_interval=0.01, record_every=2,
+    polling_interval=0.01, record_every=2, record_interval=3600,
 )
 target = parse_disk_target(f"azure-disk:{disk}", location="westeurope", sku="Standard_LRS",
                            zone=None)
