@@ -24,6 +24,14 @@ TAG_PROFILE = "imageprep-profile"
 TAG_PLAYBOOK = "imageprep-playbook"
 TAG_RESULT_SHA256 = "imageprep-result-sha256"
 
+# A disk `imageprep upload` created: "incomplete" from its creation until the upload was
+# revoked and checked, then "complete"; with the SHA-256 of the VHD written into it. A
+# re-run reads both to tell its own unfinished upload from someone else's disk.
+TAG_UPLOAD = "imageprep-upload"
+TAG_UPLOAD_SHA256 = "imageprep-upload-sha256"
+UPLOAD_INCOMPLETE = "incomplete"
+UPLOAD_COMPLETE = "complete"
+
 EVIDENCE_FILE = "result.before-capture.json"
 
 

@@ -5,6 +5,10 @@ managed disk created with ``createOption=Upload`` and exactly the file's size. T
 decides, without contacting anything, whether a file qualifies (the footer, the size, and
 the ``OUT.vhd.boot-test.json`` record `imageprep vhd` wrote) and which 4 MiB ranges hold
 data: ranges that are all zeros are not sent, since a new upload disk reads as zeros.
+
+A re-run of the same command resumes: agent.platforms.azure_disk reads the disk's tags
+and the record ``OUT.vhd.upload.json`` (agent.upload_progress) and sends only what is
+missing, or nothing if the disk is tagged complete.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class UploadSource:
     size: int  # bytes, footer included: the disk's uploadSizeBytes
     virtual_size: int
     boot_test: str  # the source's verdict, or "skipped (--force)"
+    sha256: str  # of the whole file: tagged on the disk, checked against the record
 
 
 def check_vhd(path: Path, *, force: bool) -> UploadSource:
@@ -110,11 +115,12 @@ def check_vhd(path: Path, *, force: bool) -> UploadSource:
         problems.append(f"file size {size} is not the virtual size {current} + 512")
     if problems:
         raise DiskError(f"{path}: cannot be uploaded: {'; '.join(problems)}")
-    verdict = "skipped (--force)" if force else _check_record(path, size)
-    return UploadSource(path, size, current, verdict)
+    sha = sha256_of(path)
+    verdict = "skipped (--force)" if force else _check_record(path, size, sha)
+    return UploadSource(path, size, current, verdict, sha)
 
 
-def _check_record(path: Path, size: int) -> str:
+def _check_record(path: Path, size: int, sha: str) -> str:
     record_path = pass_record_path(path)
     try:
         record = json.loads(record_path.read_text())
@@ -133,7 +139,7 @@ def _check_record(path: Path, size: int) -> str:
             f"{path} was made from a disk that did not pass boot-test "
             f"({source.get('boot_test')}); boot-test it, or give --force"
         )
-    if vhd.get("size") != size or vhd.get("sha256") != sha256_of(path):
+    if vhd.get("size") != size or vhd.get("sha256") != sha:
         raise NotUploadable(
             f"{path} changed since `imageprep vhd` wrote it (size or sha256 differs from "
             f"{record_path.name}); or give --force"
@@ -172,10 +178,12 @@ def upload_vhd(
     hyper_v_generation: str,
     architecture: str,
     security_type: str,
+    replace: bool = False,
     uploader: AzureDiskUploader | None = None,
     on_progress: Callable[[int, int], None] = lambda sent, total: None,
 ) -> dict[str, object]:
-    """Check the VHD, then create the disk and upload its non-zero ranges; the summary.
+    """Check the VHD, then create (resume, or with ``replace`` delete and create) the disk
+    and upload its non-zero ranges; the summary.
 
     Raises NotUploadable (exit 3), DiskError/UsageError (2) or PlatformError (12).
     """
@@ -184,18 +192,31 @@ def upload_vhd(
     source = check_vhd(path, force=force)
     ranges = data_ranges(path, source.size)
     shape = DiskShape(os_type, hyper_v_generation, architecture, security_type)
-    total = sum(length for _, length in ranges)
     record = (uploader or AzureDiskUploader()).upload(
-        target, path, source.size, ranges, shape, lambda sent: on_progress(sent, total)
+        target,
+        path,
+        source.size,
+        ranges,
+        shape,
+        on_progress,
+        sha256=source.sha256,
+        replace=replace,
     )
+    data = sum(length for _, length in ranges)
     return {
         "disk_id": record.disk_id,
         "size": record.size,
         "bytes_sent": record.bytes_sent,
         "ranges_sent": record.ranges_sent,
-        "skipped_zero_bytes": record.size - record.bytes_sent,
+        "skipped_zero_bytes": record.size - data,
+        "resumed": record.resumed,
+        "bytes_already_written": record.bytes_already_written,
+        "ranges_already_written": record.ranges_already_written,
+        "already_uploaded": record.already_uploaded,
+        "replaced": record.replaced,
         "disk_state": record.disk_state,
         "boot_test": source.boot_test,
+        "vhd_sha256": source.sha256,
         "seconds": round(record.seconds, 3),
     }
 

@@ -124,7 +124,13 @@ def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path 
 
 @command()
 @click.argument("vhd", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--to", "to", required=True, metavar="azure-disk:DISK_ID", help="The disk to create.")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="azure-disk:DISK_ID",
+    help="The disk to create (or the one an earlier run of this command left, to resume).",
+)
 @click.option("--location", required=True, metavar="REGION", help="The disk's region.")
 @click.option("--sku", default="Standard_LRS", show_default=True)
 @click.option("--zone", default=None, metavar="1|2|3")
@@ -144,6 +150,12 @@ def capture(spec: str, platform_spec: str, replace_version: bool, run_dir: Path 
     show_default=True,
 )
 @click.option("--force", is_flag=True, help="Upload without a passed boot-test record.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Delete an existing disk of that name first (never one attached to a VM), then "
+    "upload afresh. Needed after a revoked partial upload, or for another VHD's disk.",
+)
 def upload(
     vhd: Path,
     to: str,
@@ -155,11 +167,15 @@ def upload(
     architecture: str,
     security_type: str,
     force: bool,
+    replace: bool,
 ) -> None:
     """Upload VHD (fixed, whole MiB, from `imageprep vhd`) as a new Azure managed disk.
 
-    Creates the disk for upload, writes its non-zero 4 MiB ranges through a write SAS,
-    and revokes the access whatever happened.
+    Creates the disk for upload (tagged imageprep-upload=incomplete and the VHD's sha256),
+    writes its non-zero 4 MiB ranges through a write SAS, revokes the access whatever
+    happened, checks the disk and tags it complete. Running the same command again
+    resumes: only ranges missing from VHD.upload.json are sent to a disk still in
+    ActiveUpload; a disk tagged complete is left as it is (exit 0).
     """
     from agent.upload import NotUploadable, ProgressLine, parse_disk_target, upload_vhd
 
@@ -175,12 +191,13 @@ def upload(
             hyper_v_generation=hyper_v_generation,
             architecture=architecture,
             security_type=security_type,
+            replace=replace,
             on_progress=progress if sys.stderr.isatty() else (lambda sent, total: None),
         )
     except KeyboardInterrupt:
         click.echo(
             f"imageprep: interrupted: write access was revoked; disk {to} is left "
-            "partly written: delete it and upload again",
+            "partly written: `imageprep upload --replace` deletes it and uploads again",
             err=True,
         )
         sys.exit(int(ExitCode.INTERRUPTED))

@@ -12,6 +12,10 @@ answers the few ARM endpoints the provider uses, shaped after the ARM REST refer
     GET  /subscriptions/SUB/providers/Microsoft.Compute/locations/LOC/DiskOperations/ID
     GET  .../resourceGroups/RG/providers/Microsoft.Compute/snapshots/NAME
 
+and, for ``imageprep upload``, disks created for upload (PUT with tags, PATCH of tags,
+DELETE refused while attached or under a SAS), beginGetAccess/endGetAccess and a page-blob
+endpoint that records each Put Page. Whether write access is granted again to a disk in
+ActiveUpload is a named switch, ``FakeArm(regrant_active_upload=...)`` (see server.py). All
 with ARM's error bodies (401 InvalidAuthenticationToken, 403 AuthorizationFailed, 404
 ResourceNotFound / ResourceGroupNotFound, 400 for a bad body). It proves the provider and
 the SDK work together over the wire; it does not prove Azure behaves like it.

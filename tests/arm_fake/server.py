@@ -167,8 +167,16 @@ class FakeArm:
         *,
         in_progress_polls: int = 2,
         retry_after: int | None = None,
+        regrant_active_upload: bool = True,
     ) -> None:
         self.subscription = subscription
+        # Write access asked again for a disk already in ActiveUpload (the controller died
+        # without revoking, or the SAS expired). True: a new SAS, as Microsoft's 2019 "Upload
+        # a vhd to Azure using Azure CLI" said ("If your SAS expires during upload, and you
+        # haven't called revoke-access yet, you can get a new SAS to continue the upload
+        # using grant-access, again", MicrosoftDocs/azure-docs commit 00d980b2); today's
+        # page no longer says it, so False models ARM refusing with 409.
+        self.regrant_active_upload = regrant_active_upload
         self.in_progress_polls = in_progress_polls  # status answers "InProgress" this often
         self.retry_after = retry_after
         self.fail_operations: tuple[str, str] | None = None  # (code, message) for "Failed"
@@ -197,6 +205,10 @@ class FakeArm:
         self.sigs: dict[str, str] = {}  # disk id (lower) -> the signature of its write SAS
         self.pages: dict[str, dict[int, bytes]] = {}  # disk id (lower) -> offset -> data
         self.page_requests: list[tuple[str, int, int]] = []  # (disk id, offset, length)
+        # Put Page requests after this many accepted ones hang until ``pages_released`` is
+        # set (then fail 503): a client caught mid-upload, for a test to kill it there.
+        self.hold_pages_after: int | None = None
+        self.pages_released = threading.Event()
         self.slow_jobs: dict[str, int] = {}  # job kind -> InProgress answers (not the default)
         self.fail_jobs: dict[str, tuple[str, str]] = {}  # job kind -> (code, message)
         self.denied_actions: set[str] = (
@@ -360,6 +372,7 @@ class FakeArm:
         try:
             yield self
         finally:
+            self.pages_released.set()  # no held Put Page outlives the server
             server.shutdown()
             server.server_close()
             thread.join()
@@ -387,7 +400,13 @@ class FakeArm:
             try:
                 time.sleep(self.page_delay)  # a storage round trip, outside the lock
                 with self._lock:
-                    return self._put_page(method, blob["disk"], query, headers, body)
+                    held = self.hold_pages_after is not None and (
+                        len(self.page_requests) >= self.hold_pages_after
+                    )
+                    if not held:
+                        return self._put_page(method, blob["disk"], query, headers, body)
+                self.pages_released.wait(120)
+                return 503, {}, _storage_error("ServerBusy", "The server is busy.")
             finally:
                 with self._lock:
                     self.pages_in_flight -= 1
@@ -461,7 +480,15 @@ class FakeArm:
                 {"GET": self._get_image, "PUT": self._put_image, "DELETE": self._delete_image},
             ),
             (_COMPUTE_OPERATION_PATH, {"GET": self._get_job}),
-            (_DISK_PATH, {"GET": self._get_disk, "PUT": self._put_disk}),
+            (
+                _DISK_PATH,
+                {
+                    "GET": self._get_disk,
+                    "PUT": self._put_disk,
+                    "PATCH": self._patch_disk,
+                    "DELETE": self._delete_disk,
+                },
+            ),
             (_DISK_ACTION_PATH, {"POST": self._disk_access}),
             (_VM_PATH, {"GET": self._get_vm}),
             (_SNAPSHOT_PATH, {"GET": self._get_snapshot, "PUT": self._put_snapshot}),
@@ -1029,6 +1056,7 @@ class FakeArm:
             "type": "Microsoft.Compute/disks",
             "location": body["location"],
             "sku": {"name": (body.get("sku") or {}).get("name", "Standard_LRS")},
+            "tags": dict(body.get("tags") or {}),
             "properties": {
                 "creationData": {"createOption": "Upload", "uploadSizeBytes": size},
                 "diskSizeGB": -(-(size - 512) // (1 << 30)),
@@ -1078,7 +1106,8 @@ class FakeArm:
         self._deny("Microsoft.Compute/disks/beginGetAccess/action", disk_id, principal)
         if not isinstance(body, dict) or body.get("access") != "Write":
             raise ArmError(400, "InvalidParameter", "This fake grants Write access only.")
-        if props["diskState"] != "ReadyToUpload":
+        regrant = props["diskState"] == "ActiveUpload" and self.regrant_active_upload
+        if props["diskState"] != "ReadyToUpload" and not regrant:
             raise ArmError(
                 409,
                 "OperationNotAllowed",
@@ -1098,6 +1127,47 @@ class FakeArm:
         job = self.jobs[next(reversed(self.jobs))]
         job.output = {"accessSAS": sas}
         return status, headers, None
+
+    def _patch_disk(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        """Disks - Update (PATCH): this fake changes tags only, and refuses anything else."""
+        disk_id = match.group(0)
+        self._deny("Microsoft.Compute/disks/write", disk_id, principal)
+        disk = self.disks.get(disk_id.lower())
+        if disk is None:
+            raise ArmError(404, "ResourceNotFound", f"Disk '{match['name']}' not found.")
+        if not isinstance(body, dict) or set(body) - {"tags"}:
+            raise ArmError(400, "InvalidParameter", "This fake updates a disk's tags only.")
+        disk["tags"] = dict(body.get("tags") or {})
+        _, headers, payload = self._start_job(
+            "disk", disk["location"], query, lambda: None, lambda: None, disk
+        )
+        return 202, headers, payload
+
+    def _delete_disk(
+        self, match: re.Match[str], query: dict[str, str], body: Any, principal: Principal
+    ) -> tuple[int, dict[str, str], Any]:
+        """Disks - Delete: refused while a VM holds the disk or a SAS is active on it."""
+        key = match.group(0).lower()
+        self._deny("Microsoft.Compute/disks/delete", match.group(0), principal)
+        disk = self.disks.get(key)
+        if disk is None:
+            return 204, {}, None
+        state = disk["properties"].get("diskState")
+        if state in ("Attached", "Reserved") or key in self.sigs:
+            # Azure's wording is not documented; the 409 is what a disk in use answers.
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"Disk '{disk['name']}' is in state '{state}' and cannot be deleted.",
+            )
+
+        def finish() -> None:
+            self.disks.pop(key, None)
+            self.pages.pop(key, None)
+
+        return self._start_job("delete", disk["location"], query, finish, lambda: None, None)
 
     def _put_page(
         self,
@@ -1313,10 +1383,13 @@ def _handler_for(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
                         "x-ms-error-code", data.split(b"<Code>")[1].split(b"<")[0].decode()
                     )
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client went away (a test killed it mid-upload)
+                self.close_connection = True
 
-        do_GET = do_PUT = do_POST = do_DELETE = _serve
+        do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -57,9 +57,10 @@ def test_generalize_bench_runs(target_image: object) -> None:
 
 
 def test_upload_bench_runs() -> None:
-    """bench.upload sends exactly the non-zero ranges and the footer, several at once."""
+    """bench.upload sends exactly the non-zero ranges and the footer, then resumes a kill."""
     out = _bench("bench.upload", "--size-mib", "64", timeout=300)
     assert "equal to the non-zero ranges + footer: True" in out
+    assert "resume after SIGKILL at 2 of 4 ranges recorded" in out
 
 
 @pytest.mark.integration
