@@ -3,8 +3,9 @@
 The archive is produced by ``tar`` on the target (as root) and streamed over the
 executor straight into a temporary file in DIR; its sha256 and size are computed while
 the bytes arrive. Only a file that was fsync'ed and re-verified (same hash, gzip intact
-to the last byte, tar readable) is renamed to its final name, so a file named
-``*.tar.gz`` in DIR is always a complete backup. Archives are created mode 0600: they
+to the last byte, every tar header sound up to the end-of-archive block: tarwalk) is
+renamed to its final name, so a file named ``*.tar.gz`` in DIR is always a complete
+backup. Archives are created mode 0600: they
 hold whatever the paths hold (/etc/shadow, keys).
 """
 
@@ -16,7 +17,6 @@ import io
 import os
 import re
 import shlex
-import tarfile
 import tempfile
 import time
 import zlib
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.backups.base import BackupContext, BackupRecord
+from agent.backups.tarwalk import TarStreamError, count_members
 from agent.errors import BackupError, CommandTimeout
 from agent.executors.base import Executor
 from agent.results import CommandResult
@@ -147,12 +148,12 @@ def verify_archive(path: Path, sha256: str, size: int) -> int:
     if on_disk != sha256 or path.stat().st_size != size:
         raise BackupError(f"archive: {path} differs from the bytes received (disk or I/O error)")
     try:
-        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
-            members = sum(1 for _ in tar)
+        with gzip.open(path, "rb") as gz:
+            members = count_members(gz)
             # Read to the end: the gzip trailer's CRC and length are checked only there.
             while gz.read(1 << 20):
                 pass
-    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
+    except (OSError, EOFError, zlib.error, TarStreamError) as exc:
         raise BackupError(f"archive: {path} is not a valid tar.gz: {exc}") from exc
     return members
 
