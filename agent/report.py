@@ -126,13 +126,16 @@ class RunFolder:
 
         ``durable``: fsync before the rename, so a power loss cannot leave an empty or
         older file. Progress rewrites skip it (the journal is what a resume trusts); the
-        end of a run, an interruption and the point of no return do not.
+        end of a run, an interruption and the point of no return do not. Progress
+        rewrites are also written compact: json's C encoder does not indent, and the
+        pretty-printed file takes five times as long to make (about 5 ms for a Debian
+        generalize's); the durable ones, which people read, are indented.
         """
         clean = _REDACTOR.redact({"schema_version": SCHEMA_VERSION, **data})
         tmp = self.result_path.with_suffix(".json.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as handle:
-                json.dump(clean, handle, indent=2, sort_keys=False, default=str)
+                json.dump(clean, handle, indent=2 if durable else None, default=str)
                 handle.write("\n")
                 handle.flush()
                 if durable:
