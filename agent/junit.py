@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent.records import is_verification_phase
+
 __all__ = ["junit_xml", "write_junit"]
 
 # Characters XML 1.0 cannot carry at all (terminal escapes, NULs in a step's output):
@@ -67,7 +69,7 @@ def _kind(step: Mapping[str, Any]) -> str:
     if status in _SKIPPED:
         return "skipped"
     if status in _FAILED:
-        return "failure" if "verify" in str(step.get("phase")) else "error"
+        return "failure" if is_verification_phase(str(step.get("phase"))) else "error"
     return "passed"
 
 

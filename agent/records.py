@@ -36,6 +36,7 @@ __all__ = [
     "Step",
     "VersionRange",
     "WindowsMatch",
+    "is_verification_phase",
     "parse_version_range",
     "step_rule_violation",
 ]
@@ -46,6 +47,13 @@ BACKUP_PHASE = "backup"
 PREFLIGHT_PHASE = "preflight"
 #: Steps that check the result: every one runs, failures are collected.
 VERIFY_PHASE = "verify"
+
+
+def is_verification_phase(phase: str) -> bool:
+    """`verify`, or a playbook's own such as azure-ready's `azure-verify`: their steps are
+    the run's verification (result.json ``verification``, JUnit failures)."""
+    return phase == VERIFY_PHASE or phase.endswith(f"-{VERIFY_PHASE}")
+
 
 Platform = Literal["linux", "windows"]
 

@@ -51,6 +51,7 @@ from agent.logging import configure_run_logging
 from agent.outcome import ExitCode, exit_code_for_error
 from agent.plan import Plan, Selection, plan_for
 from agent.recorder import ProgressSink, Recorder
+from agent.records import is_verification_phase
 from agent.report import LOG_FILE, RunFolder, RunRecord, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
 from agent.vmlock import LockHolder, VmLockHolder
@@ -520,7 +521,9 @@ def _finish(
         data["point_of_no_return_reached"] = result.point_of_no_return_reached
         data["powered_off"] = result.powered_off
         data["failed_step"] = result.failed_step
-        data["verification"] = [step_entry(s) for s in result.steps if s.phase == "verify"]
+        data["verification"] = [
+            step_entry(s) for s in result.steps if is_verification_phase(s.phase)
+        ]
     data["finished_at"] = utc_now()
     data["status"] = (
         "succeeded"

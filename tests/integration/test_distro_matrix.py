@@ -192,6 +192,8 @@ def _azure_ready(claim: Claim, target: NspawnTarget, tmp_path: Path) -> None:
     _ok(ready, "azure-ready")
     assert ready.report["plan"]["profile"]["id"] == claim.profile
     assert ready.report["point_of_no_return_reached"] is False
+    # azure-verify's checks are the run's verification in result.json, as in JUnit.
+    assert {v["phase"] for v in ready.report["verification"]} == {"azure-verify"}
     _assert_not_deprovisioned(target, machine_id)
     _assert_ready_files(claim, target)
     _assert_ready_calls(claim, _since(calls(target.root), before))

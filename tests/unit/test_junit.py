@@ -6,7 +6,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.junit import junit_xml, write_junit
+from agent.records import is_verification_phase
 
 
 def _step(phase: str, name: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -77,3 +80,12 @@ def test_written_atomically(tmp_path: Path) -> None:
     write_junit(path, RESULT)
     assert ET.parse(path).getroot().tag == "testsuite"  # noqa: S314
     assert [p.name for p in path.parent.iterdir()] == ["junit.xml"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "verification"),
+    [("verify", True), ("azure-verify", True), ("preflight", False), ("verifying", False)],
+)
+def test_which_phases_are_verification(phase: str, verification: bool) -> None:
+    """`verify` and a playbook's `*-verify` are verification; no other phase is."""
+    assert is_verification_phase(phase) is verification
