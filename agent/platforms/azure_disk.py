@@ -94,6 +94,21 @@ class UploadRecord:
     replaced: bool = False  # --replace deleted an existing disk first
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One upload: the ARM client, where to, and when it started (for the record)."""
+
+    client: Any
+    target: Any
+    path: Path
+    size: int
+    started: float
+
+    def record(self, sent: int, ranges: int, state: str, **flags: Any) -> UploadRecord:
+        seconds = time.monotonic() - self.started
+        return UploadRecord(self.target.disk_id, self.size, sent, ranges, state, seconds, **flags)
+
+
 class AzureDiskUploader:
     """Creates the upload disk, writes the ranges, revokes access, checks the disk."""
 
@@ -136,79 +151,77 @@ class AzureDiskUploader:
                 f"azure-disk: {path} is {size} bytes; Azure takes uploads of at least "
                 f"{MIN_UPLOAD_SIZE} bytes (20 MiB + the footer)"
             )
-        started = time.monotonic()
+        job = _Job(self._client(target), target, path, size, time.monotonic())
         sha = sha256 or sha256_of(path)
-        client = ComputeManagementClient(
+        existing = self._read_disk(job.client, target)
+        replaced = existing is not None and replace
+        if replaced:
+            self._delete(job.client, target, existing)
+            existing = None
+        verdict = _resumable(existing, target, sha, shape) if existing is not None else None
+        if verdict == UPLOAD_COMPLETE:
+            state = self._check_uploaded(job.client, target, size, expect=None)
+            return job.record(0, 0, state, already_uploaded=True)
+        disk = existing or self._create(job.client, target, size, shape, sha)
+        identity = UploadIdentity(target.disk_id, str(disk.unique_id or ""), sha, size)
+        records = record_path or progress_path(path)
+        done = load_done(records, identity) & set(ranges) if existing is not None else frozenset()
+        if verdict == _REVOKED:
+            return self._finish_revoked(job, disk, records, done, len(ranges))
+        record = ProgressRecord(
+            records, identity, done, every=self.record_every, interval=self.record_interval
+        )
+        todo = [r for r in ranges if r not in done]
+        sent = self._write_revoked(job.client, target, path, todo, on_progress, record, existing)
+        state = self._check_uploaded(job.client, target, size)
+        self._tag(job.client, target, disk, UPLOAD_COMPLETE)
+        record.remove()
+        return job.record(
+            sent,
+            len(todo),
+            state,
+            resumed=existing is not None,
+            replaced=replaced,
+            bytes_already_written=sum(length for _, length in done),
+            ranges_already_written=len(done),
+        )
+
+    def _client(self, target: Any) -> Any:
+        return ComputeManagementClient(
             self._credential or DefaultAzureCredential(),
             target.subscription,
             connection_verify=self._connection_verify,
             polling_interval=self._polling_interval,
             **self._base_url(),
         )
-        existing = self._read_disk(client, target)
-        replaced = existing is not None and replace
-        if replaced:
-            self._delete(client, target, existing)
-            existing = None
-        verdict = _resumable(existing, target, sha, shape) if existing is not None else None
-        if verdict == UPLOAD_COMPLETE:
-            state = self._check_uploaded(client, target, size, expect=None)
-            return UploadRecord(
-                target.disk_id,
-                size,
-                0,
-                0,
-                state,
-                time.monotonic() - started,
-                already_uploaded=True,
+
+    def _finish_revoked(
+        self,
+        job: _Job,
+        disk: Any,
+        records: Path,
+        done: frozenset[tuple[int, int]],
+        wanted: int,
+    ) -> UploadRecord:
+        """A revoked, incomplete upload: finished if every range was written, else refused."""
+        if len(done) < wanted:
+            raise PlatformError(
+                f"azure-disk: disk {job.target.disk_id} holds a partial upload whose write "
+                "access was revoked, and Azure grants no write access after a revoke: "
+                "`imageprep upload --replace` deletes it and uploads again"
             )
-        disk = existing or self._create(client, target, size, shape, sha)
-        identity = UploadIdentity(target.disk_id, str(disk.unique_id or ""), sha, size)
-        records = record_path or progress_path(path)
-        done = load_done(records, identity) & set(ranges) if existing is not None else frozenset()
-        written = sum(length for _, length in done)
-        if verdict == _REVOKED:
-            if len(done) < len(ranges):
-                raise PlatformError(
-                    f"azure-disk: disk {target.disk_id} holds a partial upload whose write "
-                    "access was revoked, and Azure grants no write access after a revoke: "
-                    "`imageprep upload --replace` deletes it and uploads again"
-                )
-            # Every range was written before the revoke; only the check and the tag were
-            # missing (e.g. the tag update failed): finish those, send nothing.
-            state = self._check_uploaded(client, target, size)
-            self._tag(client, target, disk, UPLOAD_COMPLETE)
-            records.unlink(missing_ok=True)
-            return UploadRecord(
-                target.disk_id,
-                size,
-                0,
-                0,
-                state,
-                time.monotonic() - started,
-                resumed=True,
-                already_uploaded=True,
-                bytes_already_written=written,
-                ranges_already_written=len(done),
-            )
-        todo = [r for r in ranges if r not in done]
-        record = ProgressRecord(
-            records, identity, done, every=self.record_every, interval=self.record_interval
-        )
-        sent = self._write_revoked(client, target, path, todo, on_progress, record, existing)
-        state = self._check_uploaded(client, target, size)
-        self._tag(client, target, disk, UPLOAD_COMPLETE)
-        record.remove()
-        return UploadRecord(
-            target.disk_id,
-            size,
-            sent,
-            len(todo),
+        # Every range was written before the revoke; only the check and the tag were
+        # missing (e.g. the tag update failed): finish those, send nothing.
+        state = self._check_uploaded(job.client, job.target, job.size)
+        self._tag(job.client, job.target, disk, UPLOAD_COMPLETE)
+        records.unlink(missing_ok=True)
+        return job.record(
+            0,
+            0,
             state,
-            time.monotonic() - started,
-            resumed=existing is not None,
-            replaced=replaced,
-            bytes_already_written=written,
+            resumed=True,
+            already_uploaded=True,
+            bytes_already_written=sum(length for _, length in done),
             ranges_already_written=len(done),
         )
 
