@@ -61,8 +61,9 @@ from agent.report import LOG_FILE, RESULT_FILE, new_run_id, utc_now
 from agent.targets import Target, parse_target
 
 if TYPE_CHECKING:
+    from agent.engine import RunObserver
     from agent.executors.winrm import WinRmOptions
-    from agent.runner import RunRequest
+    from agent.runner import RunOutcome, RunRequest
 
 log = structlog.get_logger("agent.fleet")
 
@@ -579,38 +580,17 @@ def _run_host(
 ) -> HostResult:
     """One host, in its own thread: whatever happens, a result (never an exception)."""
     from agent.progress import ConsoleProgress
-    from agent.runner import execute
 
-    started = replace(job.pending(), status="running", started_at=utc_now())
-    try:
-        record.update(started, durable=False)
-    except errors.RunDirError as exc:  # fleet.json is a summary; the run still has its folder
-        log.warning("fleet.record_not_written", error=str(exc))
+    started = _mark_started(job, record)
     progress = ConsoleProgress(
         enabled=settings.log_format == "text" and not settings.quiet,
         stream=cast(TextIO, LabelledStream(job.host.name, stream, lock)),
         verbose=settings.verbose,
     )
-    outcome = None
     try:
         job.folder.mkdir(parents=True, exist_ok=True)
         with host_logging(job.host.name, job.folder / LOG_FILE):
-            try:
-                with interrupts.section():
-                    outcome = execute(job.request, progress)
-            except KeyboardInterrupt:
-                if outcome is None:
-                    return _ended(
-                        started, ExitCode.INTERRUPTED, "interrupted before its run started", job
-                    )
-            except errors.ImagePrepError as exc:  # refused before its run folder was written
-                return _ended(started, exit_code_for_error(exc), str(exc), job, status="refused")
-            except Exception as exc:  # a bug: the runner wrote result.json (exit 1) if it could
-                log.error("fleet.host_internal_error", host=job.host.name, exc_info=exc)
-                message = (
-                    f"internal error ({type(exc).__name__}): a bug in imageprep; see {LOG_FILE}"
-                )
-                return _ended(started, ExitCode.INTERNAL_ERROR, message, job)
+            outcome = _execute_host(job, started, interrupts, progress)
     except OSError as exc:
         return _ended(
             started,
@@ -623,7 +603,8 @@ def _run_host(
         return _ended(started, exit_code_for_error(exc), str(exc), job, status="refused")
     finally:
         progress.close()
-    assert outcome is not None
+    if isinstance(outcome, HostResult):
+        return outcome
     status = str(
         outcome.result.get("status")
         or ("succeeded" if outcome.exit_code is ExitCode.OK else "failed")
@@ -637,6 +618,39 @@ def _run_host(
         run_id=outcome.run_id,
         finished_at=utc_now(),
     )
+
+
+def _mark_started(job: HostJob, record: FleetRecord) -> HostResult:
+    """The host's "running" entry, in fleet.json when it can be written."""
+    started = replace(job.pending(), status="running", started_at=utc_now())
+    try:
+        record.update(started, durable=False)
+    except errors.RunDirError as exc:  # fleet.json is a summary; the run still has its folder
+        log.warning("fleet.record_not_written", error=str(exc))
+    return started
+
+
+def _execute_host(
+    job: HostJob, started: HostResult, interrupts: ThreadInterrupts, progress: RunObserver
+) -> RunOutcome | HostResult:
+    """The host's run; a refusal, an interruption before it began or a bug as a result."""
+    from agent.runner import execute
+
+    outcome = None
+    try:
+        with interrupts.section():
+            outcome = execute(job.request, progress)
+    except KeyboardInterrupt:
+        if outcome is None:
+            return _ended(started, ExitCode.INTERRUPTED, "interrupted before its run started", job)
+    except errors.ImagePrepError as exc:  # refused before its run folder was written
+        return _ended(started, exit_code_for_error(exc), str(exc), job, status="refused")
+    except Exception as exc:  # a bug: the runner wrote result.json (exit 1) if it could
+        log.error("fleet.host_internal_error", host=job.host.name, exc_info=exc)
+        message = f"internal error ({type(exc).__name__}): a bug in imageprep; see {LOG_FILE}"
+        return _ended(started, ExitCode.INTERNAL_ERROR, message, job)
+    assert outcome is not None
+    return outcome
 
 
 def _ended(
