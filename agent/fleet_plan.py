@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import console, errors
+from agent.catalog import Catalog
 from agent.fleet import (
     FleetPlan,
     FleetSettings,
     host_request,
     host_target,
+    load_catalog,
     select_hosts,
 )
 from agent.fleet_record import HostResult, render_table, tally
@@ -51,6 +53,7 @@ def plan_fleet(plan: FleetPlan, settings: FleetSettings, *, as_json: bool) -> Fl
         host_target(host)  # a bad address is refused before any host is contacted
     if settings.configure_logging:
         configure_fleet_logging(settings.log_format, None)
+    catalog = load_catalog(plan)  # once for every host, as a fleet run does
     results: dict[str, HostPlan] = {}
     pending = list(hosts)
     lock = threading.Lock()
@@ -62,7 +65,7 @@ def plan_fleet(plan: FleetPlan, settings: FleetSettings, *, as_json: bool) -> Fl
                 if not pending:
                     return
                 host = pending.pop(0)
-            result = _plan_host(plan, settings, host, interrupts, as_json=as_json)
+            result = _plan_host(plan, settings, host, interrupts, catalog, as_json=as_json)
             with lock:
                 results[host.name] = result
 
@@ -81,6 +84,7 @@ def _plan_host(
     settings: FleetSettings,
     host: InventoryHost,
     interrupts: ThreadInterrupts,
+    catalog: Catalog,
     *,
     as_json: bool,
 ) -> HostPlan:
@@ -102,6 +106,7 @@ def _plan_host(
                 var_origins=request.var_origins,
                 selection=request.selection,
                 as_json=as_json,
+                catalog=catalog,
             )
     except KeyboardInterrupt:
         return HostPlan(host, target, ExitCode.INTERRUPTED, "interrupted")

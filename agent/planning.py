@@ -59,10 +59,13 @@ def show_plan(
     as_json: bool,
     winrm_options: WinRmOptions | None = None,
     var_origins: Mapping[str, str] | None = None,
+    catalog: Catalog | None = None,
 ) -> str:
+    """The plan as text or JSON; ``catalog``: one already loaded (a fleet's, for each host)."""
     from agent.plan import plan_for  # here: the listing commands need no plan
 
-    catalog = _catalog(profiles_dirs, playbooks_dirs)
+    if catalog is None:
+        catalog = _catalog(profiles_dirs, playbooks_dirs)
     facts = _read_facts(target_url, ssh_options, winrm_options) if target_url else None
     plan = plan_for(
         catalog,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from agent.catalog import Catalog
 from agent.cli import main
 from agent.logging import reset_logging
 from agent.outcome import ExitCode
@@ -167,3 +168,23 @@ def test_plan_inventory_json_is_one_object_by_host(cli: CliRunner, tmp_path: Pat
     assert data["exit_code"] == 4
     assert data["hosts"]["l1"]["exit_code"] == 4
     assert "connection refused" in data["hosts"]["l1"]["error"]
+
+
+def test_plan_inventory_loads_the_catalog_once(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """plan --inventory loads and validates the profiles once for every host, as run does."""
+    loads: list[object] = []
+    real_load = Catalog.load.__func__  # type: ignore[attr-defined]
+
+    def counting_load(cls: type[Catalog], /, *args: object, **kwargs: object) -> Catalog:
+        loads.append(cls)
+        return real_load(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Catalog, "load", classmethod(counting_load))
+    inventory = _inventory(tmp_path)
+    inventory.write_text(inventory.read_text() + inventory.read_text().replace("l1", "l2", 1))
+    args = ["plan", "--inventory", str(inventory), "--connect-timeout", "2", "--forks", "2"]
+    result = cli.invoke(main, args)
+    assert result.exit_code == ExitCode.CONNECTION_FAILED, result.output
+    assert len(loads) == 1
