@@ -17,12 +17,17 @@ try:
     main()
 except SystemExit:
     pass
-loaded = sorted({{m.split(".")[0] for m in sys.modules}})
-print("LOADED:" + " ".join(loaded))
+print("LOADED:" + " ".join(sorted(sys.modules)))
 """
 
 
 def _loaded_by(*args: str) -> set[str]:
+    """The top-level packages the command ``imageprep ARGS`` imported."""
+    return {m.split(".")[0] for m in _modules_loaded_by(*args)}
+
+
+def _modules_loaded_by(*args: str) -> set[str]:
+    """Every module (dotted name) the command ``imageprep ARGS`` imported."""
     completed = subprocess.run(
         [sys.executable, "-c", _PROBE.format(args=list(args))],
         capture_output=True,
@@ -66,6 +71,38 @@ def test_warm_offline_command_parses_and_validates_nothing(args: tuple[str, ...]
     """With the catalog cached, neither PyYAML nor pydantic (nor structlog) is imported."""
     _loaded_by(*args)  # fills the catalog cache (the tests' own, see conftest)
     assert _loaded_by(*args).isdisjoint({"pydantic", "pydantic_core", "yaml", "structlog"})
+
+
+# What each offline command must not import: the other commands' modules (the group loads
+# a command's module when it runs, agent/cli/app.py COMMANDS), and the redaction's
+# encoders while no secret is known (agent/console.py).
+_NOT_FOR_PLAN = {"agent.cli.catalog", "agent.cli.images", "agent.redaction", "agent.targets"}
+_NOT_FOR_THE_CATALOG = {
+    "agent.cli.runs",
+    "agent.cli.connection",
+    "agent.cli.fleets",
+    "agent.cli.images",
+    "agent.redaction",
+    "agent.targets",
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "unwanted"),
+    [
+        (("plan", "--profile", "debian"), _NOT_FOR_PLAN),
+        (("profiles", "list"), _NOT_FOR_THE_CATALOG),
+        (("playbooks", "list"), _NOT_FOR_THE_CATALOG),
+        (("validate",), _NOT_FOR_THE_CATALOG - {"agent.targets"}),  # it checks Windows ties
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, tuple) else "",
+)
+def test_offline_command_loads_only_its_own_command_module(
+    args: tuple[str, ...], unwanted: set[str]
+) -> None:
+    """An offline command imports neither other commands' modules nor the redaction."""
+    _loaded_by(*args)  # fills the catalog cache
+    assert _modules_loaded_by(*args).isdisjoint(unwanted)
 
 
 def test_version_loads_neither_click_nor_the_cli() -> None:
