@@ -24,7 +24,7 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_w
 COMMANDS: dict[str, str] = {
     "run": "agent.cli.runs:run",
     "check": "agent.cli.runs:check",
-    "plan": "agent.cli.runs:plan",
+    "plan": "agent.cli.plans:plan",
     "validate": "agent.cli.catalog:validate",
     "profiles": "agent.cli.catalog:profiles",
     "playbooks": "agent.cli.catalog:playbooks",
