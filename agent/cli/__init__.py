@@ -8,7 +8,7 @@ package that imports click.
     help        --help in sections, with examples and the exit-code table
     options     the typed option groups (ConnectionArgs, PlanArgs, ...) and shared options
     connection  from the connection options to a target and its executor's options
-    runs        run, check
+    runs        run, check (run_options: the option groups only run takes)
     plans       plan
     catalog     validate, profiles, playbooks, schema (offline)
     images      boot-test, vhd, upload, capture

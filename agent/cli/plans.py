@@ -11,7 +11,6 @@ import click
 from agent import console, errors
 from agent.cli import fleets
 from agent.cli.app import command, configure_console_logging, fail
-from agent.cli.connection import connect_to
 from agent.cli.options import (
     CatalogArgs,
     ConnectionArgs,
@@ -67,7 +66,11 @@ def plan(
         url = connection_args.target_url
         if url:  # without a target nothing logs: no structlog to set up
             configure_console_logging(output_args.log_format)
-        connection = connect_to(connection_args, url) if url else None
+        connection = None
+        if url:  # here: `plan --profile ID` reads no secret and builds no transport options
+            from agent.cli.connection import connect_to
+
+            connection = connect_to(connection_args, url)
         var_overrides = plan_args.var_overrides()
         text = show_plan(
             target_url=connection.url if connection else None,

@@ -15,14 +15,11 @@ from agent.cli import fleets
 from agent.cli.app import command, configure_console_logging, fail, interrupt_on_sigterm
 from agent.cli.connection import connect_to
 from agent.cli.options import (
-    BootTestArgs,
     CatalogArgs,
     ConnectionArgs,
     FleetArgs,
     OutputArgs,
     PlanArgs,
-    RunArgs,
-    boot_test_options,
     catalog_options,
     connection_options,
     flag_of,
@@ -33,8 +30,8 @@ from agent.cli.options import (
     plan_options,
     playbook_option,
     run_dir_option,
-    run_options,
 )
+from agent.cli.run_options import BootTestArgs, RunArgs, boot_test_options, run_options
 from agent.outcome import ExitCode
 
 if TYPE_CHECKING:

@@ -78,6 +78,8 @@ def test_warm_offline_command_parses_and_validates_nothing(args: tuple[str, ...]
 # encoders while no secret is known (agent/console.py).
 _NOT_FOR_PLAN = {
     "agent.cli.runs",
+    "agent.cli.run_options",
+    "agent.cli.connection",
     "agent.cli.catalog",
     "agent.cli.images",
     "agent.redaction",
@@ -86,6 +88,7 @@ _NOT_FOR_PLAN = {
 _NOT_FOR_THE_CATALOG = {
     "agent.cli.runs",
     "agent.cli.plans",
+    "agent.cli.run_options",
     "agent.cli.connection",
     "agent.cli.fleets",
     "agent.cli.images",
