@@ -138,3 +138,28 @@ def test_transport_options_load_no_transport(statement: str) -> None:
     (line,) = [x for x in completed.stdout.splitlines() if x.startswith("LOADED:")]
     loaded = {m.split(".")[0] for m in line.removeprefix("LOADED:").split()}
     assert loaded.isdisjoint(_TRANSPORTS_AND_SDKS)
+
+
+def test_the_garbage_collector_is_back_on_when_a_command_runs() -> None:
+    """Start-up turns the collector off only while it imports; the command runs with it on."""
+    probe = (
+        "import gc, sys\n"
+        "import agent.planning\n"
+        "seen = []\n"
+        "real = agent.planning.show_plan\n"
+        "def show_plan(**kwargs):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    return real(**kwargs)\n"
+        "agent.planning.show_plan = show_plan\n"
+        "sys.argv = ['imageprep', 'plan', '--profile', 'debian']\n"
+        "from agent.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('ENABLED:', seen)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "ENABLED: [True]" in completed.stdout
