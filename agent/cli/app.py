@@ -19,8 +19,8 @@ CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_w
 
 # Where each command lives ("module:attribute"). A command's module is imported when that
 # command runs, or when `imageprep --help` lists them all: `plan` builds neither the
-# options of `run` nor those of `upload`, `profiles list` not those of `plan` (about a
-# third of an offline command's start-up; issue 13, P4). click's "lazy group" pattern.
+# options of `run` nor those of `upload`, `profiles list` not those of `plan` (the other
+# commands' modules were about 5 % of its start-up; issue 13, P4). click's "lazy group".
 COMMANDS: dict[str, str] = {
     "run": "agent.cli.runs:run",
     "check": "agent.cli.runs:check",

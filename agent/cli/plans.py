@@ -1,7 +1,7 @@
 """`plan`: the steps and exact commands a run would execute, offline or from a target.
 
 Its own module, apart from run and check (cli/runs.py): an offline `plan --profile ID`
-then builds only its own options, not the ~100 of run and check.
+then builds only its own options, not the 80 or so of run and check.
 """
 
 from __future__ import annotations
