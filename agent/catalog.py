@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from agent import catalog_cache, readlog
 from agent.errors import CatalogError, SchemaError, SchemaProblem
 from agent.records import Playbook, ResolvedProfile, Step, VersionRange
-from agent.targets import WINDOWS_ID
 
 # Parsing and validating (PyYAML, pydantic) are imported where a file is loaded: a
 # catalog read from the cache (agent.catalog_cache) needs neither.
@@ -430,6 +429,8 @@ class Catalog:
         unconstrained one. Equal best matches are an error naming both; no match is an
         error listing the known profiles and what the target reported.
         """
+        from agent.targets import WINDOWS_ID  # here: the plan of a --profile needs no URLs
+
         os_id, like, version_id = _os_fields(os_release)
         if os_id == WINDOWS_ID:
             return self._match_windows(os_release)
@@ -542,6 +543,8 @@ class Catalog:
 
     def _tie_example(self, a: ResolvedProfile, b: ResolvedProfile) -> str | None:
         """A target both profiles match with the same score and nothing scores higher."""
+        from agent.targets import WINDOWS_ID
+
         if a.match is None or b.match is None:
             return None
         releases: list[dict[str, str]] = []

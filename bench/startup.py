@@ -6,10 +6,10 @@ Each command runs as a fresh process of this venv's ``imageprep`` entry point, s
 side with ``python -c pass`` (rounds interleaved, so a busy machine slows both alike);
 the median wall time of each is printed with its ratio to the bare start and the goal of
 issue 13 (P4), for the wall clock and for the CPU time of the process (user + system,
-which a busy machine disturbs far less). The catalog cache and the compiled bytecode
-live in a fresh temporary directory; one run of each command before timing warms them,
-so ``warm`` rows measure a cache hit; ``cold`` rows run with ``IMAGEPREP_NO_CACHE=1``
-(parse and validate every file, as the first run does).
+which a busy machine disturbs far less; each goal is judged on both). The catalog cache
+and the compiled bytecode live in a fresh temporary directory; one run of each command
+before timing warms them, so ``warm`` rows measure a cache hit; ``cold`` rows run with
+``IMAGEPREP_NO_CACHE=1`` (parse and validate every file, as the first run does).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _time(argv: list[str], env: dict[str, str]) -> Timing:
     start = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     # wait4, not wait: the child's own CPU time, which a busy machine disturbs far less
-    # than the wall clock (both are printed; the goals are about the wall clock).
+    # than the wall clock (both are printed, and each goal is judged on both).
     _pid, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -115,8 +115,12 @@ def main() -> None:
         got = medians[case.label]
         ratio = got.wall / bare.wall
         shown = ""
-        if case.goal is not None:
-            shown = f"goal <= {case.goal:g}x {'met' if ratio <= case.goal else 'MISSED'}"
+        if case.goal is not None:  # judged on both clocks: a busy machine skews the wall one
+            verdicts = [
+                f"{clock} {'met' if value <= case.goal else 'MISSED'}"
+                for clock, value in (("wall", ratio), ("cpu", got.cpu / bare.cpu))
+            ]
+            shown = f"goal <= {case.goal:g}x: {', '.join(verdicts)}"
         print(
             f"{case.label:34} {got.wall * 1000:6.1f} ms {ratio:5.1f}x   "
             f"{got.cpu * 1000:6.1f} ms {got.cpu / bare.cpu:5.1f}x  {shown}"

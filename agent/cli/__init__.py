@@ -3,11 +3,13 @@
 Nothing else lives here: every decision is made by the modules it calls. The only
 package that imports click.
 
-    app         the `imageprep` group; one error line and an exit code per failure
+    app         the `imageprep` group, which imports a command's module when it runs;
+                one error line and an exit code per failure
     help        --help in sections, with examples and the exit-code table
     options     the typed option groups (ConnectionArgs, PlanArgs, ...) and shared options
     connection  from the connection options to a target and its executor's options
-    runs        run, check, plan
+    runs        run, check (run_options: the option groups only run takes)
+    plans       plan
     catalog     validate, profiles, playbooks, schema (offline)
     images      boot-test, vhd, upload, capture
 """
@@ -15,13 +17,5 @@ package that imports click.
 from __future__ import annotations
 
 from agent.cli.app import main
-from agent.cli.catalog import playbooks, profiles, schema, validate
-from agent.cli.images import boot_test, capture, upload, vhd
-from agent.cli.runs import check, plan, run
-
-for _command in (run, check, plan, validate, profiles, playbooks, schema):
-    main.add_command(_command)
-for _command in (boot_test, capture, upload, vhd):
-    main.add_command(_command)
 
 __all__ = ["main"]

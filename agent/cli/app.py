@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import importlib
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -17,9 +17,27 @@ from agent.outcome import ExitCode, exit_code_for_error
 
 CONTEXT: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# Where each command lives ("module:attribute"). A command's module is imported when that
+# command runs, or when `imageprep --help` lists them all: `plan` builds neither the
+# options of `run` nor those of `upload`, `profiles list` not those of `plan` (the other
+# commands' modules were about 5 % of its start-up; issue 13, P4). click's "lazy group".
+COMMANDS: dict[str, str] = {
+    "run": "agent.cli.runs:run",
+    "check": "agent.cli.runs:check",
+    "plan": "agent.cli.plans:plan",
+    "validate": "agent.cli.catalog:validate",
+    "profiles": "agent.cli.catalog:profiles",
+    "playbooks": "agent.cli.catalog:playbooks",
+    "schema": "agent.cli.catalog:schema",
+    "boot-test": "agent.cli.images:boot_test",
+    "capture": "agent.cli.images:capture",
+    "upload": "agent.cli.images:upload",
+    "vhd": "agent.cli.images:vhd",
+}
+
 
 def command(name: str | None = None) -> Callable[[Callable[..., Any]], SectionedCommand]:
-    """A top-level command with sectioned --help (added to `main` in cli/__init__.py)."""
+    """A top-level command with sectioned --help (`main` finds it through COMMANDS)."""
     return click.command(name, cls=SectionedCommand, context_settings=CONTEXT)
 
 
@@ -47,6 +65,7 @@ def configure_console_logging(log_format: str) -> None:
 
 def interrupt_on_sigterm() -> None:
     """CI runners stop jobs with SIGTERM: treat it like Ctrl-C so the report is written."""
+    import signal  # here: building its enums costs an offline command about 1 ms
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -54,7 +73,29 @@ def interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-class _OneLineErrors(SectionedGroup):
+class _LazyCommands(SectionedGroup):
+    """A group whose commands (:data:`COMMANDS`) are imported when first looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in COMMANDS:
+            # An unknown name: click's "Did you mean 'plan'?" looks among the loaded ones.
+            for name in COMMANDS:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
+class _OneLineErrors(_LazyCommands):
     """click's own usage errors as one line on stderr (exit 2), like every other error.
 
     click prints "Usage: ...", "Try ... for help." and a blank line before the error;

@@ -14,19 +14,18 @@ import click
 
 from agent import console, errors
 from agent.cli.app import configure_console_logging, fail, interrupt_on_sigterm
-from agent.cli.connection import fleet_connection
 from agent.cli.options import (
     CatalogArgs,
     ConnectionArgs,
     FleetArgs,
     OutputArgs,
     PlanArgs,
-    RunArgs,
     flag_of,
     given,
 )
 
 if TYPE_CHECKING:
+    from agent.cli.run_options import RunArgs
     from agent.fleet import FleetPlan, FleetSettings
     from agent.inventory import InventoryHost
 
@@ -106,6 +105,8 @@ def plan_fleet(
     as_json = output_format == "json"
     try:
         configure_console_logging(output_args.log_format)
+        from agent.cli.run_options import RunArgs
+
         plan = fleet_plan("plan", playbook, RunArgs(), catalog_args, plan_args, fleet_args)
         settings = _settings(connection_args, output_args, fleet_args, select_hosts(plan))
         outcome = plan_each(plan, settings, as_json=as_json)
@@ -175,6 +176,7 @@ def _settings(
     fleet_args: FleetArgs,
     hosts: tuple[InventoryHost, ...],
 ) -> FleetSettings:
+    from agent.cli.connection import fleet_connection
     from agent.fleet import FleetSettings, transports_used
 
     if connection_args.target_url:

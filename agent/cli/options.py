@@ -15,7 +15,9 @@ plan), in this module:
 3. ``@fleet_options`` on each command, which then takes ``fleet_args: FleetArgs``.
 
 "Fleet options:" then comes after the known sections in --help (help.SECTION_ORDER orders
-them). An option two commands share is declared once, as an ``opt`` here.
+them). An option two commands share is declared once, as an ``opt`` here. The groups
+only `run` takes live in cli/run_options.py: each group is a class made at import, and
+`plan` should not pay for them.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def _split_names(values: Iterable[str]) -> frozenset[str]:
     return frozenset(n.strip() for v in values for n in v.split(",") if n.strip())
 
 
-def _file(**extra: Any) -> click.Path:
+def file_type(**extra: Any) -> click.Path:
+    """A click path type for an option naming a file (not a directory)."""
     return click.Path(path_type=Path, dir_okay=False, **extra)
 
 
@@ -126,7 +129,7 @@ FORMAT = opt(
 )
 JUNIT = opt(
     "--junit",
-    type=_file(),
+    type=file_type(),
     metavar="FILE",
     help="Also write the steps as JUnit XML (one testcase per step) for the CI's test view.",
 )
@@ -198,22 +201,24 @@ connection_options = option_group(
         metavar="URL",
         help="ssh://USER@HOST[:PORT] or winrm+https://USER@HOST[:PORT] (winrm:// is HTTP).",
     ),
-    opt("--identity", type=_file(), help="SSH private key file."),
+    opt("--identity", type=file_type(), help="SSH private key file."),
     opt(
         "--identity-passphrase-env",
         metavar="VAR",
         help="Passphrase of --identity from this environment variable.",
     ),
     opt(
-        "--identity-passphrase-file", type=_file(), help="Passphrase of --identity from this file."
+        "--identity-passphrase-file",
+        type=file_type(),
+        help="Passphrase of --identity from this file.",
     ),
     opt("--password-env", metavar="VAR", help="Login password from this environment variable."),
-    opt("--password-file", type=_file(), help="Login password from this file."),
+    opt("--password-file", type=file_type(), help="Login password from this file."),
     opt("--sudo-password-env", metavar="VAR", help="sudo password from this environment variable."),
-    opt("--sudo-password-file", type=_file(), help="sudo password from this file."),
+    opt("--sudo-password-file", type=file_type(), help="sudo password from this file."),
     opt(
         "--known-hosts",
-        type=_file(),
+        type=file_type(),
         help="known_hosts file to verify the host key against [~/.ssh/known_hosts].",
     ),
     opt(
@@ -234,7 +239,7 @@ connection_options = option_group(
     ),
     opt(
         "--ssh-config",
-        type=_file(exists=True),
+        type=file_type(exists=True),
         metavar="FILE",
         help="Take HostName, User, Port, IdentityFile and ProxyJump for the target from "
         "this OpenSSH client config (never read unless given; the command line wins).",
@@ -257,7 +262,7 @@ connection_options = option_group(
     ),
     opt(
         "--ca-cert",
-        type=_file(),
+        type=file_type(),
         help="CA (or self-signed listener) certificate the WinRM HTTPS listener must chain to.",
     ),
     opt(
@@ -273,13 +278,13 @@ connection_options = option_group(
     ),
     opt(
         "--client-cert",
-        type=_file(),
+        type=file_type(),
         metavar="FILE",
         help="PEM client certificate for --winrm-transport certificate (winrm+https://).",
     ),
     opt(
         "--client-key",
-        type=_file(),
+        type=file_type(),
         metavar="FILE",
         help="PEM private key of --client-cert (unencrypted).",
     ),
@@ -369,7 +374,7 @@ plan_options = option_group(
         "--var-file",
         "var_files",
         multiple=True,
-        type=_file(),
+        type=file_type(),
         metavar="FILE",
         help="Profile vars from a YAML mapping (repeatable; a later file wins), typed "
         "like --var; errors name FILE:LINE.",
@@ -404,96 +409,6 @@ output_options = option_group(
 )
 
 
-# -- run: backup, run folder, resume, what comes after (run; check takes --run-dir) --------
-
-
-@dataclass(frozen=True)
-class RunArgs:
-    """What `run` adds to a plan; `check` uses the defaults and its own --run-dir."""
-
-    backup: str | None = None
-    no_backup: bool = False
-    reason: str | None = None
-    run_dir: Path | None = None
-    resume: Path | None = None
-    platform: str | None = None
-    capture: str | None = None
-    replace_version: bool = False
-
-
-run_options = option_group(
-    RunArgs,
-    "Run",
-    opt(
-        "--backup",
-        metavar="PROVIDER:ARG",
-        help="Backup taken before anything changes: archive:DIR (tar.gz of the profile's "
-        "backup paths, sha256 recorded), command:'CMD' (your snapshot CLI; its stdout is the "
-        "reference), azure-snapshot:/subscriptions/SUB/resourceGroups/RG/providers/"
-        "Microsoft.Compute/virtualMachines/VM[?data-disks=true] (Azure snapshots of the VM's "
-        "disks), libvirt:DOMAIN[?uri=URI&snapshot=NAME] (a libvirt snapshot).",
-    ),
-    opt("--no-backup", is_flag=True, help="Run without a backup (needs --reason)."),
-    opt("--reason", metavar="TEXT", help="Why there is no backup; recorded in the report."),
-    RUN_DIR,
-    opt(
-        "--resume",
-        type=click.Path(path_type=Path),
-        metavar="RUN_DIR",
-        help="Continue the run in RUN_DIR after an interruption or failure: same plan, same "
-        "backup, from where it stopped (--target may be left out).",
-    ),
-    opt(
-        "--platform",
-        metavar="SCHEME:ARG",
-        help="Where the VM runs, asked for its power state after shutdown: azure:VM_ID or "
-        "libvirt:DOMAIN[?uri=URI] [default: the VM --backup azure-snapshot:/libvirt: names].",
-    ),
-    opt(
-        "--capture",
-        metavar="SPEC",
-        help="After a verified generalization, make an image: gallery:…/versions/X.Y.Z or "
-        "image:…/images/NAME (Azure; see README, Capture).",
-    ),
-    REPLACE_VERSION,
-)
-
-
-@dataclass(frozen=True)
-class BootTestArgs:
-    """`run --boot-test`: boot the generalized disk once after a successful run."""
-
-    boot_test: bool
-    boot_test_disk: Path | None
-    boot_test_timeout: float
-
-
-boot_test_options = option_group(
-    BootTestArgs,
-    "Run",
-    opt(
-        "--boot-test",
-        is_flag=True,
-        help="After a successful generalize, boot the disk once as a new machine "
-        "(see `imageprep boot-test`); needs --boot-test-disk.",
-    ),
-    opt(
-        "--boot-test-disk",
-        type=_file(),
-        metavar="PATH",
-        help="The VM's disk image (raw or qcow2) as this machine sees it once the VM is off.",
-    ),
-    opt(
-        "--boot-test-timeout",
-        type=click.FloatRange(min=1),
-        default=600,
-        show_default=True,
-        metavar="SECONDS",
-        help="How long the boot test waits for the disk to come up.",
-    ),
-)
-
-
 # -- fleet: many targets from one inventory (run, check, plan) -----------------------------
 
 
@@ -511,7 +426,7 @@ fleet_options = option_group(
     "Fleet",
     opt(
         "--inventory",
-        type=_file(),
+        type=file_type(),
         metavar="FILE",
         help="Ansible inventory (INI or YAML): run on its hosts instead of one --target; "
         "each gets its own run folder under --run-dir (README, Fleets).",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from agent.cli import main
+from agent.cli.app import COMMANDS
 from agent.cli.help import EXAMPLES
 from agent.outcome import EXIT_CODE_MEANINGS, ExitCode
 
@@ -58,3 +61,21 @@ def test_examples_parse(command: str, example: str) -> None:
     found = main.get_command(click.Context(main), subcommand)
     assert found is not None
     found.make_context(subcommand, rest)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_lazily_loaded_command_is_found_under_its_name(name: str) -> None:
+    """Every entry of the lazy command table loads a command of that very name."""
+    found = main.get_command(click.Context(main), name)
+    assert found is not None
+    assert found.name == name
+
+
+def test_a_mistyped_command_is_still_suggested() -> None:
+    """`imageprep pln` suggests plan although no command module was loaded yet."""
+    # A fresh process: in this one, other tests have loaded the commands already.
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "pln"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "Did you mean 'plan'?" in result.stderr
