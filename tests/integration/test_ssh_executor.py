@@ -298,7 +298,8 @@ def test_timeout_kills_the_remote_process(target: NspawnTarget, become: bool) ->
     with key_executor(target) as ex:
         with pytest.raises(CommandTimeout) as caught:
             ex.run(f"echo partial; sleep {marker}", become=become, timeout=1)
-        assert time.monotonic() - started < 8
+        # Far below the sleep's own length, with room for a starved CI worker.
+        assert time.monotonic() - started < 30
         assert caught.value.stdout == "partial\n"
         assert remote_processes(ex, f"^sleep {marker}$") == ""
         assert ex.run("id -u", become=True).stdout == "0\n"  # the root shell is still usable

@@ -104,13 +104,14 @@ def test_unreachable_uri_is_a_backup_error(tmp_path: Path) -> None:
         _take(f"vm?uri={uri}", tmp_path)
 
 
-def test_wall_time_against_the_test_driver(domain: str, tmp_path: Path) -> None:
-    """Connect, look up, snapshot and read back: milliseconds with the test driver."""
+def test_recorded_duration_is_the_wall_time(domain: str, tmp_path: Path) -> None:
+    """The record's duration covers the whole snapshot (printed: ms with the test driver)."""
     started = time.monotonic()
     record = _take(f"{domain}?uri={URI}", tmp_path)
     elapsed = time.monotonic() - started
     print(f"libvirt wall time against test:///default: {elapsed * 1000:.1f} ms")
-    assert record.duration <= elapsed < 1.0
+    # No upper bound: speed is measured in bench/, never asserted (a loaded CI worker).
+    assert 0 < record.duration <= elapsed
 
 
 def test_arg_options_are_parsed() -> None:

@@ -230,7 +230,7 @@ def test_deadline_raises_command_timeout_and_terminates(server: WinRmTestServer)
             winrm.run("Write-Output 'partial'; Start-Sleep 30; Write-Output 'never'", timeout=1.5)
         elapsed = time.monotonic() - started
         assert winrm.run("Write-Output 'still usable'").stdout == "still usable\n"
-    assert elapsed < 4
+    assert elapsed < 10  # not the 30 s sleep; room for a starved CI worker
     assert caught.value.stdout == "partial\n"
     signal = server.stats.signals[0]
     assert signal.was_running

@@ -151,14 +151,21 @@ def _busy_for_about(executor: WinRmExecutor, seconds: float) -> None:
         time.sleep(0.05)
 
 
+# 300 virtual s of IdleTimeout: 3 s here. Not less: on a CI worker sharing two cores with
+# booting targets and QEMU a thread can be starved for over a second, and at 1 s the run's
+# own shell (busy every 50 ms) expired too. Busy for 7 s: more than twice the timeout.
+IDLE_TIMEOUT_MS = 300_000
+BUSY_SECONDS = 7.0
+
+
 def test_the_lock_shell_outlives_the_idle_timeout_of_a_long_run(
     server: WinRmTestServer, machine: WindowsMachine
 ) -> None:
     """The keep-alive touches the lock shell: past IdleTimeout, the lock is still held."""
-    machine.winrm_shell_config["IdleTimeout"] = 100_000  # 100 virtual s: 1 s here
+    machine.winrm_shell_config["IdleTimeout"] = IDLE_TIMEOUT_MS
     with _keeping(server, 0.2) as first:
         first.hold_vm_lock(_holder("ci-a", "run-a"))
-        _busy_for_about(first, 2.5)
+        _busy_for_about(first, BUSY_SECONDS)
         assert server.stats.expired == []
         with _controller(server) as second, pytest.raises(TargetBusy):
             second.hold_vm_lock(_holder("ci-b", "run-b"))
@@ -168,10 +175,10 @@ def test_without_the_keep_alive_the_idle_lock_shell_would_go(
     server: WinRmTestServer, machine: WindowsMachine
 ) -> None:
     """The other side of the test above: a lock shell left alone is deleted by WinRM."""
-    machine.winrm_shell_config["IdleTimeout"] = 100_000
+    machine.winrm_shell_config["IdleTimeout"] = IDLE_TIMEOUT_MS
     with _keeping(server, 1e9) as first:
         first.hold_vm_lock(_holder("ci-a", "run-a"))
-        _busy_for_about(first, 2.5)
+        _busy_for_about(first, BUSY_SECONDS)
         assert server.stats.expired == ["IdleTimeout"]
         assert not machine.file_exists(LOCK)
 
