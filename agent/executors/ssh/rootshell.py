@@ -19,8 +19,10 @@ but timeout and bash per step. bash reads a script from a pipe one byte per read
 a longer script, or one holding a NUL or the delimiter, goes in base64 (``b64``: its
 alphabet has no ``-``) and is written to ``/run/imageprep-NONCE/step`` (0700, root only;
 not /tmp, which the cleanup steps wipe), which is emptied after it ran. The delimiter
-holds the shell's random nonce, so no script contains it by accident. The output is
-framed on both streams::
+holds the shell's random nonce, so no script contains it by accident. (A raw script's
+commands inherit descriptor 3, the here-document's pipe: bash has written all of it
+before the script starts, so nothing waits on it.) The output is framed on both
+streams::
 
     stdout: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ <rc>\\n
     stderr: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ\\n
