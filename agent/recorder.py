@@ -42,12 +42,13 @@ class Recorder(RunObserver):
 
     The journal comes first: it is what ``--resume`` trusts, and it is fsync'd before
     the engine goes on (a step's command is sent only after its start is on disk).
-    result.json is a readable summary of the same events; rewriting it (redacted,
-    pretty-printed) costs more than a trivial step, so between the moments that matter
+    result.json is a readable summary of the same events; rewriting it (redacted and
+    serialized whole) costs more than a trivial step, so between the moments that matter
     (a destructive step starts, a backup, an interruption, the end) it is rewritten at
     most every ``SAVE_INTERVAL`` seconds. Only the crossing of the point of no return, an
     interruption and the end are fsync'd (``durable``): a reader after a power loss must
-    see that the VM may be half-changed; every other rewrite is a progress view.
+    see that the VM may be half-changed; every other rewrite is a progress view, written
+    compact (RunFolder.write_result).
     """
 
     SAVE_INTERVAL = 1.0
