@@ -34,6 +34,7 @@ from agent.platforms.azure_disk import AzureDiskUploader, DiskShape
 from agent.upload import data_ranges, parse_disk_target
 from agent.upload_progress import progress_path
 from tests.arm_fake import FakeArm, FakeTokenCredential
+from tests.arm_fake.vhds import fixed_vhd
 from tests.winrm_server.certs import make_tls_files
 
 SUB = "00000000-0000-4000-8000-00000000abcd"
@@ -46,20 +47,7 @@ RECORD_EVERY = 1
 
 def make_vhd(path: Path, size_mib: int, percent: int) -> int:
     """The VHD, with ``percent`` of its 4 MiB ranges filled; the non-zero bytes written."""
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size=on",
-            str(path),
-            str(size_mib * MIB),
-        ],
-        check=True,
-    )
+    fixed_vhd(path, size_mib * MIB)
     ranges = size_mib // 4
     filled = max(1, ranges * percent // 100)
     step = ranges / filled

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,16 +12,16 @@ from click.testing import CliRunner
 
 from agent import console
 from agent.cli import main
-from agent.disks.image import MIB, disk_info
+from agent.disks.image import MIB
 from agent.errors import PlatformError
 from agent.outcome import ExitCode
 from agent.platforms import azure_disk
 from agent.platforms.azure_disk import AzureDiskUploader
 from agent.secrets import REGISTRY
 from agent.upload import ProgressLine, parse_disk_target, upload_vhd
-from agent.vhd import VhdResult, write_vhd_record
 from tests.arm_fake import FakeArm, FakeTokenCredential
 from tests.arm_fake.server import Fault
+from tests.arm_fake.vhds import fixed_vhd, record_passed
 from tests.winrm_server.certs import TlsFiles, make_tls_files
 
 SUB = "00000000-0000-4000-8000-00000000abcd"
@@ -57,27 +56,12 @@ def _uploader(arm: FakeArm, tls: TlsFiles) -> AzureDiskUploader:
 def vhd(tmp_path: Path) -> Path:
     """A 24 MiB fixed VHD with data in two 4 MiB ranges, and a passed record for it."""
     path = tmp_path / "gold.vhd"
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size=on",
-            str(path),
-            str(24 * MIB),
-        ],
-        check=True,
-    )
+    fixed_vhd(path, 24 * MIB)
     fd = os.open(path, os.O_WRONLY)
     os.pwrite(fd, b"\xeb\x63\x90boot", 0)
     os.pwrite(fd, os.urandom(4096), 13 * MIB)
     os.close(fd)
-    raw = tmp_path / "source.raw"
-    raw.write_bytes(b"\0" * 512)
-    write_vhd_record(VhdResult(path, 24 * MIB, disk_info(raw), 0, "passed"))
+    record_passed(path, 24 * MIB, tmp_path / "source.raw")
     return path
 
 
@@ -177,20 +161,7 @@ def test_a_disk_smaller_than_azure_takes_is_refused_before_anything(
 ) -> None:
     """Azure's minimum upload is 20 MiB + 512: a 8 MiB VHD fails before ARM is asked."""
     small = tmp_path / "small.vhd"
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size=on",
-            str(small),
-            str(8 * MIB),
-        ],
-        check=True,
-    )
+    fixed_vhd(small, 8 * MIB)
     target = parse_disk_target(
         f"azure-disk:{DISK_ID}", location="westeurope", sku="Standard_LRS", zone=None
     )
@@ -211,20 +182,7 @@ def test_a_disk_smaller_than_azure_takes_is_refused_before_anything(
 def test_cli_refuses_a_vhd_without_record_with_exit_3(arm: FakeArm, tmp_path: Path) -> None:
     """imageprep upload of a VHD that has no record: exit 3, nothing contacted."""
     bare = tmp_path / "bare.vhd"
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size=on",
-            str(bare),
-            str(24 * MIB),
-        ],
-        check=True,
-    )
+    fixed_vhd(bare, 24 * MIB)
     result = CliRunner().invoke(
         main, ["upload", str(bare), "--to", f"azure-disk:{DISK_ID}", "--location", "westeurope"]
     )

@@ -22,7 +22,7 @@ from azure.mgmt.compute import ComputeManagementClient
 from click.testing import CliRunner
 
 from agent.cli import main
-from agent.disks.image import MIB, disk_info, sha256_of
+from agent.disks.image import MIB, sha256_of
 from agent.errors import DiskError
 from agent.outcome import ExitCode
 from agent.platforms import azure_disk
@@ -30,9 +30,9 @@ from agent.platforms.azure_disk import AzureDiskUploader
 from agent.provenance import TAG_UPLOAD, TAG_UPLOAD_SHA256
 from agent.upload import parse_disk_target, upload_vhd
 from agent.upload_progress import ProgressRecord, UploadIdentity, load_done, progress_path
-from agent.vhd import VhdResult, write_vhd_record
 from tests.arm_fake import FakeArm, FakeTokenCredential
 from tests.arm_fake.server import Fault
+from tests.arm_fake.vhds import fixed_vhd, record_passed
 from tests.winrm_server.certs import TlsFiles, make_tls_files
 
 SUB = "00000000-0000-4000-8000-00000000abcd"
@@ -88,27 +88,12 @@ def strict_arm(tls: TlsFiles) -> Iterator[FakeArm]:
 
 def _make_vhd(path: Path, seed: bytes) -> Path:
     """A 64 MiB fixed VHD whose 16 ranges all hold data, with a passed boot-test record."""
-    subprocess.run(
-        [
-            "qemu-img",
-            "create",
-            "-q",
-            "-f",
-            "vpc",
-            "-o",
-            "subformat=fixed,force_size=on",
-            str(path),
-            str(RANGES * 4 * MIB),
-        ],
-        check=True,
-    )
+    fixed_vhd(path, RANGES * 4 * MIB)
     fd = os.open(path, os.O_WRONLY)
     for index in range(RANGES):
         os.pwrite(fd, seed + os.urandom(4096), index * 4 * MIB + 8192)
     os.close(fd)
-    raw = path.with_suffix(".raw")
-    raw.write_bytes(b"\0" * 512)
-    write_vhd_record(VhdResult(path, RANGES * 4 * MIB, disk_info(raw), 0, "passed"))
+    record_passed(path, RANGES * 4 * MIB, path.with_suffix(".raw"))
     return path
 
 
