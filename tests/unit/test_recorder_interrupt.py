@@ -65,12 +65,16 @@ def _fsyncs_of_result_json(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def _recorder(tmp_path: Path) -> Recorder:
+    return Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+
+
 def test_progress_rewrites_of_result_json_are_not_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Saving the plan and a finished routine step writes result.json without an fsync."""
     seen = _fsyncs_of_result_json(monkeypatch)
-    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder = _recorder(tmp_path)
     recorder.set_plan(_check_plan())
     recorder.save()
     assert seen == []
@@ -80,7 +84,7 @@ def test_progress_rewrites_of_result_json_are_not_fsynced(
 def test_the_final_result_json_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """save(durable=True), as the end of a run uses it, fsyncs result.json before renaming."""
     seen = _fsyncs_of_result_json(monkeypatch)
-    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder = _recorder(tmp_path)
     recorder.save(durable=True)
     assert [Path(p).name for p in seen] == ["result.json.tmp"]
 
@@ -90,7 +94,7 @@ def test_an_interruption_fsyncs_result_json(
 ) -> None:
     """After Ctrl-C the 'interrupted' record is on disk, not only in the page cache."""
     seen = _fsyncs_of_result_json(monkeypatch)
-    recorder = Recorder(RunFolder.create(tmp_path / "run"), {"steps": []}, ProgressSink())
+    recorder = _recorder(tmp_path)
     recorder.set_plan(_check_plan())
     recorder.interrupted()
     assert len(seen) == 1
