@@ -37,6 +37,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -175,6 +176,10 @@ class Redactor:
             self._compiled_for = secrets
         return self._pattern
 
+    def current_pattern(self) -> re.Pattern[str] | None:
+        """The pattern for the secrets known now: the same object until a secret is added."""
+        return self._current_pattern()
+
     def redact_text(self, text: str) -> str:
         pattern = self._current_pattern()
         return pattern.sub(MASK, text) if pattern is not None else text
@@ -189,6 +194,10 @@ class Redactor:
         """
         pattern = self._current_pattern()
         return self._walk(value, pattern)
+
+    def redact_value_of(self, key: str, value: object) -> object:
+        """``value`` as :meth:`redact` leaves it under ``key`` in a dict."""
+        return self._walk_keyed(key, value, self._current_pattern())
 
     def _walk(self, value: object, pattern: re.Pattern[str] | None) -> object:
         if isinstance(value, str):
@@ -214,3 +223,34 @@ class Redactor:
         if isinstance(key, str) and SECRET_KEY_RE.search(key) and not _is_flag(value):
             return MASK
         return self._walk(value, pattern)
+
+
+@dataclass(frozen=True)
+class _Redacted:
+    source: object
+    pattern: re.Pattern[str] | None
+    clean: object
+
+
+class WrittenOnceCache:
+    """Redacted copies of values that are assigned whole and never changed in place.
+
+    result.json is redacted whole at every rewrite, and about half of it (the plan) is
+    the very same object from the moment it is planned to the end of the run. A copy is
+    reused while its key still holds the same object and the known secrets are the same;
+    a new object or a newly learned secret redacts again. Only for values nobody mutates:
+    the cache compares identity, not content.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._copies: dict[str, _Redacted] = {}
+
+    def redact(self, key: str, value: object) -> object:
+        pattern = self._redactor.current_pattern()
+        copy = self._copies.get(key)
+        if copy is not None and copy.source is value and copy.pattern is pattern:
+            return copy.clean
+        clean = self._redactor.redact_value_of(key, value)
+        self._copies[key] = _Redacted(value, pattern, clean)
+        return clean

@@ -17,7 +17,7 @@ from typing import Any
 
 from agent import __version__
 from agent.errors import RunDirError
-from agent.redaction import Redactor
+from agent.redaction import Redactor, WrittenOnceCache
 
 RESULT_FILE = "result.json"
 LOG_FILE = "run.log.jsonl"
@@ -26,6 +26,9 @@ SCHEMA_VERSION = 1
 # One redactor for every write: it compiles its patterns once per set of known secrets,
 # not once per rewrite of result.json.
 _REDACTOR = Redactor()
+# Sections of result.json assigned whole and never changed in place (Recorder.set_plan's
+# plan, the runner's facts): their redacted copies are reused from one rewrite to the next.
+_WRITTEN_ONCE = frozenset({"plan", "facts"})
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ def default_run_dir(run_id: str, base: Path = Path("imageprep-runs")) -> Path:
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
+    _written_once: WrittenOnceCache = field(
+        default_factory=lambda: WrittenOnceCache(_REDACTOR), compare=False, repr=False
+    )
 
     @classmethod
     def create(cls, path: Path) -> RunFolder:
@@ -127,15 +133,23 @@ class RunFolder:
         ``durable``: fsync before the rename, so a power loss cannot leave an empty or
         older file. Progress rewrites skip it (the journal is what a resume trusts); the
         end of a run, an interruption and the point of no return do not. Progress
-        rewrites are also written compact: json's C encoder does not indent, and the
-        pretty-printed file takes five times as long to make (about 5 ms for a Debian
-        generalize's); the durable ones, which people read, are indented.
+        rewrites are also written compact: only ``json.dumps`` without indent uses json's
+        C encoder (``json.dump`` to a file never does), and the pretty-printed file takes
+        five times as long to make (about 5 ms for a Debian generalize's); the durable
+        ones, which people read, are indented.
         """
-        clean = _REDACTOR.redact({"schema_version": SCHEMA_VERSION, **data})
+        # The top-level keys are result.json's own (result_schema), never data: only the
+        # values are redacted.
+        clean = {
+            key: self._written_once.redact(key, value)
+            if key in _WRITTEN_ONCE
+            else _REDACTOR.redact_value_of(key, value)
+            for key, value in {"schema_version": SCHEMA_VERSION, **data}.items()
+        }
         tmp = self.result_path.with_suffix(".json.tmp")
         try:
             with tmp.open("w", encoding="utf-8") as handle:
-                json.dump(clean, handle, indent=2 if durable else None, default=str)
+                handle.write(json.dumps(clean, indent=2 if durable else None, default=str))
                 handle.write("\n")
                 handle.flush()
                 if durable:

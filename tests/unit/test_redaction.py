@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from agent.redaction import MASK, Redactor
+from agent.redaction import MASK, Redactor, WrittenOnceCache
 from agent.secrets import SecretRegistry
 
 SECRET = "Sup3r'S3cret\"$x&y=z/é"  # noqa: S105 (the test secret)
@@ -173,3 +173,35 @@ def test_one_mebibyte_with_three_secrets_is_fast() -> None:
     out = redactor.redact_text(text)
     assert time.perf_counter() - started < 1.0
     assert out.endswith(MASK)
+
+
+def test_written_once_cache_reuses_the_copy_of_the_same_object() -> None:
+    """A value assigned once is walked once, however often result.json is rewritten."""
+    cache = WrittenOnceCache(Redactor(["hunter2"], registry=None))
+    plan = {"steps": [{"command": "echo hunter2"}]}
+    first = cache.redact("plan", plan)
+    assert first == {"steps": [{"command": f"echo {MASK}"}]}
+    assert cache.redact("plan", plan) is first
+
+
+def test_written_once_cache_redacts_a_new_object_again() -> None:
+    """Assigning another value under the key is never answered from the old copy."""
+    cache = WrittenOnceCache(Redactor(["hunter2"], registry=None))
+    cache.redact("plan", {"command": "echo hunter2"})
+    assert cache.redact("plan", {"command": "echo other"}) == {"command": "echo other"}
+
+
+def test_written_once_cache_redacts_again_once_a_secret_is_learned() -> None:
+    """A secret registered after the first rewrite is removed from the reused value too."""
+    registry = SecretRegistry()
+    cache = WrittenOnceCache(Redactor(registry=registry))
+    facts = {"hostname": "s3cr3t-host"}
+    assert cache.redact("facts", facts) == facts
+    registry.add("s3cr3t-host")
+    assert cache.redact("facts", facts) == {"hostname": MASK}
+
+
+def test_written_once_cache_masks_a_secret_looking_key() -> None:
+    """The key rule of ``redact`` holds for a cached section as for a dict's value."""
+    cache = WrittenOnceCache(Redactor(registry=None))
+    assert cache.redact("password", "plain") == MASK
