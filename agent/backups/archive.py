@@ -1,17 +1,16 @@
 """``archive:DIR`` — stream the profile's backup paths from the target into a local tar.gz.
 
 The archive is produced by ``tar`` on the target (as root) and streamed over the
-executor straight into a temporary file in DIR; its sha256 and size are computed while
-the bytes arrive. Only a file that was fsync'ed and re-verified (same hash, gzip intact
-to the last byte, every tar header sound up to the end-of-archive block: tarwalk) is
-renamed to its final name, so a file named ``*.tar.gz`` in DIR is always a complete
-backup. Archives are created mode 0600: they
-hold whatever the paths hold (/etc/shadow, keys).
+executor straight into a temporary file in DIR. While the bytes arrive, their sha256 and
+size are computed and the stream is proved whole (gzip intact to its trailer, every tar
+header sound up to the end-of-archive block: tarwalk), so the check is done when the
+last byte is. Only a file that was fsync'ed and read back with the same hash is renamed
+to its final name, so a file named ``*.tar.gz`` in DIR is always a complete backup.
+Archives are created mode 0600: they hold whatever the paths hold (/etc/shadow, keys).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.backups.base import BackupContext, BackupRecord
-from agent.backups.tarwalk import TarStreamError, count_members
+from agent.backups.tarwalk import TarStreamError, TarWalker
 from agent.errors import BackupError, CommandTimeout
 from agent.executors.base import Executor
 from agent.results import CommandResult
@@ -76,18 +75,58 @@ def remote_command(paths: tuple[str, ...]) -> str:
     return f"sh -c {shlex.quote(script)}"
 
 
-class _HashingWriter(io.BufferedWriter):
-    """The stdout sink: hashes and counts every byte on its way to the file."""
+class TarGzCheck:
+    """Proves, as the bytes arrive, that they are a whole tar.gz.
+
+    gzip: every member decompressed to its trailer, whose CRC-32 and length zlib checks
+    (wbits=31); members may follow one another, as ``gzip.open`` reads them. tar: walked
+    by tarwalk to its end-of-archive block. A fault is kept, not raised, so the stream is
+    still drained (the remote tar is not cut off mid-write); :meth:`finish` reports it.
+    """
+
+    def __init__(self) -> None:
+        self._gzip = zlib.decompressobj(wbits=31)
+        self._tar = TarWalker()
+        self._fault: str | None = None
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self._fault is not None:
+            return
+        try:
+            while data:
+                if self._gzip.eof:  # a member ended: what follows starts the next one
+                    self._gzip = zlib.decompressobj(wbits=31)
+                self._tar.feed(self._gzip.decompress(data))
+                data = self._gzip.unused_data if self._gzip.eof else b""
+        except (zlib.error, TarStreamError) as exc:
+            self._fault = str(exc)
+
+    def finish(self) -> int:
+        """The number of tar members; ValueError naming the fault if the stream is not whole."""
+        if self._fault is None and not self._gzip.eof:
+            self._fault = "the gzip stream ends before its trailer"
+        if self._fault is None:
+            try:
+                return self._tar.finish()
+            except TarStreamError as exc:
+                self._fault = str(exc)
+        raise ValueError(self._fault)
+
+
+class _CheckingWriter(io.BufferedWriter):
+    """The stdout sink: hashes, counts and checks every byte on its way to the file."""
 
     def __init__(self, raw: io.FileIO) -> None:
         super().__init__(raw, buffer_size=1 << 20)
         self.digest = hashlib.sha256()
         self.size = 0
+        self.check = TarGzCheck()
 
     def write(self, buffer: ReadableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         self.digest.update(view)
         self.size += view.nbytes
+        self.check.feed(view)
         return super().write(view)
 
 
@@ -142,20 +181,34 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def verify_archive(path: Path, sha256: str, size: int) -> int:
-    """Re-read the written file; return its member count, or raise BackupError."""
+    """Read a written archive back: its member count, or BackupError.
+
+    The same hash and size as the bytes received, and a whole tar.gz (TarGzCheck).
+    """
+    digest, check, read = hashlib.sha256(), TarGzCheck(), 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            check.feed(chunk)
+            read += len(chunk)
+    if digest.hexdigest() != sha256 or read != size:
+        raise BackupError(f"archive: {path} differs from the bytes received (disk or I/O error)")
+    return _members(path, check)
+
+
+def _members(path: Path, check: TarGzCheck) -> int:
+    try:
+        return check.finish()
+    except ValueError as exc:
+        raise BackupError(f"archive: {path} is not a valid tar.gz: {exc}") from exc
+
+
+def _same_on_disk(path: Path, sha256: str, size: int) -> None:
+    """The fsync'ed file holds exactly the bytes that were hashed as they arrived."""
     with path.open("rb") as handle:
         on_disk = hashlib.file_digest(handle, "sha256").hexdigest()
     if on_disk != sha256 or path.stat().st_size != size:
         raise BackupError(f"archive: {path} differs from the bytes received (disk or I/O error)")
-    try:
-        with gzip.open(path, "rb") as gz:
-            members = count_members(gz)
-            # Read to the end: the gzip trailer's CRC and length are checked only there.
-            while gz.read(1 << 20):
-                pass
-    except (OSError, EOFError, zlib.error, TarStreamError) as exc:
-        raise BackupError(f"archive: {path} is not a valid tar.gz: {exc}") from exc
-    return members
 
 
 def _restore_hint(context: BackupContext, archive: Path, tar_options: str) -> str:
@@ -200,7 +253,7 @@ class ArchiveProvider:
         final = self.directory / name
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".part")
         tmp = Path(tmp_name)
-        sink = _HashingWriter(io.FileIO(fd, "w"))
+        sink = _CheckingWriter(io.FileIO(fd, "w"))
         try:
             result = self._stream(executor, context, sink)
             sink.flush()
@@ -209,7 +262,8 @@ class ArchiveProvider:
             report = _RemoteReport.parse(result.stderr)
             details = self._check_exit(result, report, context)
             sha256 = sink.digest.hexdigest()
-            members = verify_archive(tmp, sha256, sink.size)
+            members = _members(tmp, sink.check)
+            _same_on_disk(tmp, sha256, sink.size)
             os.replace(tmp, final)
             _fsync_dir(self.directory)
         except BaseException:
@@ -240,7 +294,7 @@ class ArchiveProvider:
             raise BackupError(f"archive: backup paths must be absolute: {', '.join(relative)}")
 
     def _stream(
-        self, executor: Executor, context: BackupContext, sink: _HashingWriter
+        self, executor: Executor, context: BackupContext, sink: _CheckingWriter
     ) -> CommandResult:
         try:
             return executor.run(

@@ -32,7 +32,7 @@ _SIZE = slice(124, 136)
 _TYPE = 156
 _META = frozenset(b"xgLK")
 _NO_DATA = frozenset(b"123456")  # hard/symbolic links, char/block devices, dirs, FIFOs
-_SKIP_CHUNK = 1 << 20
+_CHUNK = 1 << 20
 
 
 class TarStreamError(ValueError):
@@ -43,36 +43,67 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def count_members(stream: Readable) -> int:
-    """Read ``stream`` to its end-of-archive block; the number of members, or TarStreamError."""
-    members = 0
-    offset = 0
-    while True:
-        header = _exactly(stream, BLOCK, offset)
+class TarWalker:
+    """The walk fed as bytes arrive: :meth:`feed` the stream in pieces of any size, then
+    :meth:`finish`. An archive backup is checked this way while it streams in, so the
+    check costs no time after the last byte."""
+
+    def __init__(self) -> None:
+        self.members = 0
+        self.ended = False  # the end-of-archive block was read; later bytes are padding
+        self._next = 0  # stream offset of the next header
+        self._member = 0  # offset of the header whose data is being passed
+        self._header = bytearray()
+        self._skip = 0  # data bytes of the current member still to pass
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """Take the next bytes of the stream; TarStreamError on a bad header."""
+        view = memoryview(data)
+        pos, size = 0, len(view)
+        while pos < size and not self.ended:
+            if self._skip:
+                passed = min(self._skip, size - pos)
+                self._skip -= passed
+                pos += passed
+                continue
+            wanted = BLOCK - len(self._header)
+            self._header += view[pos : pos + wanted]
+            pos += min(wanted, size - pos)
+            if len(self._header) == BLOCK:
+                self._read_header(bytes(self._header))
+                self._header.clear()
+
+    def finish(self) -> int:
+        """The number of members, or TarStreamError if the stream stopped short."""
+        if self.ended:
+            return self.members
+        if self._skip:
+            raise TarStreamError(f"the tar stream ends inside the member at byte {self._member}")
+        raise TarStreamError(f"the tar stream ends inside a header at byte {self._next}")
+
+    def _read_header(self, header: bytes) -> None:
+        offset = self._next
         if not any(header):
-            return members
+            self.ended = True
+            return
         _check_checksum(header, offset)
         kind = header[_TYPE]
-        data = 0 if kind in _NO_DATA else -(-_size(header, offset) // BLOCK) * BLOCK
-        _skip(stream, data, offset)
-        offset += BLOCK + data
+        self._skip = 0 if kind in _NO_DATA else -(-_size(header, offset) // BLOCK) * BLOCK
+        self._member = offset
+        self._next = offset + BLOCK + self._skip
         if kind not in _META:
-            members += 1
+            self.members += 1
 
 
-def _exactly(stream: Readable, count: int, offset: int) -> bytes:
-    data = stream.read(count)
-    if len(data) != count:
-        raise TarStreamError(f"the tar stream ends inside a header at byte {offset}")
-    return data
-
-
-def _skip(stream: Readable, count: int, offset: int) -> None:
-    while count > 0:
-        got = len(stream.read(min(count, _SKIP_CHUNK)))
-        if got == 0:
-            raise TarStreamError(f"the tar stream ends inside the member at byte {offset}")
-        count -= got
+def count_members(stream: Readable) -> int:
+    """Read ``stream`` to its end-of-archive block; the number of members, or TarStreamError."""
+    walker = TarWalker()
+    while not walker.ended:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            break
+        walker.feed(chunk)
+    return walker.finish()
 
 
 def _check_checksum(header: bytes, offset: int) -> None:

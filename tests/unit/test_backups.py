@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -16,7 +18,7 @@ import pytest
 
 from agent.backups import BackupContext, BackupRecord, provider_from_spec
 from agent.backups import base as backups_base
-from agent.backups.archive import ArchiveProvider, verify_archive
+from agent.backups.archive import ArchiveProvider, TarGzCheck, verify_archive
 from agent.backups.command import CommandProvider, parse_reference
 from agent.errors import BackupError, UsageError
 from agent.executors.base import Executor
@@ -227,6 +229,72 @@ def test_verify_rejects_a_truncated_archive(tmp_path: Path, tree: Path) -> None:
     digest = hashlib.sha256(cut.read_bytes()).hexdigest()
     with pytest.raises(BackupError, match=r"not a valid tar\.gz"):
         verify_archive(cut, digest, cut.stat().st_size)
+
+
+def _targz(name: str = "etc/hostname", data: bytes = b"golden-vm\n") -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_stream_check_counts_members_fed_in_small_pieces() -> None:
+    """The check needs no particular cut of the stream into pieces."""
+    data, check = _targz(), TarGzCheck()
+    for i in range(0, len(data), 7):
+        check.feed(data[i : i + 7])
+    assert check.finish() == 1
+
+
+def test_stream_check_reads_gzip_members_one_after_another() -> None:
+    """Concatenated gzip members are one stream, as gzip.open reads them."""
+    data = _targz()
+    whole = gzip.decompress(data)
+    check = TarGzCheck()
+    check.feed(gzip.compress(whole[:700]) + gzip.compress(whole[700:]))
+    assert check.finish() == 1
+
+
+def test_stream_check_refuses_a_bad_gzip_crc() -> None:
+    """A flipped byte in the trailer's CRC-32 is caught, as gzip.open would catch it."""
+    data = bytearray(_targz())
+    data[-6] ^= 0x01
+    check = TarGzCheck()
+    check.feed(bytes(data))
+    with pytest.raises(ValueError, match="incorrect data check"):
+        check.finish()
+
+
+def test_stream_check_refuses_a_stream_cut_before_the_trailer() -> None:
+    """A gzip stream that stops short is not a whole archive."""
+    check = TarGzCheck()
+    check.feed(_targz()[:-4])
+    with pytest.raises(ValueError, match="before its trailer"):
+        check.finish()
+
+
+def test_stream_check_keeps_a_fault_instead_of_raising_while_fed() -> None:
+    """Garbage mid-stream is reported at the end; feeding goes on so the sender is drained."""
+    check = TarGzCheck()
+    check.feed(_targz() + b"garbage after the member")
+    check.feed(b"more bytes")
+    with pytest.raises(ValueError, match="header check"):
+        check.finish()
+
+
+def test_archive_refuses_a_cut_stream_even_when_tar_exits_0(tmp_path: Path, tree: Path) -> None:
+    """A tar.gz that ends early fails the backup and leaves no file, whatever tar's status."""
+    bin_dir = _stub_tool(
+        tmp_path / "bin",
+        "tar",
+        f'case "$1" in --help) exec {REAL_TAR} --help;; esac\n{REAL_TAR} "$@" | head -c 100\n',
+    )
+    provider = ArchiveProvider(tmp_path / "b")
+    with pytest.raises(BackupError, match=r"not a valid tar\.gz"):
+        provider.take(LocalShellExecutor(bin_dir), _context(tmp_path, tree))
+    assert list((tmp_path / "b").iterdir()) == []
 
 
 # --- command: --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from agent.backups.tarwalk import BLOCK, TarStreamError, count_members
+from agent.backups.tarwalk import BLOCK, TarStreamError, TarWalker, count_members
 
 FORMATS = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}
 
@@ -93,3 +93,19 @@ def test_a_gnu_base_256_size_is_read() -> None:
     header = info.tobuf(tarfile.GNU_FORMAT)
     assert header[124] & 0x80  # tarfile wrote the base-256 form
     assert count_members(_ZerosAfter(header)) == 1
+
+
+def test_a_stream_fed_one_byte_at_a_time_counts_the_same() -> None:
+    """TarWalker gives count_members' answer however the bytes are cut into pieces."""
+    data = _archive(tarfile.PAX_FORMAT)
+    walker = TarWalker()
+    for i in range(len(data)):
+        walker.feed(data[i : i + 1])
+    assert walker.finish() == count_members(io.BytesIO(data))
+
+
+def test_bytes_after_the_end_block_are_ignored() -> None:
+    """What follows the end-of-archive block (tar's record padding) is not read as headers."""
+    walker = TarWalker()
+    walker.feed(_archive(tarfile.GNU_FORMAT) + b"not a header" * 100)
+    assert walker.ended
