@@ -210,8 +210,7 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
         provider = _check_backup_request(request, playbook.requires_backup)
         stage = _platform_stage(request.platform_spec, request.capture_spec, request)
         with _connected(request) as executor:
-            _hold_vm_lock(executor, run_id, recorder)
-            facts = _gather(request, executor)
+            facts = _lock_and_gather(request, executor, run_id, recorder)
             data["facts"] = facts.as_dict()
             log.info("facts", summary=_describe(facts))
             plan = plan_for(
@@ -440,8 +439,7 @@ def _continue(
                 stage, session.engine.run(), recorder, run_id=run_id, plan=plan, offline=True
             )
         with _connected(request) as executor:
-            _hold_vm_lock(executor, run_id, recorder)
-            facts = _gather(request, executor)
+            facts = _lock_and_gather(request, executor, run_id, recorder)
             session_entry["facts"] = facts.as_dict()
             resume.check_same_machine(request.target, state, facts.as_dict())
             log.info("facts", summary=_describe(facts))
@@ -497,11 +495,18 @@ def _hold_vm_lock(executor: Executor, run_id: str, recorder: Recorder) -> None:
     recorder.save()
 
 
-def _gather(request: RunRequest, executor: Executor) -> Facts | WindowsFacts:
-    """Linux facts over SSH, Windows facts over WinRM."""
+def _lock_and_gather(
+    request: RunRequest, executor: Executor, run_id: str, recorder: Recorder
+) -> Facts | WindowsFacts:
+    """The VM's lock, then the facts: Linux facts over SSH, Windows facts over WinRM.
+
+    On Linux the unprivileged facts command runs while the lock is taken (gather_facts'
+    ``meanwhile``): it only reads, and its answer is used only once the lock is held.
+    """
     if request.target.is_windows:
+        _hold_vm_lock(executor, run_id, recorder)
         return gather_windows_facts(executor)
-    return gather_facts(executor)
+    return gather_facts(executor, meanwhile=lambda: _hold_vm_lock(executor, run_id, recorder))
 
 
 def _describe(facts: Facts | WindowsFacts) -> str:

@@ -1,6 +1,19 @@
-"""Facts parsing: the text the gather script prints becomes typed facts."""
+"""Facts parsing: the text the gather script prints becomes typed facts; and gathering
+them beside the VM's lock."""
 
-from agent.facts import extract_version, facts_from_values, parse_key_values
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.errors import CommandTimeout, TargetBusy
+from agent.facts import extract_version, facts_from_values, gather_facts, parse_key_values
+from agent.results import CommandResult
+from tests.local_executor import LocalShellExecutor
 
 GATHERED = """\
 os_ID=ubuntu
@@ -57,3 +70,63 @@ def test_missing_ovf_user_is_none() -> None:
 def test_extract_version_of_garbage_is_none() -> None:
     """A version string without digits yields None."""
     assert extract_version("command not found") is None
+
+
+def _uname_waiting_for(stubs: Path, flag: Path) -> LocalShellExecutor:
+    """Real bash whose `uname` answers only once ``flag`` exists."""
+    stubs.mkdir()
+    (stubs / "uname").write_text(
+        f'#!/bin/sh\nwhile [ ! -e {flag} ]; do sleep 0.01; done\nexec /bin/uname "$@"\n'
+    )
+    (stubs / "uname").chmod(0o755)
+    return LocalShellExecutor(path_prefix=stubs)
+
+
+def test_meanwhile_runs_while_the_facts_command_is_out(tmp_path: Path) -> None:
+    """The facts command finishes only after ``meanwhile`` ran: they overlap."""
+    flag = tmp_path / "lock-taken"
+    executor = _uname_waiting_for(tmp_path / "stubs", flag)
+    facts = gather_facts(executor, timeout=10, meanwhile=flag.touch)
+    assert facts.arch == os.uname().machine
+
+
+def test_an_error_of_meanwhile_is_raised(tmp_path: Path) -> None:
+    """A busy lock ends the gathering with the lock's error, not the facts'."""
+    executor = _uname_waiting_for(tmp_path / "stubs", tmp_path / "never")
+
+    def busy() -> None:
+        raise TargetBusy("another run holds the lock on the VM")
+
+    with pytest.raises(TargetBusy, match="another run"):
+        gather_facts(executor, timeout=0.5, meanwhile=busy)
+
+
+def test_an_error_of_the_facts_command_is_raised_in_the_caller(tmp_path: Path) -> None:
+    """A facts command that times out in the thread still fails the caller's call."""
+    executor = _uname_waiting_for(tmp_path / "stubs", tmp_path / "never")
+    with pytest.raises(CommandTimeout, match="reading the facts timed out"):
+        gather_facts(executor, timeout=0.5, meanwhile=lambda: None)
+
+
+_RUN: contextvars.ContextVar[str] = contextvars.ContextVar("run", default="none")
+
+
+class _ContextRecorder(LocalShellExecutor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def run(self, command: str, **kwargs: Any) -> CommandResult:
+        self.seen.append(_RUN.get())
+        return super().run(command, **kwargs)
+
+
+def test_the_facts_thread_sees_the_callers_context() -> None:
+    """Its log events keep the run's keys and, in a fleet, its host's run log."""
+    executor = _ContextRecorder()
+    token = _RUN.set("r42")
+    try:
+        gather_facts(executor, meanwhile=lambda: None)
+    finally:
+        _RUN.reset(token)
+    assert executor.seen == ["r42", "r42"]
