@@ -7,13 +7,12 @@ ovf-env.xml). Facts choose the profile and feed ``when:`` conditions and templat
 
 from __future__ import annotations
 
-import contextvars
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.background import Background
 from agent.errors import CommandTimeout
 from agent.executors.base import Executor
 from agent.results import CommandResult
@@ -252,32 +251,14 @@ _ABANDON_AFTER = 2.0
 
 
 def _beside(read: Callable[[], CommandResult], meanwhile: Callable[[], None]) -> CommandResult:
-    """``read()`` in a thread while ``meanwhile()`` runs here; read's result or its error.
-
-    The thread runs in a copy of this context, so its log events carry the run's keys
-    and, in a fleet, reach the host's own run log (agent.logging routes by context).
-    """
-    outcome: list[CommandResult] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(read())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            failure.append(exc)
-
-    context = contextvars.copy_context()
-    worker = threading.Thread(target=context.run, args=(work,), name="facts", daemon=True)
-    worker.start()
+    """``read()`` in a thread while ``meanwhile()`` runs here; read's result or its error."""
+    general = Background(read, name="facts")
     try:
         meanwhile()
     except BaseException:
-        worker.join(_ABANDON_AFTER)
+        general.abandon(_ABANDON_AFTER)
         raise
-    worker.join()
-    if failure:
-        raise failure[0]
-    return outcome[0]
+    return general.result()
 
 
 def describe(facts: Facts) -> str:
