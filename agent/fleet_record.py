@@ -88,9 +88,28 @@ class HostResult:
         )
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """fleet.json's text at one moment, numbered in the order the moments happened."""
+
+    seq: int
+    text: str
+    durable: bool
+
+
 @dataclass
 class FleetRecord:
-    """fleet.json as it is being written: thread-safe updates, each one saved at once."""
+    """fleet.json as it is being written: thread-safe updates, each one saved at once.
+
+    Two locks, so that host threads do not queue behind each other's fsync: ``_lock``
+    guards the hosts and is held only to take a snapshot (the redacted JSON text and its
+    sequence number); ``_write_lock`` is held to write a snapshot to disk. Sequence
+    numbers are handed out under ``_lock``, so a higher one holds every change of a lower
+    one; the writer skips a snapshot older than the one on disk, so an older snapshot
+    never replaces a newer one, however the threads are scheduled between the two locks.
+    When ``update`` or ``save`` returns, fleet.json holds its change or a later state, and
+    fsync'd if it asked for durability (see :meth:`_store`).
+    """
 
     path: Path
     fleet_id: str
@@ -100,21 +119,29 @@ class FleetRecord:
     started_at: str = field(default_factory=utc_now)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _taken: int = field(default=0, init=False, repr=False)  # under _lock: last seq handed out
+    _written: int = field(default=0, init=False, repr=False)  # under _write_lock: seq on disk
+    _synced: int = field(default=0, init=False, repr=False)  # under _write_lock: last fsync'd
 
     def update(self, result: HostResult, *, durable: bool = True) -> None:
         """Record ``result``; ``durable=False`` skips the fsync (a host that only started)."""
         with self._lock:
             self.hosts[result.name] = result
-            self._save(finished=False, durable=durable)
+            snapshot = self._snapshot(finished=False, durable=durable)
+        self._store(snapshot)
 
     def save(self) -> None:
         with self._lock:
-            self._save(finished=False)
+            snapshot = self._snapshot(finished=False, durable=True)
+        self._store(snapshot)
 
     def finish(self) -> ExitCode:
         with self._lock:
-            self._save(finished=True)
-            return self.exit_code
+            snapshot = self._snapshot(finished=True, durable=True)
+            code = self.exit_code
+        self._store(snapshot)
+        return code
 
     @property
     def exit_code(self) -> ExitCode:
@@ -140,21 +167,65 @@ class FleetRecord:
             "hosts": [host.to_dict() for host in self.hosts.values()],
         }
 
-    def _save(self, *, finished: bool, durable: bool = True) -> None:
+    def _snapshot(self, *, finished: bool, durable: bool) -> _Snapshot:
+        """The text to write now; the caller holds ``_lock``."""
         clean = _REDACTOR.redact(self.to_dict(finished=finished))
-        tmp = self.path.with_suffix(".json.tmp")
-        try:
-            with tmp.open("w", encoding="utf-8") as handle:
-                json.dump(clean, handle, indent=2, default=str)
-                handle.write("\n")
-                handle.flush()
-                if durable:
-                    os.fsync(handle.fileno())
-            tmp.replace(self.path)
-        except OSError as exc:
-            raise RunDirError(
-                f"fleet folder {self.path.parent}: cannot write {FLEET_FILE}: {exc}"
-            ) from exc
+        # Made here, under the lock, so the text is this moment's. json.dumps, not
+        # json.dump: dump to a file never uses json's C encoder, and dumps uses it only
+        # without indent; so, as result.json's progress rewrites, the writes that are not
+        # fsync'd (a host that only started) are compact, and the durable ones (a host
+        # that ended, a session's start, the fleet's end), which people read, indented.
+        text = json.dumps(clean, indent=2 if durable else None, default=str) + "\n"
+        self._taken += 1
+        return _Snapshot(self._taken, text, durable)
+
+    def _store(self, snapshot: _Snapshot) -> None:
+        """Write ``snapshot`` unless a newer one is on disk already (which holds its change).
+
+        Compared with the last snapshot written, not the last one taken: a newer snapshot
+        taken by another thread but not yet written (or whose write then fails) would let
+        this call return before its change is on disk.
+
+        A skipped snapshot that asked for durability still gets it: if the newer file on
+        disk was written without fsync (a host that only started, taken after this one), it
+        is fsync'd here, as this snapshot's own file would have been. A failed write leaves
+        ``_written`` as it was, so the next snapshot is still written (and it holds the
+        failed one's change too).
+        """
+        with self._write_lock:
+            try:
+                if snapshot.seq < self._written:
+                    if snapshot.durable and self._synced < snapshot.seq:
+                        _fsync_file(self.path)
+                        self._synced = self._written
+                    return
+                _replace_file(self.path, snapshot.text, durable=snapshot.durable)
+            except OSError as exc:
+                raise RunDirError(
+                    f"fleet folder {self.path.parent}: cannot write {FLEET_FILE}: {exc}"
+                ) from exc
+            self._written = snapshot.seq
+            if snapshot.durable:
+                self._synced = snapshot.seq
+
+
+def _replace_file(path: Path, text: str, *, durable: bool) -> None:
+    """Replace ``path`` by ``text`` atomically (a temporary file renamed over it)."""
+    tmp = path.with_suffix(".json.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        if durable:
+            os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fleet_status(code: ExitCode | None) -> str:

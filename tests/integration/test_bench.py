@@ -43,6 +43,13 @@ def test_startup_bench_runs() -> None:
     assert [case.label for case in CASES if case.label not in output] == []
 
 
+def test_redaction_bench_runs() -> None:
+    """bench.redaction --quick prints the redactor's time against the raw replace's."""
+    output = _bench("bench.redaction", "--quick", timeout=120)
+    assert [way for way in ("replace", "alternation", "redactor") if way not in output] == []
+    assert "redactor / alternation" in output
+
+
 def test_winrm_roundtrips_bench_runs() -> None:
     """bench.winrm_roundtrips prints WS-Man requests per command against pywinrm's run_ps."""
     output = _bench("bench.winrm_roundtrips", timeout=300)

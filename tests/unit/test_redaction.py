@@ -7,7 +7,6 @@ import json
 import random
 import shlex
 import string
-import time
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -160,19 +159,18 @@ def test_registry_values_added_later_are_redacted() -> None:
     assert redactor.redact_text("pw=late-secret") == f"pw={MASK}"
 
 
-def test_one_mebibyte_with_three_secrets_is_fast() -> None:
-    """Redacting 1 MiB of mixed text and base64 with 3 secrets takes well under a second."""
+def test_one_mebibyte_with_three_secrets_ends_with_the_mask() -> None:
+    """1 MiB of mixed text and base64 ending with a secret is redacted to end with the mask
+    and hold no secret (how fast: bench/redaction.py, on the same text)."""
     secrets = ["hunter2-Pass'w\"rd$x", "S3cr3tT0ken_abcdefghijkl", "pässwörd 42&x=y"]
     redactor = Redactor(secrets, registry=None)
     rng = random.Random(1)  # noqa: S311 (reproducible filler text)
     words = ["".join(rng.choices(string.ascii_letters, k=rng.randint(2, 10))) for _ in range(500)]
     text = " ".join(rng.choices(words, k=120_000))[:700_000]
     text = (text + _b64(rng.randbytes(300_000)) + secrets[1])[-(1 << 20) :]
-    redactor.redact_text("compile once")
-    started = time.perf_counter()
     out = redactor.redact_text(text)
-    assert time.perf_counter() - started < 1.0
     assert out.endswith(MASK)
+    assert [secret for secret in secrets if secret in out] == []
 
 
 def test_written_once_cache_reuses_the_copy_of_the_same_object() -> None:
