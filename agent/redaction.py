@@ -117,7 +117,8 @@ def _trie_pattern(forms: Iterable[str]) -> str:
     """One regex matching any of ``forms``, the longest one at each position.
 
     A plain ``a|b|c`` alternation tries every form at every position; a trie tries one
-    branch per character, which halves the time on a MiB of text (60 forms: 30 -> 14 ms).
+    branch per character, which more than halves the time on a MiB of text
+    (bench.redaction, 61 forms: 84 -> 35 ms).
     """
     trie: dict[str, Any] = {}
     for form in forms:
