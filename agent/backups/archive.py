@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _MISSING = "imageprep-missing:"
 _OPTIONS = "imageprep-tar-options:"
 _NOTHING_EXISTS = 64  # our own exit code: tar itself only uses 0, 1 and 2
+_INFLATED = 1 << 20  # the most TarGzCheck inflates at once
 
 # POSIX sh on the target. Missing paths are reported, not fatal (a profile lists paths
 # that exist on some distros only). tar runs from / on relative names so members carry
@@ -93,11 +94,16 @@ class TarGzCheck:
         if self._fault is not None:
             return
         try:
-            while data:
-                if self._gzip.eof:  # a member ended: what follows starts the next one
+            while True:
+                if self._gzip.eof and data:  # a member ended: what follows starts the next
                     self._gzip = zlib.decompressobj(wbits=31)
-                self._tar.feed(self._gzip.decompress(data))
-                data = self._gzip.unused_data if self._gzip.eof else b""
+                # At most _INFLATED bytes per call: a small, highly compressed stream from
+                # the target must not inflate into the controller's memory all at once.
+                out = self._gzip.decompress(data, _INFLATED)
+                self._tar.feed(out)
+                data = self._gzip.unused_data if self._gzip.eof else self._gzip.unconsumed_tail
+                if not data and len(out) < _INFLATED:
+                    break
         except (zlib.error, TarStreamError) as exc:
             self._fault = str(exc)
 

@@ -248,6 +248,13 @@ def test_stream_check_counts_members_fed_in_small_pieces() -> None:
     assert check.finish() == 1
 
 
+def test_stream_check_inflates_a_dense_stream_piece_by_piece() -> None:
+    """A few KiB that inflate to 8 MiB (zeros) are walked whole, in bounded pieces."""
+    check = TarGzCheck()
+    check.feed(_targz("var/zeros", bytes(8 << 20)))
+    assert check.finish() == 1
+
+
 def test_stream_check_reads_gzip_members_one_after_another() -> None:
     """Concatenated gzip members are one stream, as gzip.open reads them."""
     data = _targz()
