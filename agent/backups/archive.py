@@ -186,22 +186,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def verify_archive(path: Path, sha256: str, size: int) -> int:
-    """Read a written archive back: its member count, or BackupError.
-
-    The same hash and size as the bytes received, and a whole tar.gz (TarGzCheck).
-    """
-    digest, check, read = hashlib.sha256(), TarGzCheck(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            check.feed(chunk)
-            read += len(chunk)
-    if digest.hexdigest() != sha256 or read != size:
-        raise BackupError(f"archive: {path} differs from the bytes received (disk or I/O error)")
-    return _members(path, check)
-
-
 def _members(path: Path, check: TarGzCheck) -> int:
     try:
         return check.finish()
