@@ -11,13 +11,13 @@ FLEET_DIR`` can start the hosts that never started.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.atomicwrite import fsync_path, replace_text
 from agent.errors import RunDirError
 from agent.limits import MAX_JOURNAL_BYTES
 from agent.outcome import FLEET_EXIT_ORDER, ExitCode, worst_exit_code
@@ -196,10 +196,10 @@ class FleetRecord:
             try:
                 if snapshot.seq < self._written:
                     if snapshot.durable and self._synced < snapshot.seq:
-                        _fsync_file(self.path)
+                        fsync_path(self.path)
                         self._synced = self._written
                     return
-                _replace_file(self.path, snapshot.text, durable=snapshot.durable)
+                replace_text(self.path, snapshot.text, durable=snapshot.durable)
             except OSError as exc:
                 raise RunDirError(
                     f"fleet folder {self.path.parent}: cannot write {FLEET_FILE}: {exc}"
@@ -207,25 +207,6 @@ class FleetRecord:
             self._written = snapshot.seq
             if snapshot.durable:
                 self._synced = snapshot.seq
-
-
-def _replace_file(path: Path, text: str, *, durable: bool) -> None:
-    """Replace ``path`` by ``text`` atomically (a temporary file renamed over it)."""
-    tmp = path.with_suffix(".json.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        if durable:
-            os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def fleet_status(code: ExitCode | None) -> str:

@@ -7,7 +7,6 @@ loses its target still leaves an accurate account of how far it got.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.atomicwrite import replace_text
 from agent.errors import RunDirError
 from agent.redaction import Redactor, WrittenOnceCache
 
@@ -146,14 +146,8 @@ class RunFolder:
             else _REDACTOR.redact_value_of(key, value)
             for key, value in {"schema_version": SCHEMA_VERSION, **data}.items()
         }
-        tmp = self.result_path.with_suffix(".json.tmp")
+        text = json.dumps(clean, indent=2 if durable else None, default=str) + "\n"
         try:
-            with tmp.open("w", encoding="utf-8") as handle:
-                handle.write(json.dumps(clean, indent=2 if durable else None, default=str))
-                handle.write("\n")
-                handle.flush()
-                if durable:
-                    os.fsync(handle.fileno())
-            tmp.replace(self.result_path)
+            replace_text(self.result_path, text, durable=durable)
         except OSError as exc:
             raise RunDirError(f"run folder {self.path}: cannot write result.json: {exc}") from exc

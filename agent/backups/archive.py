@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.atomicwrite import fsync_path
 from agent.backups.base import BackupContext, BackupRecord
 from agent.backups.tarwalk import TarStreamError, TarWalker
 from agent.errors import BackupError, CommandTimeout
@@ -178,14 +179,6 @@ def _safe_host(host: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", host)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _members(path: Path, check: TarGzCheck) -> int:
     try:
         return check.finish()
@@ -255,7 +248,7 @@ class ArchiveProvider:
             members = _members(tmp, sink.check)
             _same_on_disk(tmp, sha256, sink.size)
             os.replace(tmp, final)
-            _fsync_dir(self.directory)
+            fsync_path(self.directory)
         except BaseException:
             sink.close()
             tmp.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import fleet_record
+from agent import atomicwrite, fleet_record
 from agent.errors import RunDirError
 from agent.fleet_record import FLEET_FILE, FleetRecord, HostResult, _Snapshot, load_fleet
 from agent.outcome import ExitCode
@@ -78,14 +78,14 @@ def test_an_older_snapshot_is_not_written_after_a_newer_one(
 ) -> None:
     """Once a newer state is on disk, the older snapshot that was waiting is never written."""
     record = _record(tmp_path)
-    replace = fleet_record._replace_file
+    replace = atomicwrite.replace_text
     written: list[str] = []
 
     def replace_and_note(path: Path, text: str, *, durable: bool) -> None:
         written.append(json.loads(text)["hosts"][0]["status"])
         replace(path, text, durable=durable)
 
-    monkeypatch.setattr(fleet_record, "_replace_file", replace_and_note)
+    monkeypatch.setattr(fleet_record, "replace_text", replace_and_note)
     _overtaken(
         record,
         monkeypatch,
@@ -101,7 +101,7 @@ def test_a_durable_change_overtaken_by_a_write_without_fsync_is_fsynced(
     """A host's end overtaken by another host's start (not fsync'd) still gets its fsync."""
     record = _record(tmp_path)
     synced: list[Path] = []
-    monkeypatch.setattr(fleet_record, "_fsync_file", synced.append)
+    monkeypatch.setattr(fleet_record, "fsync_path", synced.append)
     _overtaken(
         record,
         monkeypatch,
@@ -117,7 +117,7 @@ def test_the_record_is_not_locked_while_fleet_json_is_written(
 ) -> None:
     """While one host's change is being written, another thread can take the record's lock."""
     record = _record(tmp_path)
-    replace = fleet_record._replace_file
+    replace = atomicwrite.replace_text
     writing, finish = threading.Event(), threading.Event()
 
     def slow_replace(path: Path, text: str, *, durable: bool) -> None:
@@ -125,7 +125,7 @@ def test_the_record_is_not_locked_while_fleet_json_is_written(
         assert finish.wait(WAIT)
         replace(path, text, durable=durable)
 
-    monkeypatch.setattr(fleet_record, "_replace_file", slow_replace)
+    monkeypatch.setattr(fleet_record, "replace_text", slow_replace)
     thread = threading.Thread(target=record.update, args=(ENDED,))
     thread.start()
     assert writing.wait(WAIT)

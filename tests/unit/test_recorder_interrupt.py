@@ -53,7 +53,7 @@ def test_interrupt_right_after_step_started_is_recorded_as_interrupted(tmp_path:
 
 
 def _fsyncs_of_result_json(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record, for each fsync in agent.report, which file it was."""
+    """Record, for each fsync of an atomic rewrite (agent.atomicwrite), which file it was."""
     seen: list[str] = []
     real_fsync = os.fsync
 
@@ -61,7 +61,7 @@ def _fsyncs_of_result_json(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         seen.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr("agent.report.os.fsync", recording_fsync)
+    monkeypatch.setattr("agent.atomicwrite.os.fsync", recording_fsync)
     return seen
 
 
