@@ -24,15 +24,14 @@ import argparse
 import base64
 import random
 import re
-import statistics
 import string
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
 from agent.redaction import MASK, Redactor, secret_forms
+from bench.timing import Timing, median_timings
 
 SECRETS = ("hunter2-Pass'w\"rd$x", "S3cr3tT0ken_abcdefghijkl", "pässwörd 42&x=y")
 
@@ -46,15 +45,8 @@ def mixed_text() -> str:
     return (text + filler + SECRETS[1])[-(1 << 20) :]
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Wall-clock and CPU (this thread's) seconds of one call."""
-
-    wall: float
-    cpu: float
-
-
 def timed(call: Callable[[], object]) -> Timing:
+    """Wall-clock and CPU (this thread's) seconds of one call."""
     wall, cpu = time.perf_counter(), time.thread_time()
     call()
     return Timing(time.perf_counter() - wall, time.thread_time() - cpu)
@@ -97,12 +89,7 @@ def measure(rounds: int) -> dict[str, Timing]:
         for name, way in ways.items():
             samples[name].append(timed(partial(way, text)))
         samples["compile"].append(compile_pattern())
-    return {
-        name: Timing(
-            statistics.median(t.wall for t in values), statistics.median(t.cpu for t in values)
-        )
-        for name, values in samples.items()
-    }
+    return median_timings(samples)
 
 
 def main() -> None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.timing import Timing, median_timings
 
 __all__ = ["Case", "main", "measure"]
 
@@ -48,15 +49,8 @@ CASES = (
 )
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Wall-clock and CPU (user + system) seconds of one process."""
-
-    wall: float
-    cpu: float
-
-
 def _time(argv: list[str], env: dict[str, str]) -> Timing:
+    """Wall-clock and CPU (user + system) seconds of one process."""
     start = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     # wait4, not wait: the child's own CPU time, which a busy machine disturbs far less
@@ -94,12 +88,7 @@ def measure(rounds: int, cases: tuple[Case, ...] = CASES) -> dict[str, Timing]:
                 times[case.label].append(
                     _time([imageprep, *case.args], env if case.cache else cold)
                 )
-    return {
-        label: Timing(
-            statistics.median(t.wall for t in values), statistics.median(t.cpu for t in values)
-        )
-        for label, values in times.items()
-    }
+    return median_timings(times)
 
 
 def main() -> None:
