@@ -24,23 +24,16 @@ Members are counted as tarfile counts them: meta records are not members.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 BLOCK = 512
 _CHECKSUM = slice(148, 156)
 _SIZE = slice(124, 136)
 _TYPE = 156
 _META = frozenset(b"xgLK")
 _NO_DATA = frozenset(b"123456")  # hard/symbolic links, char/block devices, dirs, FIFOs
-_CHUNK = 1 << 20
 
 
 class TarStreamError(ValueError):
     """The stream is not a complete, well-formed tar archive."""
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class TarWalker:
@@ -93,17 +86,6 @@ class TarWalker:
         self._next = offset + BLOCK + self._skip
         if kind not in _META:
             self.members += 1
-
-
-def count_members(stream: Readable) -> int:
-    """Read ``stream`` to its end-of-archive block; the number of members, or TarStreamError."""
-    walker = TarWalker()
-    while not walker.ended:
-        chunk = stream.read(_CHUNK)
-        if not chunk:
-            break
-        walker.feed(chunk)
-    return walker.finish()
 
 
 def _check_checksum(header: bytes, offset: int) -> None:
