@@ -237,25 +237,20 @@ def check(
     Exit code 0: ready; 3: a check failed (``steps`` says which). A run folder is
     written, as for :func:`run`.
     """
-    parsed = _target(target)
-    _catalog(tuple(profiles_dirs), tuple(playbooks_dirs)).get_playbook("check")
-    return _execute(
-        parsed,
+    # A run of the "check" playbook, which changes nothing and so needs no backup.
+    return run(
+        target,
         playbook="check",
         profile=profile,
-        backup=None,
-        no_backup_reason=None,
         ssh=ssh,
         winrm=winrm,
         run_dir=run_dir,
         variables=variables,
-        selection=_selection(only, skip, tags),
-        profiles_dirs=tuple(profiles_dirs),
-        playbooks_dirs=tuple(playbooks_dirs),
-        platform=None,
-        capture=None,
-        replace_version=False,
-        resume=None,
+        only=only,
+        skip=skip,
+        tags=tags,
+        profiles_dirs=profiles_dirs,
+        playbooks_dirs=playbooks_dirs,
         observer=observer,
     )
 
