@@ -305,6 +305,38 @@ def test_timeout_kills_the_remote_process(target: NspawnTarget, become: bool) ->
         assert ex.run("id -u", become=True).stdout == "0\n"  # the root shell is still usable
 
 
+def test_a_timed_out_root_step_loses_its_background_children_too(target: NspawnTarget) -> None:
+    """The root shell's timer kills the step's whole process group, as timeout(1) does."""
+    marker = f"{secrets.randbelow(10_000) + 50_000}"
+    with key_executor(target) as ex:
+        with pytest.raises(CommandTimeout):
+            ex.run(f"sleep {marker} & sleep {marker}", become=True, timeout=1)
+        assert remote_processes(ex, f"^sleep {marker}$") == ""
+
+
+def test_a_root_step_that_ignores_term_is_killed(target: NspawnTarget) -> None:
+    """TERM trapped: KILL follows KILL_AFTER seconds later, and it is still a timeout."""
+    marker = f"{secrets.randbelow(10_000) + 60_000}"
+    with key_executor(target) as ex:
+        with pytest.raises(CommandTimeout):
+            ex.run(f"trap '' TERM; sleep {marker}", become=True, timeout=1)
+        assert remote_processes(ex, f"^sleep {marker}$") == ""
+
+
+def test_a_root_step_that_exits_zero_on_term_is_still_a_timeout(target: NspawnTarget) -> None:
+    """The shell knows its timer fired: a step that ends 'well' when killed timed out."""
+    with key_executor(target) as ex, pytest.raises(CommandTimeout):
+        ex.run("trap 'exit 0' TERM; sleep 600 & wait", become=True, timeout=1)
+
+
+def test_each_root_step_gets_its_own_time(target: NspawnTarget) -> None:
+    """A short timeout of an earlier step, ended in time, does not cut the next one short."""
+    with key_executor(target) as ex:
+        assert ex.run("true", become=True, timeout=0.5).exit_code == 0
+        result = ex.run("sleep 1.5; echo whole", become=True, timeout=30)
+    assert (result.exit_code, result.stdout) == (0, "whole\n")
+
+
 # -- become -------------------------------------------------------------------------------
 
 
