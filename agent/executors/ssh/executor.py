@@ -73,8 +73,8 @@ _TCP_USER_TIMEOUT_MS = 30_000
 _LOSS_SETTLE = 2.0
 _COPY_CHUNK = 1 << 20
 # A root shell reopened mid-run (the old one broke) may find the lock still held by the
-# old one, whose bash lives until the command it was running ends: timeout(1)'s -k
-# grace, and some slack.
+# old one, whose bash lives until the command it was running ends: the step timer's
+# KILL_AFTER grace (rootshell._timer_functions), and some slack.
 _OWN_LOCK_WAIT = KILL_AFTER + 10
 
 
