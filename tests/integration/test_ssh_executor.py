@@ -329,6 +329,22 @@ def test_a_root_step_that_exits_zero_on_term_is_still_a_timeout(target: NspawnTa
         ex.run("trap 'exit 0' TERM; sleep 600 & wait", become=True, timeout=1)
 
 
+def test_a_root_step_outliving_its_shell_is_still_killed_at_its_time(
+    target: NspawnTarget,
+) -> None:
+    """The shell killed mid-step (its timer reads end of input): the step still dies."""
+    marker = f"{secrets.randbelow(10_000) + 70_000}"
+    with key_executor(target) as ex:
+        with pytest.raises(Disconnected):
+            ex.run(
+                f"exec >/dev/null 2>&1; kill -KILL $PPID; sleep {marker}", become=True, timeout=2
+            )
+        deadline = time.monotonic() + 20
+        while remote_processes(ex, f"^sleep {marker}$") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert remote_processes(ex, f"^sleep {marker}$") == ""
+
+
 def test_each_root_step_gets_its_own_time(target: NspawnTarget) -> None:
     """A short timeout of an earlier step, ended in time, does not cut the next one short."""
     with key_executor(target) as ex:

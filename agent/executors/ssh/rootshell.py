@@ -20,9 +20,9 @@ no file and no program but bash per step. bash reads a script from a pipe one by
 read(2), so a longer script, or one holding a NUL or the delimiter, goes in base64
 (``b64``: its alphabet has no ``-``) and is written to ``/run/imageprep-NONCE/step``
 (0700, root only; not /tmp, which the cleanup steps wipe), which is emptied after it ran.
-The delimiter holds the shell's random nonce, so no script contains it by accident. (A raw script's
-commands inherit descriptor 3, the here-document's pipe: bash has written all of it
-before the script starts, so nothing waits on it.) The output is framed on both
+The delimiter holds the shell's random nonce, so no script contains it by accident. (A
+raw script's commands inherit descriptor 3, the here-document's pipe: bash has written
+all of it before the script starts, so nothing waits on it.) The output is framed on both
 streams::
 
     stdout: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ <rc>\\n
@@ -205,11 +205,11 @@ def _timer_functions(tokens: Tokens, run: str) -> str:
         "  done\n"
         "}\n"
         "__ip_late() {  # SECONDS: true if no 'done' came within them\n"
-        '  local started=$SECONDS; read -r -t "$1" _; set -- "$1" "$?"\n'
+        '  local started=$SECONDS left; read -r -t "$1" _; set -- "$1" "$?"\n'
         '  if [ "$2" -eq 0 ]; then return 1; fi\n'
         '  if [ "$2" -le 128 ]; then  # end of input: the shell is gone, the step may not be\n'
-        "    started=$(( ${1%.*} + 1 - (SECONDS - started) ))\n"
-        '    if [ "$started" -gt 0 ]; then sleep "$started"; fi\n'
+        "    left=$(( ${1%.*} + 1 - (SECONDS - started) ))\n"
+        '    if [ "$left" -gt 0 ]; then sleep "$left"; fi\n'
         "  fi\n"
         "}\n"
         "exec {__ip_w}> >(__ip_watch >/dev/null 2>&1)\n"
