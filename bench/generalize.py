@@ -46,6 +46,9 @@ ANSIBLE_VENV = Path(__file__).resolve().parent / ".venv-ansible"
 ANSIBLE_CORE = "ansible-core>=2.17"
 POWER_OFF_TIMEOUT = 120.0
 LAST_LOGIN_BEFORE = "deprovision/waagent-deprovision"
+OURS_WAY = "imageprep run"
+LIMIT_WAY = "baseline: one script, one connection"
+PIPELINING_WAY = "baseline: ansible-core, pipelining"
 # What `imageprep run` and `imageprep fleet` import beyond the offline commands.
 RUN_MODULES = ("agent.cli.runs", "agent.runner", "agent.fleet", "agent.executors.ssh.executor")
 
@@ -302,18 +305,18 @@ def main() -> int:
         work = Path(tmp)
         env = installed_like_env(work)
         ways: dict[str, Callable[[], Sample]] = {
-            "imageprep run": lambda: run_imageprep(image, work, env),
-            "baseline: one script, one connection": lambda: run_one_script(image),
+            OURS_WAY: lambda: run_imageprep(image, work, env),
+            LIMIT_WAY: lambda: run_one_script(image),
             "baseline: ssh + sudo per step": lambda: run_ssh_per_step(image),
             "baseline: ansible-core, defaults": lambda: run_ansible(image, work, pipelining=False),
-            "baseline: ansible-core, pipelining": lambda: run_ansible(image, work, pipelining=True),
+            PIPELINING_WAY: lambda: run_ansible(image, work, pipelining=True),
         }
         samples: dict[str, list[Sample]] = {name: [] for name in ways}
         for _ in range(repeat):  # alternate the ways, so drift of the host hits all alike
             for name, way in ways.items():
                 samples[name].append(way())
         results = {name: _median(taken) for name, taken in samples.items()}
-    limit = results["baseline: one script, one connection"]
+    limit = results[LIMIT_WAY]
     print(
         f"{'way (median of ' + str(repeat) + ')':<40} {'client':>8} {'x limit':>8}"
         f" {'powered off':>12} {'x limit':>8}"
@@ -323,8 +326,8 @@ def main() -> int:
             f"{name:<40} {sample.client_s:7.2f}s {sample.client_s / limit.client_s:7.1f}x"
             f" {sample.until_off_s:11.2f}s {sample.until_off_s / limit.until_off_s:7.1f}x"
         )
-    ours = results["imageprep run"].until_off_s
-    piped = results["baseline: ansible-core, pipelining"].until_off_s
+    ours = results[OURS_WAY].until_off_s
+    piped = results[PIPELINING_WAY].until_off_s
     print(
         f"P1 imageprep / one script until powered off: {ours / limit.until_off_s:.2f}x"
         " (goal <= 1.3x)"
@@ -333,7 +336,17 @@ def main() -> int:
         f"P2 ansible with pipelining / imageprep until powered off: {piped / ours:.1f}x"
         " (goal >= 6x)"
     )
-    peak = results["imageprep run"].peak_rss_mib
+    # A busy host only ever adds time, so each way's fastest run is the closest to what it
+    # costs itself (with one run per way, the same as above); the medians stay the measure
+    # the goals are judged by.
+    fastest = {name: min(s.until_off_s for s in taken) for name, taken in samples.items()}
+    ours_best = fastest[OURS_WAY]
+    print(
+        f"fastest run of each way: P1 {ours_best / fastest[LIMIT_WAY]:.2f}x,"
+        f" P2 {fastest[PIPELINING_WAY] / ours_best:.1f}x"
+        f" (imageprep {ours_best:.2f}s, one script {fastest[LIMIT_WAY]:.2f}s)"
+    )
+    peak = results[OURS_WAY].peak_rss_mib
     print(f"P6 imageprep's own peak RSS: {peak:.0f} MiB (goal <= 60)")
     return 0
 

@@ -63,6 +63,7 @@ def test_generalize_bench_runs(target_image: object) -> None:
     output = _bench("bench.generalize", "--quick", timeout=900)
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
+    assert "fastest run of each way: P1" in output
 
 
 def test_upload_bench_runs() -> None:
