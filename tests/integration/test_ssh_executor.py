@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -38,11 +39,23 @@ from agent.secrets import Secret
 from agent.targets import parse_target
 from tests.integration.conftest import TargetFactory
 from tests.targets.nspawn import NspawnTarget
+from tests.targets.rootfs import TargetImage
 
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
 Policy = Literal["strict", "accept-new"]
+
+
+@pytest.fixture(scope="module")
+def target(target_image: TargetImage) -> Iterator[NspawnTarget]:
+    """One booted target for the tests that leave it as they found it (a boot costs seconds).
+
+    The tests that change it, look at what /run holds or fail an SSH login (OpenSSH 9.8
+    and newer penalise the client's address for that) start their own (target_factory).
+    """
+    with NspawnTarget(target_image) as shared:
+        yield shared
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -101,8 +114,9 @@ def test_password_auth_via_secret(target: NspawnTarget) -> None:
         assert target.builder_user + "\n" == ex.run("id -un").stdout
 
 
-def test_wrong_password_is_authentication_error(target: NspawnTarget) -> None:
+def test_wrong_password_is_authentication_error(target_factory: TargetFactory) -> None:
     """A wrong password raises AuthenticationError naming user@host and the methods tried."""
+    target = target_factory()
     with pytest.raises(AuthenticationError) as caught:
         builder_executor(target, password="not-the-password").connect()  # noqa: S106
     message = str(caught.value)
@@ -145,8 +159,11 @@ def test_exit_code_and_both_streams_come_back(target: NspawnTarget, become: bool
 # -- host keys ----------------------------------------------------------------------------
 
 
-def test_unknown_host_key_strict_is_host_key_error(target: NspawnTarget, tmp_path: Path) -> None:
+def test_unknown_host_key_strict_is_host_key_error(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
     """Under the strict policy a host missing from known_hosts is refused with its fingerprint."""
+    target = target_factory()
     known = tmp_path / "known_hosts"
     with pytest.raises(HostKeyError, match=r"is not in .*known_hosts \(fingerprint SHA256:"):
         key_executor(target, known_hosts=known).connect()
@@ -165,8 +182,11 @@ def test_accept_new_records_key_then_strict_passes(target: NspawnTarget, tmp_pat
 
 
 @pytest.mark.parametrize("policy", ["strict", "accept-new"])
-def test_changed_host_key_is_refused(target: NspawnTarget, tmp_path: Path, policy: Policy) -> None:
+def test_changed_host_key_is_refused(
+    target_factory: TargetFactory, tmp_path: Path, policy: Policy
+) -> None:
     """A host whose key differs from the known one is refused under both policies."""
+    target = target_factory()
     impostor = paramiko.Ed25519Key.from_private_key(io.StringIO(_new_ed25519_private_key()))
     known = tmp_path / "known_hosts"
     known.write_text(f"{host_entry_name(target)} ssh-ed25519 {impostor.get_base64()}\n")
@@ -274,8 +294,9 @@ def test_root_scripts_run_as_written_short_or_long(target: NspawnTarget, padding
     assert (result.exit_code, result.stdout, result.stderr) == (0, "IPH-x $HOME \\ é\nend", "")
 
 
-def test_a_long_root_script_does_not_stay_on_the_target(target: NspawnTarget) -> None:
+def test_a_long_root_script_does_not_stay_on_the_target(target_factory: TargetFactory) -> None:
     """The file a long script was written to is emptied once it ran (it may hold secrets)."""
+    target = target_factory()
     with key_executor(target) as ex:
         ex.run("#" * RAW_SCRIPT_MAX + "\n: secret-4711", become=True)
         left = ex.run("cat /run/imageprep-*/step", become=True)
@@ -330,9 +351,10 @@ def test_a_root_step_that_exits_zero_on_term_is_still_a_timeout(target: NspawnTa
 
 
 def test_a_root_step_outliving_its_shell_is_still_killed_at_its_time(
-    target: NspawnTarget,
+    target_factory: TargetFactory,
 ) -> None:
     """The shell killed mid-step (its timer reads end of input): the step still dies."""
+    target = target_factory()
     marker = f"{secrets.randbelow(10_000) + 70_000}"
     with key_executor(target) as ex:
         with pytest.raises(Disconnected):
@@ -371,8 +393,9 @@ def test_become_with_sudo_password_authenticates_once(target: NspawnTarget) -> N
     assert sum(1 for e in logs if e["event"] == "ssh.root_shell_opened") == 1
 
 
-def test_wrong_sudo_password_is_privilege_error(target: NspawnTarget) -> None:
+def test_wrong_sudo_password_is_privilege_error(target_factory: TargetFactory) -> None:
     """A wrong sudo password raises PrivilegeError quoting sudo, never the password."""
+    target = target_factory()
     wrong = "wrong-" + secrets.token_hex(6)
     with builder_executor(target, sudo=wrong) as ex:
         with pytest.raises(PrivilegeError) as caught:
@@ -395,8 +418,9 @@ def test_become_survives_login_user_deletion(target_factory: TargetFactory) -> N
     assert (again.stdout, again.stderr) == ("0\n/\n", "")
 
 
-def test_close_removes_the_root_shell_directory(target: NspawnTarget) -> None:
+def test_close_removes_the_root_shell_directory(target_factory: TargetFactory) -> None:
     """close() exits the root shell and removes its /run directory."""
+    target = target_factory()
     with key_executor(target) as ex:
         # The shell's directory, by its nonce (a short script runs from /dev/fd, not it).
         run_dir = ex.run("ls -d /run/imageprep-*/", become=True).stdout.strip().rstrip("/")
@@ -432,8 +456,9 @@ def test_get_of_missing_file_is_transfer_error(target: NspawnTarget, tmp_path: P
 # -- disconnects --------------------------------------------------------------------------
 
 
-def test_disconnected_when_target_powers_off(target: NspawnTarget) -> None:
+def test_disconnected_when_target_powers_off(target_factory: TargetFactory) -> None:
     """A target powering off mid-command raises Disconnected; wait_disconnected confirms it."""
+    target = target_factory()
     with key_executor(target) as ex:
         with pytest.raises(Disconnected, match="lost while running"):
             ex.run("systemctl poweroff; sleep 20", become=True, timeout=30)
