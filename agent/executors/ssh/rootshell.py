@@ -11,7 +11,7 @@ as a command line when sudoers says NOPASSWD; a second prompt means it was refus
 ``sudo -n`` is used when no sudo password was given, plain bash when the login user is
 root. ``LC_ALL=C`` keeps sudo's messages (and PAM's prompt) in English.
 
-Each command is sent as ``__ip_run SEQ TIMEOUT ENCODING <<'IPH-NONCE'`` followed by the
+Each command is sent as ``__ip_run SEQ TIMEOUT ENCODING 3<<'IPH-NONCE'`` followed by the
 script, and run as ``/bin/bash FILE </dev/null`` in a process group of its own, which the
 shell's timer kills at the timeout as ``timeout -k 10 T`` would (``_timer_functions``):
 the script's stdin is never the script. A script of up to 4 KiB (every built-in step)
@@ -156,12 +156,12 @@ def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
         f"{stale}"
         "__ip_run() {\n"
         f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
-        '  if [ "$3" = raw ]; then __ip_exec "$2" /dev/fd/3 3<&0; else __ip_b64 "$2"; fi\n'
+        '  if [ "$3" = raw ]; then __ip_exec "$2" /dev/fd/3; else __ip_b64 "$2"; fi\n'
         '  set -- "$1" "$?"\n'
         f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
         "}\n"
         "__ip_b64() {\n"
-        f'  base64 -d >|{script} && __ip_exec "$1" {script}\n'
+        f'  base64 -d <&3 >|{script} && __ip_exec "$1" {script}\n'
         f'  set -- "$?"; : >|{script}; return "$1"\n'
         "}\n"
         f"{_timer_functions(tokens, run)}"
@@ -201,7 +201,9 @@ def _timer_functions(tokens: Tokens, run: str) -> str:
         '    __ip_late "$__ip_t" || continue\n'
         f"    printf '%s\\n' \"$__ip_p\" >|{fired}\n"
         '    kill -TERM -- "-$__ip_p"\n'
-        f'    if __ip_late {KILL_AFTER}; then kill -KILL -- "-$__ip_p"; fi\n'
+        # After a KILL the shell's "done" is still to come: read it, or the next step's
+        # start would be taken for it.
+        f'    if __ip_late {KILL_AFTER}; then kill -KILL -- "-$__ip_p"; read -r _; fi\n'
         "  done\n"
         "}\n"
         "__ip_late() {  # SECONDS: true if no 'done' came within them\n"
@@ -234,7 +236,7 @@ def _lock_functions(tokens: Tokens) -> str:
     """``__ip_lock SEQ WAIT`` takes the VM's lock; ``__ip_unlock`` empties and drops it.
 
     Both run in the shell itself (not in a child), so the descriptor, and with it the
-    flock, belongs to the shell. ``__ip_lock`` reads the holder record (base64) on stdin;
+    flock, belongs to the shell. ``__ip_lock`` reads the holder record (base64) on descriptor 3;
     it prints ``held`` or ``busy`` and then the record that was in the file, framed like
     ``__ip_run``; its status is 0 (held), 75 (busy) or an error. WAIT: seconds.
     """
@@ -242,7 +244,7 @@ def _lock_functions(tokens: Tokens) -> str:
     return (
         "__ip_lock() {\n"
         f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
-        "  __ip_rec=$(base64 -d)\n"
+        "  __ip_rec=$(base64 -d <&3)\n"
         f"  if ! exec {f}<>'{lock}'; then set -- \"$1\" 90\n"
         f'  elif flock -w "$2" -E {LOCK_BUSY} {f}; then\n'
         f"    chmod 0600 -- '{lock}'; printf 'held\\n'; cat -- '{lock}'\n"
@@ -376,7 +378,10 @@ class RootShell:
         here = self._tokens.heredoc
         # __ip_lock reads its record with base64 -d; only __ip_run takes a raw script.
         encoding, payload = heredoc_payload(script, here, raw=function == "__ip_run")
-        head = f"{function} {self._seq} {limit} {encoding} <<'{here}'\n".encode("ascii")
+        # On descriptor 3, not stdin: bash 4.4 (RHEL 8, SLES 15) aborts ("malloc: assertion
+        # botched", seen with 4.4.19 built from bminor/bash) when a function whose stdin is a
+        # here-document duplicates it (3<&0) while the shell reads its commands from stdin.
+        head = f"{function} {self._seq} {limit} {encoding} 3<<'{here}'\n".encode("ascii")
         return head + payload + f"{here}\n".encode("ascii")
 
     def take_vm_lock(self, record: str, *, wait: float) -> tuple[int | None, LockAnswer]:
