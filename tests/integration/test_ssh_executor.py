@@ -344,6 +344,23 @@ def test_a_root_step_that_ignores_term_is_killed(target: NspawnTarget) -> None:
         assert remote_processes(ex, f"^sleep {marker}$") == ""
 
 
+def test_after_a_kill_the_next_root_step_is_timed_by_the_same_shell(
+    target: NspawnTarget,
+) -> None:
+    """The timer stays in step with the shell after a KILL: the next timeout is its too.
+
+    Had the shell's timer lost count, the next step would run on until the client gave up
+    (CLIENT_GRACE later), which marks the shell broken and opens a second one.
+    """
+    with structlog.testing.capture_logs() as logs, key_executor(target) as ex:
+        with pytest.raises(CommandTimeout):
+            ex.run("trap '' TERM; sleep 600", become=True, timeout=1)
+        with pytest.raises(CommandTimeout):
+            ex.run("sleep 600", become=True, timeout=1)
+        assert ex.run("id -u", become=True).stdout == "0\n"
+    assert sum(1 for e in logs if e["event"] == "ssh.root_shell_opened") == 1
+
+
 def test_a_root_step_that_exits_zero_on_term_is_still_a_timeout(target: NspawnTarget) -> None:
     """The shell knows its timer fired: a step that ends 'well' when killed timed out."""
     with key_executor(target) as ex, pytest.raises(CommandTimeout):
