@@ -326,21 +326,18 @@ def test_timeout_kills_the_remote_process(target: NspawnTarget, become: bool) ->
         assert ex.run("id -u", become=True).stdout == "0\n"  # the root shell is still usable
 
 
-def test_a_timed_out_root_step_loses_its_background_children_too(target: NspawnTarget) -> None:
-    """The root shell's timer kills the step's whole process group, as timeout(1) does."""
+@pytest.mark.parametrize(
+    "script",
+    ["sleep {marker} & sleep {marker}", "trap '' TERM; sleep {marker}"],
+    ids=["background-child", "term-ignored"],
+)
+def test_a_timed_out_root_step_leaves_no_process(target: NspawnTarget, script: str) -> None:
+    """The timer kills the step's whole group (children in the background too), as
+    timeout(1) does; a step that ignores TERM gets KILL KILL_AFTER seconds later."""
     marker = f"{secrets.randbelow(10_000) + 50_000}"
     with key_executor(target) as ex:
         with pytest.raises(CommandTimeout):
-            ex.run(f"sleep {marker} & sleep {marker}", become=True, timeout=1)
-        assert remote_processes(ex, f"^sleep {marker}$") == ""
-
-
-def test_a_root_step_that_ignores_term_is_killed(target: NspawnTarget) -> None:
-    """TERM trapped: KILL follows KILL_AFTER seconds later, and it is still a timeout."""
-    marker = f"{secrets.randbelow(10_000) + 60_000}"
-    with key_executor(target) as ex:
-        with pytest.raises(CommandTimeout):
-            ex.run(f"trap '' TERM; sleep {marker}", become=True, timeout=1)
+            ex.run(script.format(marker=marker), become=True, timeout=1)
         assert remote_processes(ex, f"^sleep {marker}$") == ""
 
 
