@@ -29,27 +29,33 @@ from agent.executors.ssh.channel import (
     remaining,
 )
 
-# timeout(1) waits this long after TERM before it sends KILL.
+# timeout(1), and the root shell's step timer (rootshell._timer_functions), wait this long
+# after TERM before they send KILL.
 KILL_AFTER = 10
 # The client gives up this long after the command's own timeout: the remote kill must
 # have had its chance first, so a client-side timeout means the target stopped answering.
 CLIENT_GRACE = KILL_AFTER + 5
 # After EOF, how long to wait for the exit status that follows it.
 _STATUS_WAIT = 5.0
-# What timeout(1) returns when it killed the command: TERM worked, or KILL was needed.
+# What timeout(1) returns when it killed the command (the root shell's timer returns the
+# same): TERM worked, or KILL was needed.
 _TIMEOUT_CODES = (124, 128 + 9)
 
 
 def timeout_arg(seconds: float) -> str:
-    """``seconds`` as timeout(1) accepts it (no exponent, no trailing zeros).
+    """``seconds`` as timeout(1) and bash's ``read -t`` (the root shell's timer) accept it.
 
-    Never "0": to timeout(1) that means no limit at all.
+    No exponent, no trailing zeros. Never "0": to timeout(1) that means no limit at all,
+    and ``read -t 0`` returns at once (it only asks whether input is there).
     """
     return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".")
 
 
 def remote_timed_out(exit_code: int | None, elapsed: float, timeout: float | None) -> bool:
-    """Did timeout(1) kill the command? (A command may exit 124 itself, hence elapsed.)"""
+    """Did timeout(1) or the root shell's timer kill the command?
+
+    A command may exit 124 itself, hence elapsed.
+    """
     return timeout is not None and exit_code in _TIMEOUT_CODES and elapsed >= timeout
 
 
