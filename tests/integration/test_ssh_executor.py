@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,27 @@ def test_unreachable_port_is_connect_error(target: NspawnTarget) -> None:
     executor = SshExecutor(parse_target(f"ssh://{target.user}@{target.host}:1"), options)
     with pytest.raises(ConnectError, match="refused"):
         executor.connect()
+
+
+def test_connecting_does_not_load_the_idna_codec(target: NspawnTarget) -> None:
+    """An ASCII host costs no encodings.idna import (about 10 ms of start-up; tcp.py)."""
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from agent.executors.ssh import SshExecutor, SshOptions\n"
+        "from agent.targets import parse_target\n"
+        f"url = 'ssh://{target.user}@{target.host}:{target.port}'\n"
+        f"options = SshOptions(identity=Path({str(target.key_path)!r}), "
+        f"known_hosts=Path({str(target.known_hosts_path)!r}), use_agent=False)\n"
+        "with SshExecutor(parse_target(url), options) as ex:\n"
+        "    assert ex.run('true').ok\n"
+        "print('encodings.idna' in sys.modules)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    # structlog's default set-up prints the events on stdout first.
+    assert completed.stdout.splitlines()[-1:] == ["False"], completed.stderr[-2000:]
 
 
 @pytest.mark.parametrize("become", [False, True], ids=["login", "root"])

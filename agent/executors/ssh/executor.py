@@ -58,16 +58,16 @@ from agent.executors.ssh.hostkeys import KnownHostsVerifier
 from agent.executors.ssh.jump import HopAuth, JumpChain, open_jump_chain
 from agent.executors.ssh.options import SshOptions
 from agent.executors.ssh.rootshell import LOCK_BUSY, VM_LOCK_PATH, RootShell, open_root_shell
+from agent.executors.ssh.tcp import open_tcp
 from agent.secrets import Secret
 from agent.targets import Target
 from agent.vmlock import LockHolder, VmLockTaken, busy, taken
 
 log = structlog.get_logger(__name__)
 
-# An idle connection sends a keepalive this often; with TCP_USER_TIMEOUT below, a target
-# that vanished without closing the connection is noticed within about half a minute.
+# An idle connection sends a keepalive this often; with TCP_USER_TIMEOUT (tcp.tune), a
+# target that vanished without closing the connection is noticed within about half a minute.
 KEEPALIVE_INTERVAL = 5
-_TCP_USER_TIMEOUT_MS = 30_000
 # After a channel ends without an exit status, how long to wait for the transport to die
 # too (a power-off closes the session a moment before the connection).
 _LOSS_SETTLE = 2.0
@@ -161,14 +161,6 @@ def _is_encrypted(path: Path) -> bool:
     return False
 
 
-def _tune_socket(sock: socket.socket) -> None:
-    """Low latency for request/response, and dead-peer detection by the kernel."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _TCP_USER_TIMEOUT_MS)
-
-
 class SshExecutor(BaseExecutor):
     """Runs commands on one Linux target over one SSH connection (see module docstring)."""
 
@@ -201,15 +193,21 @@ class SshExecutor(BaseExecutor):
             self._options.host_key_policy,
         )
         started = time.monotonic()
-        conn = self._fabric_connection(auth, verifier, self._open_jumps(auth))
+        timeout = self._options.connect_timeout
+        sock: socket.socket | paramiko.Channel | None = self._open_jumps(auth)
+        conn = None
         try:
-            with map_connect_errors(
-                self._where, methods=auth.methods, timeout=self._options.connect_timeout
-            ):
+            with map_connect_errors(self._where, methods=auth.methods, timeout=timeout):
+                if sock is None:
+                    sock = open_tcp(self._target.host, self._target.port, timeout=timeout)
+                conn = self._fabric_connection(auth, verifier, sock)
                 conn.open()
         except BaseException:
             with contextlib.suppress(*TRANSPORT_FAILURES):
-                conn.client.close()
+                if conn is not None:
+                    conn.client.close()
+                if sock is not None:
+                    sock.close()
             self._close_jumps()
             raise
         self._conn = conn
@@ -237,12 +235,11 @@ class SshExecutor(BaseExecutor):
             self._jumps = None
 
     def _fabric_connection(
-        self, auth: _AuthPlan, verifier: KnownHostsVerifier, sock: Any = None
+        self, auth: _AuthPlan, verifier: KnownHostsVerifier, sock: socket.socket | paramiko.Channel
     ) -> Any:
         timeout = self._options.connect_timeout
 
-        def transport_factory(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
-            _tune_socket(sock)
+        def transport_factory(sock: Any, **kwargs: Any) -> paramiko.Transport:
             transport = paramiko.Transport(sock, **kwargs)
             verifier.prefer_known_types(transport)
             return transport
@@ -267,7 +264,8 @@ class SshExecutor(BaseExecutor):
                 "auth_timeout": timeout,
                 "channel_timeout": timeout,
                 "transport_factory": transport_factory,
-                # Through jump hosts: the last hop's channel to the target.
+                # The TCP connection (tcp.py), or through jump hosts the last hop's
+                # channel to the target.
                 "sock": sock,
             },
         )

@@ -31,6 +31,7 @@ from agent.executors.ssh.errors import (
 )
 from agent.executors.ssh.hostkeys import HostKeyPolicy, KnownHostsVerifier
 from agent.executors.ssh.options import JumpHost
+from agent.executors.ssh.tcp import open_tcp
 
 __all__ = ["HopAuth", "JumpChain", "open_jump_chain"]
 
@@ -119,8 +120,11 @@ def _connect_hop(
 
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(verifier.as_policy())
+    opened: socket.socket | None = None
     try:
         with map_connect_errors(where, methods=auth.methods, timeout=timeout):
+            if sock is None:  # the first hop
+                sock = opened = open_tcp(where.host, where.port, timeout=timeout)
             client.connect(
                 where.host,
                 port=where.port,
@@ -138,6 +142,8 @@ def _connect_hop(
     except BaseException:
         with contextlib.suppress(*TRANSPORT_FAILURES):
             client.close()
+            if opened is not None:
+                opened.close()
         raise
     transport = client.get_transport()
     if transport is not None:

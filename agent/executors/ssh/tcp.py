@@ -1,0 +1,58 @@
+"""The TCP connection under an SSH connection, opened here rather than by paramiko.
+
+Why not let paramiko's ``SSHClient.connect`` open it: CPython's ``getaddrinfo`` encodes a
+host name given as text with the ``idna`` codec, and its first use imports
+``encodings.idna``, ``stringprep`` and ``unicodedata``, about 10 ms of every run's
+start-up (measured with ``-X importtime``), for a name that is nearly always an address
+or a plain ASCII DNS name. An ASCII name goes to ``getaddrinfo`` as bytes, which skips
+the codec; any other name still takes it, and an invalid one (a label over 63
+characters) still raises its UnicodeError, which ``errors.map_connect_errors`` reports.
+
+The addresses are tried in the order ``getaddrinfo`` gives them, with the policy of
+paramiko's ``SSHClient.connect``, so that errors read as before: a refused or unreachable
+address moves on to the next, any other error (a time-out, an unreachable network) ends
+the attempt at once, and when every address refused, paramiko's own
+``NoValidConnectionsError`` carries each address's reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+
+import paramiko
+
+# With keepalives (the transport's), a target that vanished without closing the
+# connection is noticed within about half a minute.
+_TCP_USER_TIMEOUT_MS = 30_000
+# What makes paramiko try the next address rather than give up.
+_NEXT_ADDRESS = (errno.ECONNREFUSED, errno.EHOSTUNREACH)
+
+
+def open_tcp(host: str, port: int, *, timeout: float) -> socket.socket:
+    """A connected, tuned TCP socket to ``host``:``port``; ``timeout`` bounds each attempt."""
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    refused: dict[tuple[str, int] | tuple[str, int, int, int], Exception] = {}
+    for family, _, _, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            if exc.errno not in _NEXT_ADDRESS:
+                raise
+            refused[(str(address[0]), int(address[1]))] = exc
+            continue
+        tune(sock)
+        return sock
+    raise paramiko.ssh_exception.NoValidConnectionsError(refused)
+
+
+def tune(sock: socket.socket) -> None:
+    """Low latency for request/response, and dead-peer detection by the kernel."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, _TCP_USER_TIMEOUT_MS)
