@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,25 @@ def test_generalize_bench_runs(target_image: object) -> None:
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
     assert "fastest run of each way: P1" in output
+    assert "steps, up to the power-off" in output  # the median run's breakdown
+
+
+def test_generalize_phases_end_at_their_events(tmp_path: Path) -> None:
+    """Each phase ends at the first of its events after the previous phase's end."""
+    from bench.generalize import PHASE_ENDS, phases_of
+
+    events = ["ssh.connected", "run.start", *(e for _, e in PHASE_ENDS if e != "run.start")]
+    lines = [
+        f'{{"timestamp": "2026-12-03T10:00:0{second}.000000Z", "event": "{event}"}}'
+        for second, event in enumerate(events)
+        if event is not None
+    ]
+    (tmp_path / "run.log.jsonl").write_text("\n".join(lines) + "\n")
+    start = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC).timestamp() - 0.5
+    phases = phases_of(tmp_path / "run.log.jsonl", start, start + 10)
+    # start-up 1.5 s (the ssh.connected before run.start does not end "connect"), then a
+    # second per event, and the rest until the process ended.
+    assert [p.seconds for p in phases] == pytest.approx([1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5])
 
 
 def test_upload_bench_runs() -> None:
