@@ -62,7 +62,12 @@ def test_refused_everywhere_names_each_address(closed_port: int) -> None:
     assert isinstance(error, ConnectionRefusedError)
 
 
-def test_an_invalid_international_name_is_a_unicode_error() -> None:
-    """A label over 63 characters fails in the idna codec, before any lookup is sent."""
+@pytest.mark.parametrize(
+    "host",
+    ["é" * 64 + ".invalid", "h" * 64 + ".invalid", "a..invalid", ".invalid", "h" * 64],
+    ids=["international-label-too-long", "label-too-long", "empty-label", "leading-dot", "last"],
+)
+def test_a_name_the_idna_codec_refuses_is_a_unicode_error(host: str) -> None:
+    """An empty or over-long label fails as in the idna codec, before any lookup is sent."""
     with pytest.raises(UnicodeError):
-        open_tcp("é" * 64 + ".invalid", 22, timeout=5)
+        open_tcp(host, 22, timeout=5)

@@ -5,8 +5,10 @@ host name given as text with the ``idna`` codec, and its first use imports
 ``encodings.idna``, ``stringprep`` and ``unicodedata``, about 10 ms of every run's
 start-up (measured with ``-X importtime``), for a name that is nearly always an address
 or a plain ASCII DNS name. An ASCII name goes to ``getaddrinfo`` as bytes, which skips
-the codec; any other name still takes it, and an invalid one (a label over 63
-characters) still raises its UnicodeError, which ``errors.map_connect_errors`` reports.
+the codec, after the one check the codec makes of an ASCII name (every label 1 to 63
+characters; the last may be empty, a trailing dot): a name that fails it raises the same
+UnicodeError, which ``errors.map_connect_errors`` reports, and is never looked up. Any
+other name still takes the codec.
 
 The addresses are tried in the order ``getaddrinfo`` gives them, with the policy of
 paramiko's ``SSHClient.connect``, so that errors read as before: a refused or unreachable
@@ -32,7 +34,7 @@ _NEXT_ADDRESS = (errno.ECONNREFUSED, errno.EHOSTUNREACH)
 
 def open_tcp(host: str, port: int, *, timeout: float) -> socket.socket:
     """A connected, tuned TCP socket to ``host``:``port``; ``timeout`` bounds each attempt."""
-    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    name: str | bytes = _checked_ascii(host) if host.isascii() else host
     refused: dict[tuple[str, int] | tuple[str, int, int, int], Exception] = {}
     for family, _, _, _, address in socket.getaddrinfo(name, port, 0, socket.SOCK_STREAM):
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -48,6 +50,14 @@ def open_tcp(host: str, port: int, *, timeout: float) -> socket.socket:
         tune(sock)
         return sock
     raise paramiko.ssh_exception.NoValidConnectionsError(refused)
+
+
+def _checked_ascii(host: str) -> bytes:
+    """``host`` as bytes, if the idna codec would pass it (what it checks of ASCII names)."""
+    *labels, last = host.split(".")
+    if any(not 0 < len(label) < 64 for label in labels) or len(last) >= 64:
+        raise UnicodeError(f"a label of {host!r} is empty or longer than 63 characters")
+    return host.encode("ascii")
 
 
 def tune(sock: socket.socket) -> None:
