@@ -43,8 +43,6 @@ from agent.executors import create_executor
 from agent.executors.base import Executor
 from agent.executors.ssh import SshOptions
 from agent.facts import Facts, describe, gather_facts
-from agent.facts_windows import WindowsFacts, gather_windows_facts
-from agent.facts_windows import describe as describe_windows
 from agent.journal import JOURNAL_FILE, Journal, file_hashes, plan_hash, step_entry
 from agent.lock import TargetLock
 from agent.logging import configure_run_logging
@@ -55,12 +53,10 @@ from agent.records import is_verification_phase
 from agent.report import LOG_FILE, RunFolder, RunRecord, default_run_dir, new_run_id, utc_now
 from agent.targets import Target
 from agent.vmlock import LockHolder, VmLockHolder
-from agent.windows_logs import collect_on_failure, save_old_panther
-from agent.windows_oobe import with_oobe_password
-from agent.windows_power import DEFAULT_WATCH_SECONDS, ListenerProbe, confirm_power_off
 
 if TYPE_CHECKING:
     from agent.executors.winrm import WinRmOptions
+    from agent.facts_windows import WindowsFacts
 
 log = structlog.get_logger("agent.runner")
 
@@ -112,7 +108,11 @@ def load_catalog(profiles_dirs: tuple[Path, ...], playbooks_dirs: tuple[Path, ..
 
 @contextlib.contextmanager
 def _connected(request: RunRequest) -> Iterator[Executor]:
-    winrm_options = with_oobe_password(request.winrm_options, request.var_overrides or {})
+    winrm_options = request.winrm_options
+    if request.target.is_windows:
+        from agent import windows_run
+
+        winrm_options = windows_run.winrm_options(winrm_options, request.var_overrides or {})
     executor = create_executor(
         request.target, ssh_options=request.ssh_options, winrm_options=winrm_options
     )
@@ -231,8 +231,10 @@ def _execute(request: RunRequest, console: RunObserver, run_id: str, run_dir: Pa
             if stage is not None:
                 check_before_run(stage, plan, run_id)
             gate = _backup_gate(request, provider, plan, run_id, folder)
-            if request.target.is_windows and plan.has_destructive_steps:
-                save_old_panther(executor, folder.path)  # cleanup deletes the folder
+            if request.target.is_windows:
+                from agent import windows_run
+
+                windows_run.before_run(executor, folder.path, plan)
             session.engine = Engine(plan, executor, gate, recorder)
             result = _run_engine(request, session.engine, executor, folder, plan, stage)
         if stage is not None:
@@ -305,9 +307,9 @@ def _run_engine(
 ) -> EngineResult:
     result = engine.run()
     if request.target.is_windows:
-        # With --platform, the platform says whether the VM is off; else the
-        # listener is watched for a reboot.
-        result = _after_windows_run(
+        from agent import windows_run
+
+        result = windows_run.after_run(
             executor, folder.path, plan, result, watch_listener=stage is None
         )
     return result
@@ -319,18 +321,6 @@ def _internal_error(recorder: Recorder, folder: RunFolder, run_id: str, exc: Exc
     message = f"internal error ({type(exc).__name__}): a bug in imageprep; see {LOG_FILE}"
     with contextlib.suppress(errors.ImagePrepError, OSError):
         _finish(recorder, folder, run_id, ExitCode.INTERNAL_ERROR, message, None)
-
-
-def _after_windows_run(
-    executor: Executor, run_dir: Path, plan: Plan, result: EngineResult, *, watch_listener: bool
-) -> EngineResult:
-    """Panther logs of a failure; a power-off that turned out to be a reboot (exit 6)."""
-    if result.exit_code is not ExitCode.OK:
-        result = collect_on_failure(executor, run_dir, result)
-    if watch_listener and isinstance(executor, ListenerProbe):
-        watch = float(plan.vars.get("power_off_watch_seconds", DEFAULT_WATCH_SECONDS))
-        result = confirm_power_off(result, executor, watch_seconds=watch)
-    return result
 
 
 def _interrupted(point_of_no_return: bool) -> str:
@@ -503,14 +493,23 @@ def _lock_and_gather(
     On Linux the unprivileged facts command runs while the lock is taken (gather_facts'
     ``meanwhile``): it only reads, and its answer is used only once the lock is held.
     """
-    if request.target.is_windows:
+
+    def hold() -> None:
         _hold_vm_lock(executor, run_id, recorder)
-        return gather_windows_facts(executor)
-    return gather_facts(executor, meanwhile=lambda: _hold_vm_lock(executor, run_id, recorder))
+
+    if request.target.is_windows:
+        from agent import windows_run
+
+        return windows_run.lock_and_gather(executor, hold)
+    return gather_facts(executor, meanwhile=hold)
 
 
 def _describe(facts: Facts | WindowsFacts) -> str:
-    return describe_windows(facts) if isinstance(facts, WindowsFacts) else describe(facts)
+    if isinstance(facts, Facts):
+        return describe(facts)
+    from agent import windows_run
+
+    return windows_run.describe(facts)
 
 
 def _finish(

@@ -46,7 +46,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "catalog plan planning",
         "engine backups windows_logs windows_power windows_oobe",
         "journal recorder fleet_record",
-        "capture platforms resume",
+        "capture platforms resume windows_run",
         "runner boottest upload vhd",
         "cli api progress junit fleet fleet_plan __main__",
     )
