@@ -2,7 +2,7 @@
 
 The runner imports this module only for a Windows target: a Linux run (the common case)
 does not load the Windows facts, Panther logs, power watch and OOBE modules at start-up
-(about 5 ms of it; tests/unit/test_offline_imports.py holds that).
+(about 4 ms of it; tests/unit/test_offline_imports.py holds that).
 """
 
 from __future__ import annotations

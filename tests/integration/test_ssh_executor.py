@@ -148,7 +148,7 @@ def test_unreachable_port_is_connect_error(target: NspawnTarget) -> None:
 
 
 def test_connecting_does_not_load_the_idna_codec(target: NspawnTarget) -> None:
-    """An ASCII host costs no encodings.idna import (about 10 ms of start-up; tcp.py)."""
+    """An ASCII host costs no encodings.idna import (about 3 ms of start-up; tcp.py)."""
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
