@@ -4,11 +4,12 @@ Why not let paramiko's ``SSHClient.connect`` open it: CPython's ``getaddrinfo`` 
 host name given as text with the ``idna`` codec, and its first use imports
 ``encodings.idna``, ``stringprep`` and ``unicodedata``: the first ``getaddrinfo`` of a
 run took about 3 ms against 0.01 ms for the next (``-X importtime`` shows 10 ms, its own
-overhead included), for a name that is nearly always an address or plain ASCII. An ASCII name goes to ``getaddrinfo`` as bytes, which skips
-the codec, after the one check the codec makes of an ASCII name (every label 1 to 63
-characters; the last may be empty, a trailing dot): a name that fails it raises the same
-UnicodeError, which ``errors.map_connect_errors`` reports, and is never looked up. Any
-other name still takes the codec.
+overhead included), for a name that is nearly always an address or plain ASCII. An ASCII
+name goes to ``getaddrinfo`` as bytes, which skips the codec, after the one check the
+codec makes of an ASCII name (every label 1 to 63 characters; the last may be empty, a
+trailing dot): a name that fails it raises the same UnicodeError, which
+``errors.map_connect_errors`` reports, and is never looked up. Any other name still
+takes the codec.
 
 The addresses are tried in the order ``getaddrinfo`` gives them, with the policy of
 paramiko's ``SSHClient.connect``, so that errors read as before: a refused or unreachable
