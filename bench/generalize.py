@@ -404,10 +404,25 @@ def main() -> int:
         f" P2 {fastest[PIPELINING_WAY] / ours_best:.1f}x"
         f" (imageprep {ours_best:.2f}s, one script {fastest[LIMIT_WAY]:.2f}s)"
     )
+    # The ways of a round run one after another, so each round's own ratio is the least
+    # touched by the host's drift over minutes; their spread says how far to trust all this.
+    p1 = _per_round(samples[OURS_WAY], samples[LIMIT_WAY])
+    p2 = _per_round(samples[PIPELINING_WAY], samples[OURS_WAY])
+    print(
+        f"per round: P1 median {statistics.median(p1):.2f}x ({p1[0]:.2f} to {p1[-1]:.2f}),"
+        f" P2 median {statistics.median(p2):.1f}x ({p2[0]:.1f} to {p2[-1]:.1f})"
+    )
     peak = results[OURS_WAY].peak_rss_mib
     print(f"P6 imageprep's own peak RSS: {peak:.0f} MiB (goal <= 60)")
     _print_phases(samples[OURS_WAY])
     return 0
+
+
+def _per_round(numerators: list[Sample], denominators: list[Sample]) -> list[float]:
+    """Each round's ratio of the two ways' times until powered off, smallest first."""
+    return sorted(
+        n.until_off_s / d.until_off_s for n, d in zip(numerators, denominators, strict=True)
+    )
 
 
 def _print_phases(runs: list[Sample]) -> None:

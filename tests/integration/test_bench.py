@@ -65,6 +65,7 @@ def test_generalize_bench_runs(target_image: object) -> None:
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
     assert "fastest run of each way: P1" in output
+    assert "per round: P1 median" in output
     assert "steps, up to the power-off" in output  # the median run's breakdown
 
 
