@@ -242,7 +242,10 @@ class Journal:
         """A new journal in ``folder``; refuses a folder that already holds one."""
         path = folder / JOURNAL_FILE
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC)
+            # 0o666 less the umask, as result.json and run.log.jsonl get (os.open's default,
+            # 0o777, made the journal executable).
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+            fd = os.open(path, flags, 0o666)
         except FileExistsError:
             raise RunDirError(
                 f"run folder {folder} already holds a run ({JOURNAL_FILE}): continue it with "

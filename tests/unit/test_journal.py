@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,16 @@ def test_new_run_refuses_a_folder_with_a_journal(tmp_path: Path, run_dir: Path) 
     Journal.create(run_dir).close()
     with pytest.raises(RunDirError, match="--resume"):
         Journal.create(run_dir)
+
+
+def test_the_journal_is_not_executable(run_dir: Path) -> None:
+    """Created 0o666 less the umask, like the run folder's other files (not 0o777)."""
+    old_umask = os.umask(0o022)
+    try:
+        Journal.create(run_dir).close()
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((run_dir / JOURNAL_FILE).stat().st_mode) == 0o644
 
 
 def test_corrupt_line_is_named_by_file_and_line(tmp_path: Path, run_dir: Path) -> None:
