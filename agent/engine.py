@@ -187,6 +187,12 @@ class Engine:
     # -- steps ------------------------------------------------------------------------
 
     def _run_step(self, step: PlannedStep) -> None:
+        # In the context too, not only on the engine's own logger: the executor's events
+        # (ssh.command_start, a transport's records) then name the step they belong to.
+        with structlog.contextvars.bound_contextvars(phase=step.phase, step=step.name):
+            self._run_step_in_context(step)
+
+    def _run_step_in_context(self, step: PlannedStep) -> None:
         progress = self._progress
         bound = log.bind(phase=step.phase, step=step.name)
         if self._settled_without_running(step, bound):

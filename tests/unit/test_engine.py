@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from agent.backups.base import BackupContext, BackupRecord
 from agent.engine import BackupGate, Engine, EngineResult
 from agent.errors import BackupError
@@ -12,7 +14,7 @@ from agent.executors.base import Executor
 from agent.outcome import ExitCode
 from agent.plan import PlannedStep, build_plan
 from agent.records import Step
-from agent.results import StepResult, StepStatus
+from agent.results import CommandResult, StepResult, StepStatus
 from agent.targets import Target
 from tests.local_executor import LocalShellExecutor
 
@@ -271,3 +273,37 @@ def test_report_tail_of_one_endless_line_is_bounded() -> None:
     )
     tail = next(s.stdout_tail for s in result.steps if s.name == "blob")
     assert tail == "x" * 8192
+
+
+class ContextRecordingExecutor(LocalShellExecutor):
+    """Notes structlog's context variables while each command runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[dict[str, Any]] = []
+
+    def run(self, command: str, **kwargs: Any) -> CommandResult:
+        self.contexts.append(structlog.contextvars.get_contextvars())
+        return super().run(command, **kwargs)
+
+
+def test_a_steps_command_runs_with_the_step_in_the_log_context() -> None:
+    """The executor's own log events name the step (phase and step), and only during it."""
+    plan = build_plan(
+        profile_id="test",
+        profile_file="test.yaml",
+        profile_phases={"cleanup": [step("a", "true")], "verify": [step("b", "true")]},
+        profile_vars={},
+        backup_paths=(),
+        playbook_name="check",
+        playbook_file="check.yaml",
+        playbook_phases=("cleanup", "verify"),
+        requires_backup=False,
+        facts={},
+    )
+    executor = ContextRecordingExecutor()
+    gate = BackupGate(provider=None, context=None, waiver_reason=None)
+    Engine(plan, executor, gate, Recorder(), sleep=lambda _: None).run()
+    named = [(c.get("phase"), c.get("step")) for c in executor.contexts]
+    assert named == [("cleanup", "a"), ("verify", "b")]
+    assert "step" not in structlog.contextvars.get_contextvars()
