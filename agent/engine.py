@@ -188,7 +188,9 @@ class Engine:
 
     def _run_step(self, step: PlannedStep) -> None:
         # In the context too, not only on the engine's own logger: the executor's events
-        # (ssh.command_start, a transport's records) then name the step they belong to.
+        # (ssh.command_start, pywinrm's records) then name the step they belong to. Not
+        # those of threads a library starts (paramiko's transport): a thread starts with
+        # an empty context.
         with structlog.contextvars.bound_contextvars(phase=step.phase, step=step.name):
             self._run_step_in_context(step)
 
