@@ -203,10 +203,11 @@ class SshExecutor(BaseExecutor):
                 conn = self._fabric_connection(auth, verifier, sock)
                 conn.open()
         except BaseException:
-            with contextlib.suppress(*TRANSPORT_FAILURES):
-                if conn is not None:
+            if conn is not None:
+                with contextlib.suppress(*TRANSPORT_FAILURES):
                     conn.client.close()
-                if sock is not None:
+            if sock is not None:  # the client closes it only if its transport was made
+                with contextlib.suppress(*TRANSPORT_FAILURES):
                     sock.close()
             self._close_jumps()
             raise

@@ -142,7 +142,8 @@ def _connect_hop(
     except BaseException:
         with contextlib.suppress(*TRANSPORT_FAILURES):
             client.close()
-            if opened is not None:
+        if opened is not None:  # the client closes it only if its transport was made
+            with contextlib.suppress(*TRANSPORT_FAILURES):
                 opened.close()
         raise
     transport = client.get_transport()
