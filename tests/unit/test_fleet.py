@@ -9,7 +9,6 @@ from __future__ import annotations
 import _thread
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -37,19 +36,13 @@ from agent.logging import configure_fleet_logging, host_logging, reset_logging
 from agent.outcome import FLEET_EXIT_ORDER, ExitCode, worst_exit_code
 from agent.runner import RunRequest
 from agent.targets import parse_target
+from tests.unit.hostile_peers import closed_port
 
 
 @pytest.fixture(autouse=True)
 def _logging_reset() -> Iterator[None]:
     yield
     reset_logging()
-
-
-def _closed_port() -> int:
-    """A local TCP port nothing listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _inventory(tmp_path: Path, text: str, name: str = "hosts.ini") -> Path:
@@ -456,7 +449,7 @@ def test_console_json_lines_carry_the_host(capsys: pytest.CaptureFixture[str]) -
 def _unreachable(tmp_path: Path, names: tuple[str, ...] = ("a", "b")) -> Path:
     # One port per host: two hosts on one host:port would share a lock (exit 11).
     lines = "".join(
-        f"{n} ansible_host=127.0.0.1 ansible_port={_closed_port()} ansible_user=u\n" for n in names
+        f"{n} ansible_host=127.0.0.1 ansible_port={closed_port()} ansible_user=u\n" for n in names
     )
     return _inventory(tmp_path, f"[web]\n{lines}")
 

@@ -8,7 +8,6 @@ tests/integration/test_fleet.py.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from agent.catalog import Catalog
 from agent.cli import main
 from agent.logging import reset_logging
 from agent.outcome import ExitCode
+from tests.unit.hostile_peers import closed_port
 
 
 @pytest.fixture
@@ -32,18 +32,12 @@ def _logging_reset() -> Iterator[None]:
     reset_logging()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _inventory(tmp_path: Path, *, winrm: bool = False) -> Path:
-    lines = [f"[linux]\nl1 ansible_host=127.0.0.1 ansible_port={_closed_port()} ansible_user=u\n"]
+    lines = [f"[linux]\nl1 ansible_host=127.0.0.1 ansible_port={closed_port()} ansible_user=u\n"]
     if winrm:
         lines.append(
             "[windows]\nw1 ansible_host=127.0.0.1 ansible_connection=winrm "
-            f"ansible_port={_closed_port()} ansible_winrm_scheme=http ansible_user=Admin\n"
+            f"ansible_port={closed_port()} ansible_winrm_scheme=http ansible_user=Admin\n"
         )
     path = tmp_path / "hosts.ini"
     path.write_text("".join(lines))

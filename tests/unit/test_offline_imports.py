@@ -3,12 +3,13 @@ machine without them; `--version` does not even load the CLI."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.unit.hostile_peers import closed_port
 
 _TRANSPORTS_AND_SDKS = ("paramiko", "fabric", "invoke", "winrm", "requests", "azure", "libvirt")
 _PROBE = """
@@ -170,22 +171,19 @@ def test_the_garbage_collector_is_back_on_when_a_command_runs() -> None:
 def test_a_linux_run_loads_no_windows_module(tmp_path: Path) -> None:
     """An ssh:// run imports none of the Windows-only modules (agent/windows_run.py).
 
-    The target is a loopback port that is bound but not listening: the run ends at once
-    with a connect error, after the runner and the SSH executor were imported.
+    The target is a loopback port nothing listens on: the run ends at once with a
+    connect error, after the runner and the SSH executor were imported.
     """
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        port = held.getsockname()[1]
-        loaded = _modules_loaded_by(
-            "run",
-            "--target",
-            f"ssh://azureuser@127.0.0.1:{port}",
-            "--no-backup",
-            "--reason",
-            "test",
-            "--run-dir",
-            str(tmp_path / "run"),
-        )
+    loaded = _modules_loaded_by(
+        "run",
+        "--target",
+        f"ssh://azureuser@127.0.0.1:{closed_port()}",
+        "--no-backup",
+        "--reason",
+        "test",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     assert "agent.runner" in loaded
     assert loaded.isdisjoint(
         {

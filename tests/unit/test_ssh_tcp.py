@@ -11,6 +11,7 @@ import paramiko
 import pytest
 
 from agent.executors.ssh.tcp import open_tcp
+from tests.unit.hostile_peers import closed_port
 
 
 @pytest.fixture
@@ -20,15 +21,6 @@ def listener() -> Iterator[socket.socket]:
     server.listen(4)
     yield server
     server.close()
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port that is bound but not listening (held, so nobody else takes it)."""
-    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    holder.bind(("127.0.0.1", 0))
-    yield holder.getsockname()[1]
-    holder.close()
 
 
 def test_connects_and_tunes_the_socket(listener: socket.socket) -> None:
@@ -54,10 +46,10 @@ def test_an_ascii_name_does_not_load_the_idna_codec(listener: socket.socket) -> 
     assert completed.stdout.strip() == "False"
 
 
-def test_refused_everywhere_names_each_address(closed_port: int) -> None:
+def test_refused_everywhere_names_each_address() -> None:
     """Nothing listening: paramiko's NoValidConnectionsError with the address's reason."""
     with pytest.raises(paramiko.ssh_exception.NoValidConnectionsError) as caught:
-        open_tcp("127.0.0.1", closed_port, timeout=5)
+        open_tcp("127.0.0.1", closed_port(), timeout=5)
     (error,) = caught.value.errors.values()
     assert isinstance(error, ConnectionRefusedError)
 
