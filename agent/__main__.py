@@ -3,11 +3,9 @@
 ``--version`` is answered here, before click and the rest of the CLI are imported: a
 pipeline that records the tool's version should not pay for the whole start-up.
 
-Start-up runs without the garbage collector: importing click and the command's module
-makes tens of thousands of objects (classes, the methods dataclasses generate) and no
-garbage, and the collector's passes over them were about 3 % of an offline command's
-instructions (`plan --profile debian`, counted with callgrind). What was imported is then
-frozen (below) and the collector back on before the command runs.
+Start-up runs without the garbage collector, and what it imported is then frozen
+(agent/startup.py says why): here the CLI and the command's module; a `run` imports the
+runner and its transport later, the same way (agent/cli/runs.py).
 
 Every command ends with ``gc.freeze()``. The interpreter's last act is a full garbage
 collection over every object the process ever made, most of them the imported modules'
@@ -30,17 +28,16 @@ def main() -> None:
 
         sys.stdout.write(f"imageprep, version {__version__}\n")
         return
-    gc.disable()
-    try:
+    gc.disable()  # from here: agent.startup's own imports are start-up too
+    from agent.startup import imports_kept
+
+    with imports_kept():
         from agent.cli import main as cli_main
         from agent.cli.app import COMMANDS
 
         given = sys.argv[1] if len(sys.argv) > 1 else None
         if given in COMMANDS:  # the module the group would import to run it
             importlib.import_module(COMMANDS[given].partition(":")[0])
-    finally:
-        gc.freeze()  # imported to stay: later collections need not walk it
-        gc.enable()
     try:
         cli_main()
     finally:

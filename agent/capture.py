@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 from agent.errors import Disconnected, ImagePrepError, UsageError
 from agent.outcome import ExitCode, exit_code_for_error
+from agent.platforms import confirm_powered_off, default_platform_spec, platform_from_spec
 from agent.provenance import (
     TAG_PLAYBOOK,
     TAG_PROFILE,
@@ -215,8 +216,6 @@ def prepare_stage(
     replace_version: bool = False,
 ) -> PlatformStage | None:
     """Parse --platform (or the one --backup implies) and --capture; contacts nothing."""
-    from agent.platforms import default_platform_spec, platform_from_spec
-
     spec = platform_spec or default_platform_spec(backup_spec)
     if replace_version and not capture_spec:
         raise UsageError("--replace-version goes with --capture")
@@ -261,8 +260,6 @@ def finish_on_platform(
     ``offline``: a resumed run whose steps had all finished; the engine saw no shutdown
     in this session, so the power-off is confirmed whenever the plan shuts the VM down.
     """
-    from agent.platforms import confirm_powered_off
-
     if result.exit_code is not ExitCode.OK:
         return result  # never capture after a failed or unverified generalization
     data = recorder.data
@@ -364,7 +361,6 @@ def capture_command(
     """
     from agent.engine import RunObserver
     from agent.journal import JOURNAL_FILE, Journal
-    from agent.platforms import platform_from_spec
     from agent.recorder import ProgressSink, Recorder
     from agent.report import RunFolder, default_run_dir, new_run_id, utc_now
 

@@ -6,6 +6,7 @@ options into its FleetPlan and FleetSettings and refuses what a fleet cannot tak
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -23,6 +24,7 @@ from agent.cli.options import (
     flag_of,
     given,
 )
+from agent.startup import imports_kept
 
 if TYPE_CHECKING:
     from agent.cli.run_options import RunArgs
@@ -35,9 +37,13 @@ _ONE_VM = ("ssh_config", "platform", "capture", "replace_version")
 
 def is_fleet(fleet_args: FleetArgs, resume: Path | None) -> bool:
     """--inventory, or --resume of a folder that holds a fleet.json."""
+    if fleet_args.inventory is not None:
+        return True
+    if resume is None:
+        return False
     from agent.fleet_record import is_fleet_dir
 
-    return fleet_args.inventory is not None or (resume is not None and is_fleet_dir(resume))
+    return is_fleet_dir(resume)
 
 
 def refuse_fleet_options() -> None:
@@ -60,7 +66,13 @@ def run_fleet(
     one_vm_given: str | None = None,
 ) -> NoReturn:
     """run/check --inventory, or run --resume FLEET_DIR; exits with the worst host's code."""
-    from agent import fleet
+    # What the fleet needs is imported without collections (agent/startup.py): the
+    # runner here (each host's thread would import it), the hosts' transports below.
+    with imports_kept():
+        from agent import fleet
+        from agent.executors import import_transport
+
+        importlib.import_module("agent.runner")
 
     try:
         configure_console_logging(output_args.log_format)
@@ -73,7 +85,10 @@ def run_fleet(
         else:
             plan = fleet_plan(command, playbook, run_args, catalog_args, plan_args, fleet_args)
             hosts = fleet.select_hosts(plan)
-        settings = _settings(connection_args, output_args, fleet_args, hosts)
+        with imports_kept():
+            settings = _settings(connection_args, output_args, fleet_args, hosts)
+            for transport in fleet.transports_used(hosts):
+                import_transport(transport)
     except errors.ImagePrepError as exc:
         fail(exc)
     interrupt_on_sigterm()

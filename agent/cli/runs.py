@@ -33,6 +33,7 @@ from agent.cli.options import (
 )
 from agent.cli.run_options import BootTestArgs, RunArgs, boot_test_options, run_options
 from agent.outcome import ExitCode
+from agent.startup import imports_kept
 
 if TYPE_CHECKING:
     from agent.runner import RunOutcome, RunRequest
@@ -137,13 +138,19 @@ def check(
 
 def _run_playbook(invocation: _Invocation, *, after: AfterRun | None = None) -> NoReturn:
     """Check the options, run, print the summary (and JUnit), exit with the run's code."""
-    from agent.progress import print_summary
+    # What the run needs is imported here, without collections (agent/startup.py): the
+    # runner, then the target's transport, which checking an --identity key imports.
+    with imports_kept():
+        from agent.executors import import_transport
+        from agent.progress import print_summary
 
     log_format = invocation.output.log_format
     try:
         configure_console_logging(log_format)
         fleets.refuse_fleet_options()
-        request = _run_request(invocation)
+        with imports_kept():
+            request = _run_request(invocation)
+            import_transport(request.target.scheme)
     except errors.ImagePrepError as exc:
         fail(exc)
     interrupt_on_sigterm()

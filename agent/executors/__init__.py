@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from agent.errors import UsageError
@@ -11,6 +12,25 @@ from agent.targets import Target
 if TYPE_CHECKING:
     from agent.executors.ssh import SshOptions
     from agent.executors.winrm import WinRmOptions
+
+
+# The module of each scheme's executor: the one that imports its transport library.
+_EXECUTOR_MODULES = {
+    "ssh": "agent.executors.ssh.executor",
+    "winrm": "agent.executors.winrm.executor",
+    "winrm+https": "agent.executors.winrm.executor",
+}
+
+
+def import_transport(scheme: str) -> None:
+    """Import the executor of ``scheme`` and its transport library now, not on connect.
+
+    For the CLI, which imports what a run needs before it starts (agent/startup.py). An
+    unknown scheme imports nothing: create_executor names it.
+    """
+    module = _EXECUTOR_MODULES.get(scheme)
+    if module is not None:
+        importlib.import_module(module)
 
 
 def create_executor(

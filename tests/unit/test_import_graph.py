@@ -39,7 +39,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
     for names in (
         "agent errors limits excerpt extras secrets redaction safefiles outcome results targets "
         "yamlload console logging lock sshconfig varfile inventory result_schema provenance "
-        "readlog catalog_cache interrupts upload_progress background atomicwrite",
+        "readlog catalog_cache interrupts upload_progress background atomicwrite startup",
         "expressions records schema schemas scriptfiles report vmlock",
         "executors disks",
         "facts facts_windows",
