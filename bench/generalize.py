@@ -1,6 +1,6 @@
 """Benchmark: one `imageprep run` (generalize) against baselines in the same run.
 
-    sudo .venv/bin/python -m bench.generalize [--repeat N]
+    sudo .venv/bin/python -m bench.generalize [--repeat N] [--python /usr/bin/python3]
 
 Each measurement uses a fresh disposable Debian target (tests/targets). The baselines run
 the very same step commands (taken from `imageprep plan --format json` against the
@@ -17,6 +17,11 @@ target) without imageprep:
   beside this script on first use (bench/.venv-ansible), never into the project's.
 
     --quick   one run per way: what the test suite runs so that this script cannot rot
+    --python  the Python that imageprep and ansible-core run on (default: this one). Both
+              get a venv of their own under bench/, made on first use. The interpreter
+              matters: this machine's pyenv CPython is built without PGO/LTO and with a
+              shared libpython, and imports a run's code about 20 % slower than Debian's
+              own python3 (a PGO/LTO build), which is what a user of Debian 12 runs.
 
 Printed: wall time of the client, time until the target powered off, and imageprep's
 own peak resident memory (the largest of its runs). imageprep runs as an installed copy
@@ -27,6 +32,7 @@ machine's; compare the ratios.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -42,8 +48,8 @@ from pathlib import Path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 
+BENCH = Path(__file__).resolve().parent
 IMAGEPREP = str(Path(sys.executable).with_name("imageprep"))
-ANSIBLE_VENV = Path(__file__).resolve().parent / ".venv-ansible"
 ANSIBLE_CORE = "ansible-core>=2.17"
 POWER_OFF_TIMEOUT = 120.0
 LAST_LOGIN_BEFORE = "deprovision/waagent-deprovision"
@@ -52,6 +58,44 @@ LIMIT_WAY = "baseline: one script, one connection"
 PIPELINING_WAY = "baseline: ansible-core, pipelining"
 # What `imageprep run` and `imageprep fleet` import beyond the offline commands.
 RUN_MODULES = ("agent.cli.runs", "agent.runner", "agent.fleet", "agent.executors.ssh.executor")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python that imageprep and ansible-core run on, each from a venv of its own."""
+
+    python: Path  # of imageprep's venv
+    ansible_venv: Path
+
+    @property
+    def imageprep(self) -> str:
+        return str(self.python.with_name("imageprep"))
+
+    def describe(self) -> str:
+        version = subprocess.run(
+            [str(self.python), "-c", "import sys; print(sys.version.split()[0], sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return f"Python {version[0]} from {version[1]}"
+
+
+CURRENT = Interpreter(Path(sys.executable), BENCH / ".venv-ansible")
+
+
+def interpreter(python: str | None) -> Interpreter:
+    """The venvs for ``--python``: this one's, or new ones under bench/ made on first use."""
+    if python is None:
+        return CURRENT
+    base = Path(python).resolve()
+    key = f"{base.name}-{hashlib.sha256(str(base).encode()).hexdigest()[:8]}"
+    venv = BENCH / f".venv-imageprep-{key}"
+    if not (venv / "bin" / "imageprep").exists():
+        subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "--quiet", "-e", str(BENCH.parent)]
+        subprocess.run(pip, check=True)
+    return Interpreter(venv / "bin" / "python", BENCH / f".venv-ansible-{key}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +147,7 @@ def phases_of(run_log: Path, started: float, ended: float) -> tuple[Phase, ...]:
     return tuple(phases)
 
 
-def installed_like_env(work: Path) -> dict[str, str]:
+def installed_like_env(work: Path, python: Interpreter = CURRENT) -> dict[str, str]:
     """The environment for imageprep as a user has it: bytecode compiled, catalog cached.
 
     This machine's environment sets PYTHONDONTWRITEBYTECODE and the package is installed
@@ -119,13 +163,15 @@ def installed_like_env(work: Path) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("IMAGEPREP_NO_CACHE", None)
     package = Path(__file__).resolve().parent.parent / "agent"
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], env=env, check=True)
+    compile_all = [str(python.python), "-m", "compileall", "-q", str(package)]
+    subprocess.run(compile_all, env=env, check=True)
     # The libraries a run imports (paramiko, fabric, invoke, cryptography, ...) compile
     # into the same prefix on their first import: import them once here, not in the first
     # measured run.
-    subprocess.run([sys.executable, "-c", f"import {', '.join(RUN_MODULES)}"], env=env, check=True)
+    imports = [str(python.python), "-c", f"import {', '.join(RUN_MODULES)}"]
+    subprocess.run(imports, env=env, check=True)
     subprocess.run(
-        [IMAGEPREP, "plan", "--profile", "debian"], env=env, check=True, capture_output=True
+        [python.imageprep, "plan", "--profile", "debian"], env=env, check=True, capture_output=True
     )  # fills the catalog cache
     return env
 
@@ -191,7 +237,9 @@ def _timed(target: NspawnTarget, client: Callable[[], None]) -> Sample:
     return Sample(client_done - started, until_off)
 
 
-def run_imageprep(image: TargetImage, work: Path, env: dict[str, str]) -> Sample:
+def run_imageprep(
+    image: TargetImage, work: Path, env: dict[str, str], python: Interpreter = CURRENT
+) -> Sample:
     with NspawnTarget(image) as target:
         backups = work / "backups"
         run_dir = work / f"run-{time.monotonic_ns()}"
@@ -200,7 +248,7 @@ def run_imageprep(image: TargetImage, work: Path, env: dict[str, str]) -> Sample
 
         def client() -> None:
             argv = [
-                IMAGEPREP,
+                python.imageprep,
                 "run",
                 *_key_args(target),
                 "--backup",
@@ -266,14 +314,13 @@ def run_ssh_per_step(image: TargetImage) -> Sample:
         return _timed(target, client)
 
 
-def _ansible_playbook() -> Path:
-    """ansible-playbook from bench/.venv-ansible, installed there on first use."""
-    playbook = ANSIBLE_VENV / "bin" / "ansible-playbook"
+def _ansible_playbook(python: Interpreter) -> Path:
+    """ansible-playbook from its venv (bench/.venv-ansible*), installed there on first use."""
+    venv = python.ansible_venv
+    playbook = venv / "bin" / "ansible-playbook"
     if not playbook.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)], check=True)
-        subprocess.run(
-            [str(ANSIBLE_VENV / "bin" / "pip"), "install", "--quiet", ANSIBLE_CORE], check=True
-        )
+        subprocess.run([str(python.python), "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", ANSIBLE_CORE], check=True)
     return playbook
 
 
@@ -297,8 +344,10 @@ def _ansible_tasks(commands: list[PlannedCommand]) -> list[dict[str, object]]:
     ]
 
 
-def run_ansible(image: TargetImage, work: Path, *, pipelining: bool) -> Sample:
-    ansible_playbook = _ansible_playbook()
+def run_ansible(
+    image: TargetImage, work: Path, *, pipelining: bool, python: Interpreter = CURRENT
+) -> Sample:
+    ansible_playbook = _ansible_playbook(python)
     with NspawnTarget(image) as target:
         folder = Path(tempfile.mkdtemp(prefix="ansible-", dir=work))
         playbook = folder / "generalize.yml"
@@ -356,18 +405,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per way (median is shown)")
     parser.add_argument("--quick", action="store_true", help="one run per way")
+    parser.add_argument(
+        "--python", help="the Python imageprep and ansible-core run on (default: this one)"
+    )
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
+    python = interpreter(args.python)
+    print(f"imageprep and ansible-core run on {python.describe()}")
     image = ensure_image(ImageSpec())
     with tempfile.TemporaryDirectory(prefix="imageprep-bench-") as tmp:
         work = Path(tmp)
-        env = installed_like_env(work)
+        env = installed_like_env(work, python)
         ways: dict[str, Callable[[], Sample]] = {
-            OURS_WAY: lambda: run_imageprep(image, work, env),
+            OURS_WAY: lambda: run_imageprep(image, work, env, python),
             LIMIT_WAY: lambda: run_one_script(image),
             "baseline: ssh + sudo per step": lambda: run_ssh_per_step(image),
-            "baseline: ansible-core, defaults": lambda: run_ansible(image, work, pipelining=False),
-            PIPELINING_WAY: lambda: run_ansible(image, work, pipelining=True),
+            "baseline: ansible-core, defaults": lambda: run_ansible(
+                image, work, pipelining=False, python=python
+            ),
+            PIPELINING_WAY: lambda: run_ansible(image, work, pipelining=True, python=python),
         }
         samples: dict[str, list[Sample]] = {name: [] for name in ways}
         for _ in range(repeat):  # alternate the ways, so drift of the host hits all alike

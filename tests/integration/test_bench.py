@@ -62,6 +62,7 @@ def test_winrm_roundtrips_bench_runs() -> None:
 def test_generalize_bench_runs(target_image: object) -> None:
     """bench.generalize --quick compares imageprep with every baseline, Ansible's included."""
     output = _bench("bench.generalize", "--quick", timeout=900)
+    assert "imageprep and ansible-core run on Python 3." in output
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
     assert "fastest run of each way: P1" in output
