@@ -4,7 +4,7 @@ Importing makes long-lived objects (modules, classes, the functions dataclasses 
 and next to no garbage, so every pass the collector makes over them finds nothing. A
 `run` imports most of its code after click has parsed the command line: the runner, and
 once the target is known its transport (paramiko, cryptography, fabric, invoke). With
-the collector on, those imports cost about 80 collections, 17-22 ms of every run that
+the collector on, those imports cost about 80 collections, 17-24 ms of every run that
 freed nothing (counted with ``gc.callbacks`` on a Debian 12 target).
 
 So the CLI imports in :func:`imports_kept`: no collection while it runs, and what was
