@@ -36,6 +36,7 @@ try:
 except SystemExit:
     pass
 gc.callbacks.remove(watch)
+print("ENABLED:", gc.isenabled())
 print("IMPORTING:", importing)
 print("LOADED:", sorted(sys.modules))
 """
@@ -60,6 +61,8 @@ def _collections_while_importing(cache: Path, *args: str) -> list[str]:
     (loaded,) = [x for x in lines if x.startswith("LOADED:")]
     # The command got as far as its connect: else there would be nothing to check.
     assert "'agent.executors.ssh.executor'" in loaded, completed.stderr
+    # And the collector is back on: with it left off, no collection would ever start.
+    assert "ENABLED: True" in lines
     return list(ast.literal_eval(importing))
 
 
