@@ -49,7 +49,6 @@ from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 
 BENCH = Path(__file__).resolve().parent
-IMAGEPREP = str(Path(sys.executable).with_name("imageprep"))
 ANSIBLE_CORE = "ansible-core>=2.17"
 POWER_OFF_TIMEOUT = 120.0
 LAST_LOGIN_BEFORE = "deprovision/waagent-deprovision"
@@ -82,6 +81,7 @@ class Interpreter:
 
 
 CURRENT = Interpreter(Path(sys.executable), BENCH / ".venv-ansible")
+IMAGEPREP = CURRENT.imageprep
 
 
 def interpreter(python: str | None) -> Interpreter:
@@ -162,7 +162,7 @@ def installed_like_env(work: Path, python: Interpreter = CURRENT) -> dict[str, s
     }
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("IMAGEPREP_NO_CACHE", None)
-    package = Path(__file__).resolve().parent.parent / "agent"
+    package = BENCH.parent / "agent"
     compile_all = [str(python.python), "-m", "compileall", "-q", str(package)]
     subprocess.run(compile_all, env=env, check=True)
     # The libraries a run imports (paramiko, fabric, invoke, cryptography, ...) compile
