@@ -7,6 +7,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 bash tests/setup.sh
+# Many targets boot at once here (the demo's one target does not need this).
+bash tests/targets/host-limits.sh
 .venv/bin/ruff check agent tests bench
 .venv/bin/ruff format --check agent tests bench
 .venv/bin/mypy

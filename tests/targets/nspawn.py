@@ -44,6 +44,22 @@ class TargetNotReady(RuntimeError):
     """The target did not become reachable and `running` in time; the message has the console."""
 
 
+def boot_failure_hint(output: str) -> str:
+    """A line naming the host limit behind a failed boot, or "" when `output` shows none.
+
+    Out of inotify instances, PID 1 dies ("Too many open files") or, when it got its own,
+    a `.path` unit fails: path units are inotify watches, and nothing else fails them in a
+    fresh target (seen with 22 targets booting at once under Debian's default of 128).
+    """
+    if "Too many open files" not in output and ".path " not in output:
+        return ""
+    limit = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+    return (
+        f"\nhint: the host is out of inotify instances (fs.inotify.max_user_instances = {limit};"
+        " each booted target holds 8): run tests/targets/host-limits.sh as root"
+    )
+
+
 class NspawnTarget:
     """A fresh target from `image`; a context manager that boots it and tears everything down."""
 
@@ -230,8 +246,10 @@ class NspawnTarget:
         last_error = ""
         while time.monotonic() < deadline:
             if not self.is_running():
+                console = self.console_tail()
                 raise TargetNotReady(
-                    f"systemd-nspawn exited ({self.exit_code}) during boot:\n{self.console_tail()}"
+                    f"systemd-nspawn exited ({self.exit_code}) during boot:\n{console}"
+                    f"{boot_failure_hint(console)}"
                 )
             probe = self._probe(deadline - time.monotonic())
             if probe is None or probe.returncode == 255:  # ssh itself failed: not up yet
@@ -242,9 +260,11 @@ class NspawnTarget:
             if state == "running":
                 return
             failed = self._probe(10, "systemctl", "--failed", "--no-legend")
+            failed_units = failed.stdout if failed else "?"
+            console = self.console_tail()
             raise TargetNotReady(
                 f"{self.name} booted {state!r}, not 'running'; failed units:\n"
-                f"{failed.stdout if failed else '?'}\nconsole:\n{self.console_tail()}"
+                f"{failed_units}\nconsole:\n{console}{boot_failure_hint(failed_units + console)}"
             )
         raise TargetNotReady(
             f"{self.name} not ready after {self._boot_timeout}s (last ssh error: {last_error})\n"
