@@ -99,3 +99,17 @@ def test_a_fleet_run_imports_without_collections(tmp_path: Path) -> None:
         str(tmp_path / "fleet"),
     )
     assert importing == []
+
+
+def test_every_scheme_imports_the_module_its_executor_lives_in() -> None:
+    """import_transport's map covers every target scheme, naming its executor's module."""
+    # create_executor branches on the same schemes; a scheme missing here would only lose
+    # the collector pause, silently, so this test is what keeps the two in step.
+    from agent.executors import _EXECUTOR_MODULES
+    from agent.executors.ssh import SshExecutor
+    from agent.executors.winrm import WinRmExecutor
+    from agent.targets import DEFAULT_PORTS
+
+    executor_class = {"ssh": SshExecutor, "winrm": WinRmExecutor, "winrm+https": WinRmExecutor}
+    assert set(_EXECUTOR_MODULES) == set(DEFAULT_PORTS)
+    assert {scheme: cls.__module__ for scheme, cls in executor_class.items()} == _EXECUTOR_MODULES
