@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 # The module of each scheme's executor: the one that imports its transport library.
+# create_executor's branches name the same schemes; tests/unit/test_startup.py keeps the two
+# in step.
 _EXECUTOR_MODULES = {
     "ssh": "agent.executors.ssh.executor",
     "winrm": "agent.executors.winrm.executor",
