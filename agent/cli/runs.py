@@ -151,6 +151,12 @@ def _run_playbook(invocation: _Invocation, *, after: AfterRun | None = None) -> 
         with imports_kept():
             request = _run_request(invocation)
             import_transport(request.target.scheme)
+        if after is not None and request.target.is_windows:
+            # boot-test reads and boots Linux disks only (ext4 root, cloud-init's NoCloud
+            # seed); refused before anything changes, not after a good Sysprep.
+            raise errors.UsageError(
+                f"target {request.target.display}: --boot-test boots Linux disks only"
+            )
     except errors.ImagePrepError as exc:
         fail(exc)
     interrupt_on_sigterm()

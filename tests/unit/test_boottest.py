@@ -195,6 +195,34 @@ def test_run_boot_test_needs_a_disk(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_run_boot_test_of_a_windows_target_is_refused_before_anything_changes(
+    tmp_path: Path,
+) -> None:
+    """boot-test boots Linux disks only: a WinRM target with --boot-test is a usage error."""
+    need("qemu-system-x86_64", "qemu-img", "debugfs", "mkfs.vfat", "mcopy")
+    disk = tmp_path / "windows.raw"
+    disk.write_bytes(b"")
+    proc = imageprep(
+        "run",
+        "--target",
+        "winrm+https://Administrator@192.0.2.1",
+        "--password-env",
+        "WINDOWS_PASSWORD",
+        "--no-backup",
+        "--reason",
+        "t",
+        "--boot-test",
+        "--boot-test-disk",
+        str(disk),
+        "--run-dir",
+        str(tmp_path / "r"),
+        env={"WINDOWS_PASSWORD": "not-used"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "--boot-test boots Linux disks only" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_disk_held_by_a_running_vm_is_waited_for_then_refused(tmp_path: Path) -> None:
     """While QEMU holds the image's lock, disk_info waits, then says the VM still uses it."""
     need("qemu-img", "qemu-system-x86_64")
