@@ -7,10 +7,9 @@ of the profile); if it answers again, the VM rebooted and the run fails after th
 of no return (exit 6: restore from the backup), saying so.
 
 Where the platform is known, its API is the better witness (the libvirt domain, the
-Azure VM of an azure-snapshot backup). That is issue 15's ``--platform``, which does not
-exist yet: :class:`PlatformPower` is the seam it will fill, and :func:`confirm_power_off`
-already prefers it when given. Behind a port forwarder the listener probe answers for
-the forwarder, which is one more reason to give the platform once it can be.
+Azure VM of an azure-snapshot backup): with ``--platform``, :func:`confirm_power_off`
+asks it (:class:`PlatformPower`) instead of the listener. Behind a port forwarder the
+listener probe answers for the forwarder, so there ``--platform`` is the check that works.
 """
 
 from __future__ import annotations

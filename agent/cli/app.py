@@ -126,6 +126,7 @@ class _OneLineErrors(_LazyCommands):
 def main() -> None:
     """Prepare a running VM to be captured as a reusable image.
 
-    Backup first, then preflight checks, cleanup, generalization (waagent deprovision),
-    verification and power-off, as a YAML playbook and distro profile say.
+    Backup first, then preflight checks, cleanup, generalization (Linux: waagent
+    deprovision; Windows: Sysprep), verification and power-off, as a YAML playbook and
+    distro profile say.
     """

@@ -360,7 +360,7 @@ plan_options = option_group(
         default="auto",
         show_default=True,
         metavar="ID|auto",
-        help="Distro profile; auto picks it from the target's /etc/os-release.",
+        help="Distro profile; auto picks it from the target's /etc/os-release (Windows: registry).",
     ),
     opt(
         "--var",
