@@ -172,6 +172,21 @@ def test_pending_reboot_fails_preflight(
     assert machine.sysprep_runs == []
 
 
+def test_missing_sysprep_fails_preflight(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """No sysprep.exe: exit 3 naming it, before any cleanup step ran."""
+    del machine.files[win.file_key(win.SYSPREP_DIR + r"\sysprep.exe")]
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert r"System32\Sysprep\sysprep.exe is missing" in str(run.report["message"])
+    assert run.step("preflight/sysprep-present")["status"] == "failed"
+    steps = run.report["steps"]
+    assert isinstance(steps, list)
+    cleanup = {s["status"] for s in steps if s["phase"] == "cleanup"}
+    assert cleanup == {"not_run"}
+
+
 def test_bitlocker_on_fails_preflight(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:

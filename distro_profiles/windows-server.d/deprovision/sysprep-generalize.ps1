@@ -23,7 +23,7 @@ $commandLine = '"' + (Join-Path $sysprepDir 'sysprep.exe') + '" ' + $arguments
 Write-Output ('starting: ' + $commandLine)
 $created = Invoke-CimMethod -ClassName Win32_Process -MethodName Create -Arguments @{ CommandLine = $commandLine; CurrentDirectory = $sysprepDir }
 if ($created.ReturnValue -ne 0) {
-  [Console]::Error.WriteLine('Win32_Process.Create could not start sysprep.exe (return value ' + $created.ReturnValue + '): nothing was changed')
+  [Console]::Error.WriteLine('Win32_Process.Create could not start sysprep.exe (return value ' + $created.ReturnValue + '): Sysprep changed nothing, but the cleanup phase has run')
   exit 1
 }
 $sysprepId = $created.ProcessId
