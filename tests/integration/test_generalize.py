@@ -14,6 +14,7 @@ from agent.result_schema import ResultDocument
 from agent.schemas import json_schema
 from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.conftest import TargetFactory
+from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 from tests.targets.variants import TRIXIE
@@ -22,6 +23,21 @@ pytestmark = pytest.mark.integration
 
 
 Generalized = tuple[NspawnTarget, CliResult, dict[str, str]]
+
+# The user's own line, kept; then the lines cloud-init's mounts module writes on Azure for
+# the resource disk and its swap (cc_mounts at 22.4: fields joined by tabs, its default
+# options plus the comment=cloudconfig marker), removed.
+USERS_FSTAB_LINE = "tmpfs /srv/scratch tmpfs defaults,noauto 0 0\n"
+CLOUD_INIT_FSTAB_LINES = (
+    "/dev/disk/cloud/azure_resource-part1\t/mnt\tauto\t"
+    "defaults,nofail,x-systemd.requires=cloud-init.service,_netdev,comment=cloudconfig\t0\t2\n"
+    "/dev/disk/cloud/azure_resource-part2\tnone\tswap\tsw,comment=cloudconfig\t0\t0\n"
+)
+
+
+def _fstab_as_on_azure(root: Path) -> None:
+    fstab = guest_path(root, "/etc/fstab")
+    fstab.write_text(fstab.read_text() + USERS_FSTAB_LINE + CLOUD_INIT_FSTAB_LINES)
 
 
 @pytest.fixture(scope="module", params=["bookworm", TRIXIE])
@@ -35,8 +51,11 @@ def generalized(
     if request.param != target_image.spec.suite:
         image = ensure_image(ImageSpec(suite=request.param))
     work = tmp_path_factory.mktemp("generalize")
-    with NspawnTarget(image) as target:
-        before = {"machine_id": target.guest_path("/etc/machine-id").read_text()}
+    with NspawnTarget(image, prepare=_fstab_as_on_azure) as target:
+        before = {
+            "machine_id": target.guest_path("/etc/machine-id").read_text(),
+            "fstab": target.guest_path("/etc/fstab").read_text(),
+        }
         result = imageprep(
             "run",
             *key_args(target),
@@ -99,6 +118,16 @@ def test_cloud_init_and_waagent_state_gone(
     assert not target.guest_path("/var/lib/cloud/instance").exists()
     assert not target.guest_path("/var/lib/cloud/seed").exists()
     assert not target.guest_path("/var/lib/waagent/ovf-env.xml").exists()
+
+
+def test_cloud_init_fstab_lines_gone_and_the_users_kept(generalized: Generalized) -> None:
+    """/etc/fstab loses exactly the lines cloud-init wrote; the rest is byte for byte kept."""
+    target, _, before = generalized
+    assert CLOUD_INIT_FSTAB_LINES in before["fstab"]
+    fstab = target.guest_path("/etc/fstab")
+    assert fstab.read_text() == before["fstab"].replace(CLOUD_INIT_FSTAB_LINES, "")
+    assert USERS_FSTAB_LINE in fstab.read_text()
+    assert fstab.stat().st_mode & 0o777 == 0o644
 
 
 def test_histories_gone(generalized: Generalized) -> None:
