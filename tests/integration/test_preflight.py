@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,45 @@ def test_idle_target_passes_the_check(target_factory: TargetFactory, tmp_path: P
     target = target_factory()
     result = _check(target, tmp_path)
     assert result.exit_code == 0, result.stderr[-2000:]
+
+
+# cloud-final's per-boot script, still running when the run starts: it ends 3 s after
+# imageprep took its lock on the VM (rootshell.VM_LOCK_PATH) and writes when it ended.
+_SLOW_FINAL_SCRIPT = """#!/bin/sh
+while [ ! -e /run/imageprep-vm.lock ]; do sleep 0.1; done
+sleep 3
+date +%s.%N > /srv/final-ended
+"""
+
+
+def test_a_running_cloud_init_ends_before_cloud_init_clean(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """cloud-final still running as the run starts: preflight waits until it has ended."""
+    target = target_factory()
+    script = "/var/lib/cloud/scripts/per-boot/slow.sh"
+    setup = (
+        f"mkdir -p {shlex.quote(script.rsplit('/', 1)[0])}"
+        f" && printf %s {shlex.quote(_SLOW_FINAL_SCRIPT)} > {script} && chmod +x {script}"
+        # As on a VM that has just booted: the first stage removed result.json, and the
+        # final stage (which writes it when it ends) is still running.
+        " && rm /run/cloud-init/result.json"
+        " && systemd-run --quiet --collect cloud-init modules --mode final"
+    )
+    subprocess.run(
+        target.ssh_command(shlex.join(["sudo", "sh", "-c", setup])),
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    result = imageprep(
+        "run", *key_args(target), "--backup", f"archive:{tmp_path / 'b'}", run_dir=tmp_path / "run"
+    )
+    target.wait_stopped(60)
+    assert result.exit_code == 0, result.stderr[-2000:]
+    waited = result.step("preflight/cloud-init-finished")["stdout_tail"]
+    assert "cloud-init is still running: waiting" in waited
+    marker = target.guest_path("/srv/final-ended")
+    assert marker.exists(), "cloud-final was still running when the VM powered off"
+    ended = float(marker.read_text())
+    clean = result.step("cleanup/cloud-init-clean")
+    assert ended < datetime.fromisoformat(clean["started_at"]).timestamp()
