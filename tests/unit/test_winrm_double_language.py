@@ -47,6 +47,18 @@ def test_unknown_command_inside_a_block_fails(winrm: WinRmExecutor) -> None:
     assert "after" not in result.stdout
 
 
+def test_a_comment_inside_a_block_is_skipped_with_the_quotes_in_it(winrm: WinRmExecutor) -> None:
+    """A # comment in a block runs to its line's end; an apostrophe in it opens no string."""
+    script = (
+        "if ($true) {\n  # Ansible's way\n  Write-Output 'in'\n}\n"
+        "if ($true) {\n  Write-Output 'then' # a trailing comment, its own\n}\n"
+        "Write-Output 'after'"
+    )
+    result = winrm.run(script)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["in", "then", "after"]
+
+
 def test_arrays_and_comparisons_behave_like_powershell(winrm: WinRmExecutor) -> None:
     """@() stays an array, += appends, -eq on an array filters, strings compare caselessly."""
     script = (

@@ -307,10 +307,16 @@ def split_statements(script: str) -> list[str]:
         elif char in "'\"":
             quote = char
             current.append(char)
-        elif char == "#" and depth == 0 and not "".join(current).strip():
-            for skipped in chars:  # a comment line
+        elif char == "#" and (not current or current[-1] in " \t\r\n;{("):
+            # A comment, at any depth, runs to the end of its line: a quote in it is text.
+            for skipped in chars:
                 if skipped == "\n":
                     break
+            if depth == 0:
+                statements.append("".join(current))
+                current = []
+            else:
+                current.append("\n")
         elif char in "({[" or char in ")}]":
             depth += 1 if char in "({[" else -1
             current.append(char)
