@@ -648,6 +648,20 @@ def _reset_once_when(
     return fired
 
 
+def test_a_restart_scheduled_before_the_run_is_cancelled_and_the_vm_powers_off(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """shutdown.exe says 1190: the pending restart is cancelled and the VM powers off."""
+    machine.schedule_power_off(3600, restart=True)  # as `shutdown /r /t 3600` would
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.OK, run.result.output
+    step = run.step("shutdown/power-off")
+    assert "already scheduled (1190): cancelling it" in str(step["stdout_tail"])
+    assert not machine.powered_on
+    assert not machine.shutdown_scheduled()
+    assert machine.boots == 0
+
+
 def test_reset_during_the_shutdown_step_is_the_expected_disconnect(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:

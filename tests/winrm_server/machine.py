@@ -556,17 +556,34 @@ class WindowsMachine:
                 target = line.rsplit('"', 2)[-2] if '"' in line else words[-1]
                 self.remove_tree(target.replace("%WINDIR%", self.env["SystemRoot"]))
 
-    def schedule_power_off(self, delay: float) -> None:
-        """Power off after ``delay`` virtual seconds (``shutdown /s /t N``)."""
-        timer = threading.Timer(max(delay * self.time_scale, 0.05), self.power_off)
+    def schedule_power_off(self, delay: float, *, restart: bool = False) -> None:
+        """Power off (or restart) after ``delay`` virtual seconds (``shutdown /s|/r /t N``)."""
+        timer = threading.Timer(
+            max(delay * self.time_scale, 0.05), self._scheduled_shutdown, args=(restart,)
+        )
         timer.daemon = True
         self._power_timer = timer
         timer.start()
 
-    def cancel_scheduled_power_off(self) -> None:
-        if self._power_timer is not None:
-            self._power_timer.cancel()
-            self._power_timer = None
+    def shutdown_scheduled(self) -> bool:
+        """A shutdown or restart is scheduled and has not begun (shutdown.exe: 1190)."""
+        return self._power_timer is not None
+
+    def cancel_scheduled_power_off(self) -> bool:
+        """``shutdown /a``: True if a scheduled shutdown or restart was cancelled."""
+        timer, self._power_timer = self._power_timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
+    def _scheduled_shutdown(self, restart: bool) -> None:
+        self._power_timer = None
+        self.power_off()
+        if restart and not self.reboots_on_power_off:
+            timer = threading.Timer(self.reboot_seconds * self.time_scale, self._boot)
+            timer.daemon = True
+            timer.start()
 
     # -- Sysprep --------------------------------------------------------------------------
 

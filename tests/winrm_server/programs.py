@@ -225,11 +225,34 @@ def _generalize(process: Process, run: m.SysprepRun, *, to_audit: bool) -> None:
 
 
 def run_shutdown(process: Process, args: list[str]) -> int:
-    """``shutdown /s|/r [/t N] [/f]`` schedules the power-off; ``/a`` aborts it."""
+    """``shutdown /s|/r [/t N] [/f]`` schedules the power-off or restart; ``/a`` aborts it.
+
+    As shutdown.exe: a second /s or /r while one is scheduled fails with 1190, and /a with
+    nothing scheduled with 1116, each with the system message and its code on stderr.
+    """
     flags = [a.casefold() for a in args]
+    machine = process.machine
     if "/a" in flags:
-        process.machine.cancel_scheduled_power_off()
-        return 0
+        if machine.cancel_scheduled_power_off():
+            return 0
+        process.write_text(
+            "stderr",
+            "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n",
+        )
+        return 1116
+    if "/s" not in flags and "/r" not in flags and "/p" not in flags:
+        process.write_text("stderr", "shutdown: this test double models /s, /r, /p and /a\r\n")
+        return 1
+    if machine.shutdown_scheduled():
+        process.write_text("stderr", "A system shutdown has already been scheduled.(1190)\r\n")
+        return 1190
+    delay = 30.0  # Windows' default for /s and /r
+    if "/p" in flags:
+        delay = 0.0
+    if "/t" in flags and flags.index("/t") + 1 < len(flags):
+        delay = float(flags[flags.index("/t") + 1])
+    machine.schedule_power_off(delay, restart="/r" in flags)
+    return 0
     if "/s" not in flags and "/r" not in flags and "/p" not in flags:
         process.write_text("stderr", "shutdown: this test double models /s, /r, /p and /a\r\n")
         return 1
