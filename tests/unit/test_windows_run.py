@@ -187,6 +187,36 @@ def test_missing_sysprep_fails_preflight(
     assert cleanup == {"not_run"}
 
 
+@pytest.mark.parametrize(
+    ("tool", "named"),
+    [
+        (r"C:\Program Files\Amazon\EC2Launch\ec2launch.exe", '"ec2launch.exe sysprep"'),
+        (
+            r"C:\ProgramData\Amazon\EC2-Windows\Launch\Scripts\SysprepInstance.ps1",
+            "SysprepInstance",
+        ),
+        (r"C:\Program Files\Amazon\Ec2ConfigService\ec2config.exe", '"ec2config.exe -sysprep"'),
+        (r"C:\Program Files\Google\Compute Engine\sysprep\gcesysprep.bat", "GCESysprep"),
+    ],
+)
+def test_an_aws_or_gce_vm_fails_preflight_naming_its_own_tool(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    tool: str,
+    named: str,
+) -> None:
+    """EC2Launch, EC2Config or GCESysprep installed: exit 3 naming the cloud's tool."""
+    machine.write_file(tool, b"MZ")
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    message = str(run.report["message"])
+    assert named in message
+    assert "--skip not-on-aws-or-gce" in message
+    assert machine.sysprep_runs == []
+
+
 def test_bitlocker_on_fails_preflight(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:

@@ -242,6 +242,8 @@ class WindowsMachine:
             "SystemRoot": r"C:\Windows",
             "windir": r"C:\Windows",
             "SystemDrive": "C:",
+            "ProgramFiles": r"C:\Program Files",
+            "ProgramData": r"C:\ProgramData",
             "COMPUTERNAME": self.hostname,
             "TEMP": r"C:\Users\Administrator\AppData\Local\Temp",
             **self.env,
