@@ -394,8 +394,12 @@ def test_a_root_step_outliving_its_shell_is_still_killed_at_its_time(
     marker = f"{secrets.randbelow(10_000) + 70_000}"
     with key_executor(target) as ex:
         with pytest.raises(Disconnected):
+            # Mid-step: the shell has handed the step to its timer (it does so just after
+            # starting it; a shell killed in between would leave the step untimed).
             ex.run(
-                f"exec >/dev/null 2>&1; kill -KILL $PPID; sleep {marker}", become=True, timeout=2
+                f"exec >/dev/null 2>&1; sleep 0.5; kill -KILL $PPID; sleep {marker}",
+                become=True,
+                timeout=3,
             )
         deadline = time.monotonic() + 20
         while remote_processes(ex, f"^sleep {marker}$") and time.monotonic() < deadline:

@@ -190,7 +190,9 @@ def _timer_functions(tokens: Tokens, run: str) -> str:
       ``fired`` holding another PID is a late timer of an earlier step (one that ended
       just at its time) and is ignored.
     * If the shell itself is gone mid-step (killed; a lost connection leaves it waiting
-      in ``wait``), the timer still kills the step at its time, to the second.
+      in ``wait``), the timer still kills the step at its time, to the second. Not if the
+      shell died between starting the step and writing its line to the timer (a window
+      of microseconds): the timer never learns of that step.
 
     Without a timeout the step runs in the foreground, as before.
     """
