@@ -133,6 +133,22 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 class _RunLogHandler(logging.FileHandler):
+    def __init__(self, path: Path, *, mode: str, encoding: str) -> None:
+        super().__init__(path, mode=mode, encoding=encoding)
+        self._closed_for_good = False
+
+    def close(self) -> None:
+        self._closed_for_good = True
+        super().close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # A thread that outlived its run (an SDK's poller still logging) can reach this
+        # handler after reset_logging closed it: Logger.callHandlers may have taken it
+        # from the list just before the removal. FileHandler would then reopen the file,
+        # and nothing would close it again. The run has ended; its log takes no more.
+        if not self._closed_for_good:
+            super().emit(record)
+
     def handleError(self, record: logging.LogRecord) -> None:
         _report_handler_error(record)
 

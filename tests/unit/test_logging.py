@@ -204,3 +204,18 @@ def test_library_tracebacks_stay_off_the_console(
     records = [r for r in _records(run_log) if r["logger"] == "paramiko.transport"]
     assert [r["level"] for r in records] == ["debug", "debug"]
     assert records[1]["event"] == "Traceback (most recent call last):"
+
+
+def test_a_record_reaching_a_closed_run_log_does_not_reopen_it(run_log: Path) -> None:
+    """A straggler thread's record after the run's log was closed is dropped, file shut."""
+    configure_logging(console_format="json", run_log=run_log)
+    [handler] = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and h.baseFilename == str(run_log)
+    ]
+    reset_logging()
+    # As Logger.callHandlers does when it took the handler just before the removal.
+    handler.handle(logging.LogRecord("azure.core", logging.INFO, __file__, 1, "late", None, None))
+    assert handler.stream is None
+    assert "late" not in run_log.read_text()
