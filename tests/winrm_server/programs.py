@@ -253,13 +253,3 @@ def run_shutdown(process: Process, args: list[str]) -> int:
         delay = float(flags[flags.index("/t") + 1])
     machine.schedule_power_off(delay, restart="/r" in flags)
     return 0
-    if "/s" not in flags and "/r" not in flags and "/p" not in flags:
-        process.write_text("stderr", "shutdown: this test double models /s, /r, /p and /a\r\n")
-        return 1
-    delay = 30.0  # Windows' default for /s and /r
-    if "/p" in flags:
-        delay = 0.0
-    if "/t" in flags and flags.index("/t") + 1 < len(flags):
-        delay = float(flags[flags.index("/t") + 1])
-    process.machine.schedule_power_off(delay)
-    return 0
