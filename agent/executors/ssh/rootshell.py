@@ -192,7 +192,8 @@ def _timer_functions(tokens: Tokens, run: str) -> str:
     * If the shell itself is gone mid-step (killed; a lost connection leaves it waiting
       in ``wait``), the timer still kills the step at its time, to the second. Not if the
       shell died between starting the step and writing its line to the timer (a window
-      of microseconds): the timer never learns of that step.
+      that is microseconds on an idle host, longer on a loaded one): the timer never
+      learns of that step.
 
     Without a timeout the step runs in the foreground, as before.
     """
