@@ -518,8 +518,11 @@ class WindowsMachine:
         """Call ``listener`` when the machine boots again (a reboot)."""
         self._boot_listeners.append(listener)
 
-    def power_off(self) -> None:
-        """The VM goes away now: every program dies, the WinRM listener stops answering."""
+    def power_off(self, *, restart: bool = False) -> None:
+        """The VM goes away now: every program dies, the WinRM listener stops answering.
+
+        It boots again later if ``restart`` (``shutdown /r``) or ``reboots_on_power_off``.
+        """
         with self._power_lock:
             if not self.powered_on:
                 return
@@ -529,7 +532,7 @@ class WindowsMachine:
         self.close_handles()
         for listener in listeners:
             listener()
-        if self.reboots_on_power_off:
+        if restart or self.reboots_on_power_off:
             timer = threading.Timer(self.reboot_seconds * self.time_scale, self._boot)
             timer.daemon = True
             timer.start()
@@ -581,11 +584,7 @@ class WindowsMachine:
 
     def _scheduled_shutdown(self, restart: bool) -> None:
         self._power_timer = None
-        self.power_off()
-        if restart and not self.reboots_on_power_off:
-            timer = threading.Timer(self.reboot_seconds * self.time_scale, self._boot)
-            timer.daemon = True
-            timer.start()
+        self.power_off(restart=restart)
 
     # -- Sysprep --------------------------------------------------------------------------
 
