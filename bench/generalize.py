@@ -92,10 +92,14 @@ def interpreter(python: str | None) -> Interpreter:
     key = f"{base.name}-{hashlib.sha256(str(base).encode()).hexdigest()[:8]}"
     venv = BENCH / f".venv-imageprep-{key}"
     if not (venv / "bin" / "imageprep").exists():
-        subprocess.run([str(base), "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "--quiet", "-e", str(BENCH.parent)]
-        subprocess.run(pip, check=True)
+        _make_venv(base, venv, "-e", str(BENCH.parent))
     return Interpreter(venv / "bin" / "python", BENCH / f".venv-ansible-{key}")
+
+
+def _make_venv(python: Path, venv: Path, *requirements: str) -> None:
+    """A venv of ``python`` at ``venv`` with ``requirements`` pip-installed into it."""
+    subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *requirements], check=True)
 
 
 @dataclass(frozen=True)
@@ -319,8 +323,7 @@ def _ansible_playbook(python: Interpreter) -> Path:
     venv = python.ansible_venv
     playbook = venv / "bin" / "ansible-playbook"
     if not playbook.exists():
-        subprocess.run([str(python.python), "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", ANSIBLE_CORE], check=True)
+        _make_venv(python.python, venv, ANSIBLE_CORE)
     return playbook
 
 
