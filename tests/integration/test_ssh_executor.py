@@ -397,7 +397,7 @@ def test_a_root_step_outliving_its_shell_is_still_killed_at_its_time(
             # Mid-step: the shell has handed the step to its timer (it does so just after
             # starting it; a shell killed in between would leave the step untimed).
             ex.run(
-                f"exec >/dev/null 2>&1; sleep 0.5; kill -KILL $PPID; sleep {marker}",
+                f"exec >/dev/null 2>&1; sleep 0.5; kill -KILL $$; sleep {marker}",
                 become=True,
                 timeout=3,
             )
@@ -413,6 +413,30 @@ def test_each_root_step_gets_its_own_time(target: NspawnTarget) -> None:
         assert ex.run("true", become=True, timeout=0.5).exit_code == 0
         result = ex.run("sleep 1.5; echo whole", become=True, timeout=30)
     assert (result.exit_code, result.stdout) == (0, "whole\n")
+
+
+def test_root_steps_are_subshells_of_one_shell(target: NspawnTarget) -> None:
+    """Every root step is a process of its own whose $$ is the one root shell's."""
+    with key_executor(target) as ex:
+        first, second = (
+            ex.run('echo "$$ $BASHPID"', become=True, timeout=30).stdout.split() for _ in range(2)
+        )
+    assert first[0] == second[0]
+    assert len({first[0], first[1], second[1]}) == 3
+
+
+def test_what_a_root_step_changes_ends_with_it(target: NspawnTarget) -> None:
+    """A step's variables, options and directory do not reach the next step."""
+    with key_executor(target) as ex:
+        ex.run("cd /etc; set -u; leftover=1; exit 3", become=True, timeout=30)
+        result = ex.run(
+            'echo "$PWD ${leftover:-unset} $-"; echo "$undefined_is_fine"',
+            become=True,
+            timeout=30,
+        )
+    assert result.exit_code == 0
+    pwd, leftover, flags = result.stdout.splitlines()[0].split()
+    assert (pwd, leftover, "u" in flags, "m" in flags) == ("/", "unset", False, False)
 
 
 # -- become -------------------------------------------------------------------------------

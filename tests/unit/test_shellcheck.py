@@ -1,6 +1,6 @@
 """shellcheck over every Linux step script of the built-in profiles, as the target gets it.
 
-Steps run under bash (``/bin/bash FILE`` in the root shell, ``/bin/bash -s`` over exec:
+Steps run under bash (a subshell of the root bash, ``/bin/bash -s`` over exec:
 agent/executors/ssh/rootshell.py and exec.py), so shellcheck checks the bash dialect.
 Each script is checked as rendered by the plan (vars inserted as quoted shell words);
 a ``{{ facts.X }}`` placeholder, only known on a target, becomes one quoted word.
