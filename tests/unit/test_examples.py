@@ -20,6 +20,7 @@ from agent.cli import main
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GITHUB_WORKFLOW = EXAMPLES / "github-actions" / "prepare-golden-image.yml"
 AZURE_PIPELINE = EXAMPLES / "azure-devops" / "azure-pipelines.yml"
+WINDOWS_PIPELINE = EXAMPLES / "azure-devops" / "windows-pipeline.yml"
 PACKER_SCRIPT = EXAMPLES / "packer" / "imageprep-prepare.sh"
 
 # Pipeline expressions (`${{ inputs.x }}`, `$(macro)`) become plain words before parsing.
@@ -57,11 +58,13 @@ def _github_scripts() -> list[str]:
     return [step["run"] for step in steps if "imageprep " in step.get("run", "")]
 
 
-def _azure_scripts() -> list[str]:
-    steps = _load(AZURE_PIPELINE)["stages"][0]["jobs"][0]["steps"]
-    return [
-        step["inputs"]["inlineScript"] for step in steps if "inlineScript" in step.get("inputs", {})
-    ]
+def _azure_cli_steps(pipeline: Path) -> list[dict[str, Any]]:
+    steps = _load(pipeline)["stages"][0]["jobs"][0]["steps"]
+    return [step for step in steps if "inlineScript" in step.get("inputs", {})]
+
+
+def _azure_scripts(pipeline: Path = AZURE_PIPELINE) -> list[str]:
+    return [step["inputs"]["inlineScript"] for step in _azure_cli_steps(pipeline)]
 
 
 def test_github_workflow_runs_check_and_run() -> None:
@@ -83,6 +86,21 @@ def test_azure_pipeline_command_parses() -> None:
     _parses(command)
 
 
+def test_windows_pipeline_command_parses() -> None:
+    """The Windows recipe's imageprep command line parses with imageprep's options."""
+    (command,) = _imageprep_commands(_azure_scripts(WINDOWS_PIPELINE))
+    assert command[0] == "run"
+    _parses(command)
+
+
+def test_windows_pipeline_takes_its_password_from_a_mapped_secret() -> None:
+    """The password reaches imageprep as an environment variable the task maps a secret to."""
+    (step,) = _azure_cli_steps(WINDOWS_PIPELINE)
+    (command,) = _imageprep_commands([step["inputs"]["inlineScript"]])
+    variable = command[command.index("--password-env") + 1]
+    assert step["env"][variable] == "$(winAdminPassword)"
+
+
 def test_packer_script_command_parses() -> None:
     """The Packer recipe's shell-local script passes only options imageprep has."""
     (command,) = _imageprep_commands([PACKER_SCRIPT.read_text()])
@@ -99,6 +117,6 @@ def test_azure_pipeline_takes_a_snapshot_first() -> None:
 
 def test_recipes_pass_no_secret_on_the_command_line() -> None:
     """No imageprep command line in the recipes expands a pipeline secret into argv."""
-    for script in [*_github_scripts(), *_azure_scripts()]:
+    for script in [*_github_scripts(), *_azure_scripts(), *_azure_scripts(WINDOWS_PIPELINE)]:
         assert "secrets." not in script
         assert "--password " not in script
