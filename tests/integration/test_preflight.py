@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.cli_run import CliResult, imageprep, key_args
 from tests.integration.conftest import TargetFactory
+from tests.targets.guestpath import guest_path
 from tests.targets.nspawn import NspawnTarget
 
 pytestmark = pytest.mark.integration
@@ -50,6 +51,15 @@ def _in_target(target: NspawnTarget, *command: str) -> None:
     )
 
 
+def _as_root(target: NspawnTarget, command: str, stdin: str = "") -> None:
+    """Run a shell command as root in the target and wait for it."""
+    subprocess.run(
+        target.ssh_command(shlex.join(["sudo", "sh", "-c", command])),
+        input=stdin.encode(),
+        check=True,
+    )
+
+
 def _check(target: NspawnTarget, tmp_path: Path) -> CliResult:
     profile = _no_waiting_profile(tmp_path / "profiles")
     return imageprep("check", *key_args(target), *profile, run_dir=tmp_path / "run")
@@ -80,6 +90,32 @@ def test_idle_target_passes_the_check(target_factory: TargetFactory, tmp_path: P
     assert result.exit_code == 0, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize(
+    "conf",
+    [
+        # What CIS benchmarks write for udf; merged /usr spells the program's path longer.
+        "install udf /bin/false\nblacklist udf\n",
+        "install vfat /usr/bin/true\n",
+    ],
+    ids=["cis-udf", "merged-usr-vfat"],
+)
+def test_disabled_udf_or_vfat_fails_preflight(
+    target_factory: TargetFactory, tmp_path: Path, conf: str
+) -> None:
+    """A hardened VM whose clones could not provision is refused; the file is named."""
+
+    def harden(root: Path) -> None:
+        directory = guest_path(root, "/etc/modprobe.d")
+        directory.mkdir(exist_ok=True)  # an image without kmod has none
+        (directory / "cis-hardening.conf").write_text(conf)
+
+    target = target_factory(prepare=harden)
+    result = _check(target, tmp_path)
+    assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
+    assert result.step("preflight/udf-vfat-not-disabled")["status"] == "failed"
+    assert "/etc/modprobe.d/cis-hardening.conf:" in result.report["message"]
+
+
 # cloud-final's per-boot script, still running when the run starts: it ends 3 s after
 # imageprep took its lock on the VM (rootshell.VM_LOCK_PATH) and writes when it ended.
 _SLOW_FINAL_SCRIPT = """#!/bin/sh
@@ -103,11 +139,7 @@ def test_a_running_cloud_init_ends_before_cloud_init_clean(
         " && rm /run/cloud-init/result.json"
         " && systemd-run --quiet --collect cloud-init modules --mode final"
     )
-    subprocess.run(
-        target.ssh_command(shlex.join(["sudo", "sh", "-c", setup])),
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
+    _as_root(target, setup)
     result = imageprep(
         "run", *key_args(target), "--backup", f"archive:{tmp_path / 'b'}", run_dir=tmp_path / "run"
     )
