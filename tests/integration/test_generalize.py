@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,11 @@ CLOUD_INIT_FSTAB_LINES = (
 )
 
 
+def _root_shadow_field(target: NspawnTarget) -> str:
+    shadow = target.guest_path("/etc/shadow").read_text()
+    return next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
+
+
 def _fstab_as_on_azure(root: Path) -> None:
     fstab = guest_path(root, "/etc/fstab")
     fstab.write_text(fstab.read_text() + USERS_FSTAB_LINE + CLOUD_INIT_FSTAB_LINES)
@@ -52,7 +58,14 @@ def generalized(
         image = ensure_image(ImageSpec(suite=request.param))
     work = tmp_path_factory.mktemp("generalize")
     with NspawnTarget(image, prepare=_fstab_as_on_azure) as target:
+        # A golden VM with a root password: waagent's deprovision must lock it.
+        subprocess.run(
+            target.ssh_command("sudo chpasswd"),
+            input=b"root:golden-vm-root-password\n",
+            check=True,
+        )
         before = {
+            "root_shadow": _root_shadow_field(target),
             "machine_id": target.guest_path("/etc/machine-id").read_text(),
             "fstab": target.guest_path("/etc/fstab").read_text(),
         }
@@ -87,6 +100,17 @@ def test_machine_id_empty(generalized: Generalized) -> None:
     target, _, before = generalized
     assert before["machine_id"].strip() != ""
     assert target.guest_path("/etc/machine-id").read_text() == ""
+
+
+def test_root_password_locked_by_waagent(generalized: Generalized) -> None:
+    """The golden VM's root password is not in the image: waagent locked it (preflight let it)."""
+    target, result, before = generalized
+    assert before["root_shadow"].startswith("$")
+    assert _root_shadow_field(target) == "*LOCK*"
+    assert (
+        "waagent's deprovision locks it"
+        in result.step("preflight/root-password-not-shared")["stdout_tail"]
+    )
 
 
 def test_ssh_host_keys_gone(generalized: Generalized) -> None:

@@ -116,6 +116,23 @@ def test_disabled_udf_or_vfat_fails_preflight(
     assert "/etc/modprobe.d/cis-hardening.conf:" in result.report["message"]
 
 
+def test_root_password_waagent_keeps_fails_preflight(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """A root password waagent would leave (DeleteRootPassword=n) fails preflight, named."""
+    target = target_factory()
+    _as_root(target, "chpasswd", stdin="root:golden-vm-root-password\n")
+    _as_root(
+        target,
+        "sed -i 's/^Provisioning.DeleteRootPassword=y$/Provisioning.DeleteRootPassword=n/'"
+        " /etc/waagent.conf",
+    )
+    result = _check(target, tmp_path)
+    assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
+    assert result.step("preflight/root-password-not-shared")["status"] == "failed"
+    assert "Provisioning.DeleteRootPassword is False" in result.report["message"]
+
+
 # cloud-final's per-boot script, still running when the run starts: it ends 3 s after
 # imageprep took its lock on the VM (rootshell.VM_LOCK_PATH) and writes when it ended.
 _SLOW_FINAL_SCRIPT = """#!/bin/sh
