@@ -133,6 +133,53 @@ def test_root_password_waagent_keeps_fails_preflight(
     assert "Provisioning.DeleteRootPassword is False" in result.report["message"]
 
 
+# Ways a VM is left with cloud-init off while Debian's waagent.conf (Provisioning.Agent=
+# cloud-init) leaves provisioning to it, each with what the refusal names.
+_CLOUD_INIT_OFF = {
+    "marker-file": ("touch /etc/cloud/cloud-init.disabled", "/etc/cloud/cloud-init.disabled"),
+    "kernel-cmdline": (
+        "echo 'GRUB_CMDLINE_LINUX=\"console=ttyS0 cloud-init=disabled\"' > /etc/default/grub",
+        "/etc/default/grub has cloud-init=disabled",
+    ),
+    "unit-disabled": (
+        "systemctl disable --quiet cloud-init-local.service",
+        "cloud-init-local.service is disabled",
+    ),
+}
+
+
+@pytest.mark.parametrize("way", sorted(_CLOUD_INIT_OFF))
+def test_cloud_init_off_while_it_should_provision_fails_preflight(
+    target_factory: TargetFactory, tmp_path: Path, way: str
+) -> None:
+    """cloud-init off but waagent waiting for it: no clone would provision, so refused."""
+    command, named = _CLOUD_INIT_OFF[way]
+    target = target_factory()
+    _as_root(target, command)
+    result = _check(target, tmp_path)
+    assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
+    assert result.step("preflight/cloud-init-not-disabled")["status"] == "failed"
+    assert named in result.report["message"]
+
+
+def test_cloud_init_off_passes_when_waagent_provisions(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """The same marker file with Provisioning.Agent=waagent is a working image: it passes."""
+    target = target_factory()
+    _as_root(
+        target,
+        "touch /etc/cloud/cloud-init.disabled && sed -i"
+        " 's/^Provisioning.Agent=cloud-init$/Provisioning.Agent=waagent/' /etc/waagent.conf",
+    )
+    result = _check(target, tmp_path)
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert (
+        "Provisioning.Agent is waagent"
+        in result.step("preflight/cloud-init-not-disabled")["stdout_tail"]
+    )
+
+
 # cloud-final's per-boot script, still running when the run starts: it ends 3 s after
 # imageprep took its lock on the VM (rootshell.VM_LOCK_PATH) and writes when it ended.
 _SLOW_FINAL_SCRIPT = """#!/bin/sh
