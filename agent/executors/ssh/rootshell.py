@@ -20,15 +20,18 @@ bash about 1.8 ms, and every step pays it (a trivial step: 2.75 against 3.8 ms).
 step changes (variables, options, its directory, ``exit``) ends with its subshell; it has
 no job control and none of the shell's descriptors. Unlike a new bash it sees the shell's
 own ``__ip_*`` functions and variables, and ``$$`` and ``$PPID`` are the root shell's
-(``$BASHPID`` is the step's own). A script of up to 4 KiB (every built-in step) goes as
-it is (``raw``) and is read from the here-document itself, ``/dev/fd/3``: no file and no
-program per step. A longer script, or one holding a NUL or the delimiter, goes in base64
-(``b64``: its alphabet has no ``-``) and is written to ``/run/imageprep-NONCE/step``
-(0700, root only; not /tmp, which the cleanup steps wipe), which is emptied after it ran.
-The delimiter holds the shell's random nonce, so no script contains it by accident. (A
-raw script's commands inherit descriptor 3, the here-document's pipe: bash has written
-all of it before the script starts, so nothing waits on it.) The output is framed on both
-streams::
+(``$BASHPID`` is the step's own). The same protocol was driven through bash 4.4.19 (RHEL 8
+and SLES 15 ship 4.4) outside the suite, with the same results as 5.2: exit codes, 124 and
+137 at the timeout, output, ``trap EXIT``, a step's changes not reaching the next.
+
+A script of up to 4 KiB (every built-in step) goes as it is (``raw``) and is read from
+the here-document itself, ``/dev/fd/3``: no file and no program per step. A longer
+script, or one holding a NUL or the delimiter, goes in base64 (``b64``: its alphabet has
+no ``-``) and is written to ``/run/imageprep-NONCE/step`` (0700, root only; not /tmp,
+which the cleanup steps wipe), which is emptied after it ran. The delimiter holds the
+shell's random nonce, so no script contains it by accident. (A raw script's commands
+inherit descriptor 3, the here-document's pipe: bash has written all of it before the
+script starts, so nothing waits on it.) The output is framed on both streams::
 
     stdout: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ <rc>\\n
     stderr: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ\\n
