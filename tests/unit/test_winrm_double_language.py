@@ -73,6 +73,20 @@ def test_arrays_and_comparisons_behave_like_powershell(winrm: WinRmExecutor) -> 
     assert result.stdout.splitlines() == ["2", "Y", "a non-empty string is true", "1024"]
 
 
+def test_a_hashtables_keys_read_as_properties(winrm: WinRmExecutor) -> None:
+    """@{...}.Key is the key's value, found caselessly; a missing key is $null."""
+    script = (
+        "foreach ($t in @(@{ Name = 'a'; Size = 1 }, @{ Name = 'b'; Size = 2 })) {\n"
+        "  Write-Output ($t.name + $t.Size)\n"
+        "}\n"
+        "$h = @{ Name = 'c' }\n"
+        "if ($null -eq $h.Missing) { Write-Output 'missing is null' }"
+    )
+    result = winrm.run(script)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["a1", "b2", "missing is null"]
+
+
 def test_error_action_decides_whether_a_missing_key_is_reported(winrm: WinRmExecutor) -> None:
     """A missing registry key is an error record, silenced by -ErrorAction SilentlyContinue."""
     quiet = winrm.run(

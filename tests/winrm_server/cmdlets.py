@@ -78,6 +78,8 @@ def member_of(value: Any, name: str) -> Any:
         return found[0] if len(found) == 1 else found or None
     if isinstance(value, PSObject):
         return value.get(name)
+    if isinstance(value, dict):  # a hashtable's keys read as properties, caselessly
+        return next((v for k, v in value.items() if k.casefold() == lowered), None)
     return None
 
 

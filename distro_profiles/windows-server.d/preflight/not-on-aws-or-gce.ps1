@@ -8,24 +8,16 @@
 $ErrorActionPreference = 'Stop'
 trap { [Console]::Error.WriteLine('the check could not run: ' + $_.InvocationInfo.MyCommand.Name + ' failed: ' + $_.Exception.Message); exit 1 }
 $anyway = ', which writes the answer file its instances need; --skip not-on-aws-or-gce runs a bare Sysprep anyway'
-$tool = Join-Path $env:ProgramFiles 'Amazon\EC2Launch\ec2launch.exe'
-if (Test-Path -LiteralPath $tool) {
-  [Console]::Error.WriteLine('this is an AWS EC2 instance (EC2Launch v2, ' + $tool + '): generalize it with "ec2launch.exe sysprep"' + $anyway)
-  exit 1
-}
-$tool = Join-Path $env:ProgramData 'Amazon\EC2-Windows\Launch\Scripts\SysprepInstance.ps1'
-if (Test-Path -LiteralPath $tool) {
-  [Console]::Error.WriteLine('this is an AWS EC2 instance (EC2Launch v1, ' + $tool + '): generalize it with SysprepInstance.ps1' + $anyway)
-  exit 1
-}
-$tool = Join-Path $env:ProgramFiles 'Amazon\Ec2ConfigService\ec2config.exe'
-if (Test-Path -LiteralPath $tool) {
-  [Console]::Error.WriteLine('this is an AWS EC2 instance (EC2Config, ' + $tool + '): generalize it with "ec2config.exe -sysprep"' + $anyway)
-  exit 1
-}
-$tool = Join-Path $env:ProgramFiles 'Google\Compute Engine\sysprep\gcesysprep.bat'
-if (Test-Path -LiteralPath $tool) {
-  [Console]::Error.WriteLine('this is a Google Compute Engine VM (' + $tool + '): generalize it with GCESysprep' + $anyway)
-  exit 1
+$tools = @(
+  @{ Path = (Join-Path $env:ProgramFiles 'Amazon\EC2Launch\ec2launch.exe'); Cloud = 'an AWS EC2 instance (EC2Launch v2, '; Use = '"ec2launch.exe sysprep"' },
+  @{ Path = (Join-Path $env:ProgramData 'Amazon\EC2-Windows\Launch\Scripts\SysprepInstance.ps1'); Cloud = 'an AWS EC2 instance (EC2Launch v1, '; Use = 'SysprepInstance.ps1' },
+  @{ Path = (Join-Path $env:ProgramFiles 'Amazon\Ec2ConfigService\ec2config.exe'); Cloud = 'an AWS EC2 instance (EC2Config, '; Use = '"ec2config.exe -sysprep"' },
+  @{ Path = (Join-Path $env:ProgramFiles 'Google\Compute Engine\sysprep\gcesysprep.bat'); Cloud = 'a Google Compute Engine VM ('; Use = 'GCESysprep' }
+)
+foreach ($tool in $tools) {
+  if (Test-Path -LiteralPath $tool.Path) {
+    [Console]::Error.WriteLine('this is ' + $tool.Cloud + $tool.Path + '): generalize it with ' + $tool.Use + $anyway)
+    exit 1
+  }
 }
 Write-Output 'no AWS or Google Cloud generalization tool found'
