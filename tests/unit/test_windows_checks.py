@@ -93,6 +93,18 @@ def test_each_check_fails_closed_on_its_own_cmdlet(
     assert f"preflight/{step}" in str(run.report["message"])
 
 
+def test_the_volume_check_fails_closed_when_wmi_cannot_say(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Without Get-BitLockerVolume, a WMI error is a failed check, not "not encrypted"."""
+    machine.bitlocker_cmdlets = False
+    machine.failing_cmdlets["get-ciminstance"] = ("Access denied ", "")
+    run = check(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert run.step("preflight/os-volume-decrypted")["status"] == "failed"
+    assert "Get-CimInstance failed: Access denied" in str(run.report["message"])
+
+
 def test_domain_and_rearm_checks_fail_closed_on_wmi_errors(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:

@@ -229,6 +229,41 @@ def test_bitlocker_on_fails_preflight(
     assert machine.sysprep_runs == []
 
 
+def test_bitlocker_without_its_cmdlets_is_read_from_wmi(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """The feature without its PowerShell module still encrypts: WMI's answer fails preflight."""
+    machine.bitlocker_cmdlets = False
+    machine.bitlocker_status = "EncryptionPaused"
+    run = imageprep_run(server, tls, tmp_path)
+    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
+    assert "C: is EncryptionPaused (protection Off)" in str(run.report["message"])
+    assert run.step("preflight/os-volume-decrypted")["status"] == "failed"
+    assert machine.sysprep_runs == []
+
+
+def test_a_decrypted_volume_read_from_wmi_passes(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """No Get-BitLockerVolume, volume FullyDecrypted by GetConversionStatus: the check passes."""
+    machine.bitlocker_cmdlets = False
+    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=3000")
+    step = run.step("preflight/os-volume-decrypted")
+    assert step["status"] == "ok", run.result.output
+    assert "the OS volume C: is FullyDecrypted" in str(step["stdout_tail"])
+
+
+def test_no_bitlocker_feature_passes_the_volume_check(
+    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Neither the cmdlets nor the WMI provider: BitLocker cannot have encrypted anything."""
+    machine.bitlocker_installed = False
+    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=3000")
+    step = run.step("preflight/os-volume-decrypted")
+    assert step["status"] == "ok", run.result.output
+    assert "BitLocker is not installed" in str(step["stdout_tail"])
+
+
 def test_sysprep_going_undeployable_fails_fast_with_setuperr(
     server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
 ) -> None:

@@ -87,6 +87,47 @@ def test_a_hashtables_keys_read_as_properties(winrm: WinRmExecutor) -> None:
     assert result.stdout.splitlines() == ["a1", "b2", "missing is null"]
 
 
+def test_select_object_index_picks_in_pipeline_order(winrm: WinRmExecutor) -> None:
+    """-Index: the items at those positions, each once, in pipeline order; beyond: none."""
+    script = (
+        "$names = 'a', 'b', 'c'\n"
+        "Write-Output (@($names | Select-Object -Index 2, 0, 2) -join ',')\n"
+        "if (-not ($names | Select-Object -Index 7)) { Write-Output 'none' }"
+    )
+    result = winrm.run(script)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["a,c", "none"]
+
+
+def test_a_cim_method_runs_on_the_instance_it_is_given(winrm: WinRmExecutor) -> None:
+    """Invoke-CimMethod -InputObject takes namespace and class from the instance's type."""
+    script = (
+        "$v = Get-CimInstance -Namespace root/cimv2/Security/MicrosoftVolumeEncryption "
+        "-ClassName Win32_EncryptableVolume -Filter \"DriveLetter='C:'\"\n"
+        "$s = Invoke-CimMethod -InputObject $v -MethodName GetConversionStatus\n"
+        "Write-Output ('' + $s.ConversionStatus + ' ' + $s.ReturnValue)"
+    )
+    result = winrm.run(script)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "0 0\n"
+
+
+def test_a_cim_method_the_double_lacks_is_refused(winrm: WinRmExecutor) -> None:
+    """A method of a modelled class that the double does not implement is not recognized."""
+    volumes = (
+        "Get-CimInstance -Namespace root/cimv2/Security/MicrosoftVolumeEncryption "
+        "-ClassName Win32_EncryptableVolume | Invoke-CimMethod -MethodName "
+    )
+    modelled = winrm.run(
+        volumes + "GetConversionStatus | Select-Object -ExpandProperty ReturnValue"
+    )
+    assert (modelled.exit_code, modelled.stdout) == (0, "0\n"), modelled.stderr
+    refused = winrm.run(volumes + "Decrypt\nWrite-Output 'after'")
+    assert refused.exit_code == 1
+    assert "is not recognized" in refused.stderr
+    assert "after" not in refused.stdout
+
+
 def test_error_action_decides_whether_a_missing_key_is_reported(winrm: WinRmExecutor) -> None:
     """A missing registry key is an error record, silenced by -ErrorAction SilentlyContinue."""
     quiet = winrm.run(

@@ -196,6 +196,7 @@ _SWITCHES = frozenset(
     {"force", "recurse", "allusers", "online", "passthru", "wait", "raw", "nonewwindow", "file"}
 )
 _ERROR_ACTIONS = ("erroraction", "ea")
+CIM_INSTANCE = "Microsoft.Management.Infrastructure.CimInstance"
 
 
 @dataclass
@@ -517,6 +518,10 @@ def _select_object(call: Call) -> list[Any]:
     first = call.arg("first")
     if first is not None:
         items = items[: int(to_text(first))]
+    index = call.arg("index")
+    if index is not None:  # in pipeline order, each once; those out of range give nothing
+        wanted = {int(to_text(i)) for i in iterate(index)}
+        items = [item for i, item in enumerate(items) if i in wanted]
     return items
 
 
@@ -539,7 +544,7 @@ def _get_command(call: Call) -> list[Any]:
     name = to_text(call.arg("name", position=0))
     available = name.casefold() in COMMANDS
     if name.casefold() == "get-bitlockervolume":
-        available = call.machine.bitlocker_installed
+        available = call.machine.bitlocker_installed and call.machine.bitlocker_cmdlets
     if not available:
         call.error(
             f"The term '{name}' is not recognized as the name of a cmdlet, function, script "
@@ -581,7 +586,9 @@ def _get_cim_instance(call: Call) -> list[Any]:
             for i in instances
             if to_text(i.get(field_name.strip())).casefold() == wanted.strip(" '").casefold()
         ]
-    return [PSObject(f"CimInstance#{class_name}", i) for i in instances]
+    # PowerShell's own type name for it, which says where the instance came from.
+    path = namespace.replace("\\", "/") + "/" + class_name
+    return [PSObject(f"{CIM_INSTANCE}#{path}", i) for i in instances]
 
 
 @command("Invoke-CimMethod")
@@ -589,10 +596,20 @@ def _invoke_cim_method(call: Call) -> list[Any]:
     namespace = to_text(call.arg("namespace"))
     method = to_text(call.arg("methodname"))
     class_name = to_text(call.arg("classname"))
+    instances = [*iterate(call.arg("inputobject")), *(call.pipe_input or [])]
+    if instances:  # -InputObject $instance, or the instance piped in: its own class
+        if len(instances) > 1 or not isinstance(instances[0], PSObject):
+            raise NotModelled("Invoke-CimMethod on other than one CIM instance")
+        type_name, _, path = instances[0].type_name.partition("#")
+        if type_name != CIM_INSTANCE:
+            raise NotModelled(f"Invoke-CimMethod -InputObject {type_name}")
+        namespace, _, class_name = path.rpartition("/")
     in_cimv2 = namespace.casefold().replace("/", "\\") in ("", r"root\cimv2")
     if in_cimv2 and class_name.casefold() == "win32_process" and method.casefold() == "create":
         return [PSObject("CimMethodResult", _create_process(call))]
-    result = call.machine.cim_method(namespace, to_text(call.arg("classname")), method)
+    result = call.machine.cim_method(namespace, class_name, method)
+    if result is None and call.machine.cim_instances(namespace, class_name):
+        raise NotModelled(f"Invoke-CimMethod {class_name}.{method}")
     if result is None:
         call.error(
             "Invalid namespace ",
@@ -712,7 +729,7 @@ def _get_service(call: Call) -> list[Any]:
 @command("Get-BitLockerVolume")
 def _get_bitlocker_volume(call: Call) -> list[Any]:
     call.session.load_module()  # a module cmdlet: the first-use progress record
-    if not call.machine.bitlocker_installed:
+    if not (call.machine.bitlocker_installed and call.machine.bitlocker_cmdlets):
         raise NotModelled("Get-BitLockerVolume")
     machine = call.machine
     decrypted = machine.bitlocker_status == "FullyDecrypted"
@@ -722,7 +739,7 @@ def _get_bitlocker_volume(call: Call) -> list[Any]:
             {
                 "MountPoint": to_text(call.arg("mountpoint", position=0)),
                 "VolumeStatus": machine.bitlocker_status,
-                "ProtectionStatus": "Off" if decrypted else "On",
+                "ProtectionStatus": "On" if machine.bitlocker_protected() else "Off",
                 "EncryptionPercentage": 0 if decrypted else 100,
             },
         )

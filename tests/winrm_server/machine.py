@@ -40,6 +40,18 @@ PENDING_REBOOT_KEYS = (
     r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\PackagesPending",
     r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired",
 )
+# BitLocker's WMI provider, and its ConversionStatus codes in order (0 FullyDecrypted ...
+# 5 DecryptionPaused; GetConversionStatus on learn.microsoft.com), which are also the
+# VolumeStatus names Get-BitLockerVolume shows.
+VOLUME_ENCRYPTION_NAMESPACE = r"root\cimv2\Security\MicrosoftVolumeEncryption"
+CONVERSION_STATUSES = (
+    "FullyDecrypted",
+    "FullyEncrypted",
+    "EncryptionInProgress",
+    "DecryptionInProgress",
+    "EncryptionPaused",
+    "DecryptionPaused",
+)
 SYSPREP_DIR = r"C:\Windows\System32\Sysprep"
 PANTHER_DIR = SYSPREP_DIR + r"\Panther"
 SETUPACT_LOG = PANTHER_DIR + r"\setupact.log"
@@ -182,7 +194,12 @@ class WindowsMachine:
             "PowerShell",
         ]
     )
-    bitlocker_installed: bool = True  # the BitLocker feature (and its cmdlets)
+    # The BitLocker feature: its WMI provider (Win32_EncryptableVolume) is there with it.
+    bitlocker_installed: bool = True
+    # Its PowerShell module (Get-BitLockerVolume) comes with the management tools
+    # (RSAT-Feature-Tools-BitLocker): `Install-WindowsFeature BitLocker` without
+    # -IncludeManagementTools leaves it out while volumes can still be encrypted.
+    bitlocker_cmdlets: bool = True
     free_bytes: int = 40 * 1024**3  # free space on C:
     rearm_count: int = 1001  # SoftwareLicensingService.RemainingWindowsReArmCount
     configmgr_reboot_pending: bool | None = None  # None: no ConfigMgr client installed
@@ -453,7 +470,21 @@ class WindowsMachine:
 
     def cim_instances(self, namespace: str, class_name: str) -> list[dict[str, object]] | None:
         """CIM instances of a class; None when the namespace does not exist."""
-        if namespace.casefold().replace("/", "\\") != r"root\cimv2":
+        namespace = namespace.casefold().replace("/", "\\")
+        if namespace == r"root\cimv2\security":
+            # WMI lists a namespace's children as instances of __NAMESPACE.
+            children = ["MicrosoftTpm"] + ["MicrosoftVolumeEncryption"] * self.bitlocker_installed
+            if class_name.casefold() != "__namespace":
+                return []
+            return [{"Name": name} for name in children]
+        if namespace == VOLUME_ENCRYPTION_NAMESPACE.casefold() and self.bitlocker_installed:
+            volume = {
+                "DeviceID": "\\\\?\\Volume{5e1f3a2c-0000-0000-0000-100000000000}\\",
+                "DriveLetter": "C:",
+                "ProtectionStatus": int(self.bitlocker_protected()),  # 0 off, 1 on
+            }
+            return [volume] if class_name.casefold() == "win32_encryptablevolume" else []
+        if namespace != r"root\cimv2":
             return None
         release = RELEASES[self.release]
         classes: dict[str, list[dict[str, object]]] = {
@@ -484,8 +515,25 @@ class WindowsMachine:
         return classes.get(class_name.casefold(), [])
 
     def cim_method(self, namespace: str, class_name: str, method: str) -> dict[str, object] | None:
-        """ConfigMgr's CCM_ClientUtilities.DetermineIfRebootPending, when a client is installed."""
-        is_ccm = namespace.casefold() == r"root\ccm\clientsdk"
+        """The CIM methods imageprep calls: ConfigMgr's DetermineIfRebootPending (when a
+        client is installed) and Win32_EncryptableVolume's GetConversionStatus."""
+        namespace = namespace.casefold().replace("/", "\\")
+        volume = (namespace, class_name.casefold(), method.casefold()) == (
+            VOLUME_ENCRYPTION_NAMESPACE.casefold(),
+            "win32_encryptablevolume",
+            "getconversionstatus",
+        )
+        if volume and self.bitlocker_installed:
+            # learn.microsoft.com/windows/win32/secprov/getconversionstatus-win32-encryptablevolume
+            return {
+                "ConversionStatus": CONVERSION_STATUSES.index(self.bitlocker_status),
+                "EncryptionPercentage": 100 * self._encrypted(),
+                "EncryptionFlags": 0,
+                "WipingStatus": 0,
+                "WipingPercentage": 0,
+                "ReturnValue": 0,
+            }
+        is_ccm = namespace == r"root\ccm\clientsdk"
         if not is_ccm or self.configmgr_reboot_pending is None:
             return None
         if class_name.casefold() != "ccm_clientutilities" or method != "DetermineIfRebootPending":
@@ -587,6 +635,13 @@ class WindowsMachine:
         self.power_off(restart=restart)
 
     # -- Sysprep --------------------------------------------------------------------------
+
+    def _encrypted(self) -> bool:
+        return self.bitlocker_status != "FullyDecrypted"
+
+    def bitlocker_protected(self) -> bool:
+        """GetProtectionStatus: off while the volume is only partly encrypted (its doc)."""
+        return self.bitlocker_status == "FullyEncrypted"
 
     def sysprep_blocker(self) -> str | None:
         """The first validation Sysprep's generalize pass fails on, as its log says it."""
