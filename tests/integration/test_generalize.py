@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ CLOUD_INIT_FSTAB_LINES = (
     "defaults,nofail,x-systemd.requires=cloud-init.service,_netdev,comment=cloudconfig\t0\t2\n"
     "/dev/disk/cloud/azure_resource-part2\tnone\tswap\tsw,comment=cloudconfig\t0\t0\n"
 )
+ESP_RANDOM_SEED = "/boot/efi/loader/random-seed"
 
 
 def _root_shadow_field(target: NspawnTarget) -> str:
@@ -41,9 +43,13 @@ def _root_shadow_field(target: NspawnTarget) -> str:
     return next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
 
 
-def _fstab_as_on_azure(root: Path) -> None:
+def _golden_vm_as_on_azure(root: Path) -> None:
     fstab = guest_path(root, "/etc/fstab")
     fstab.write_text(fstab.read_text() + USERS_FSTAB_LINE + CLOUD_INIT_FSTAB_LINES)
+    # systemd-boot's seed on an ESP mounted at /boot/efi (Debian's place for it).
+    esp_seed = guest_path(root, ESP_RANDOM_SEED)
+    esp_seed.parent.mkdir(parents=True)
+    esp_seed.write_bytes(os.urandom(32))
 
 
 @pytest.fixture(scope="module", params=["bookworm", TRIXIE])
@@ -57,7 +63,7 @@ def generalized(
     if request.param != target_image.spec.suite:
         image = ensure_image(ImageSpec(suite=request.param))
     work = tmp_path_factory.mktemp("generalize")
-    with NspawnTarget(image, prepare=_fstab_as_on_azure) as target:
+    with NspawnTarget(image, prepare=_golden_vm_as_on_azure) as target:
         # A golden VM with a root password: waagent's deprovision must lock it.
         subprocess.run(
             target.ssh_command("sudo chpasswd"),
@@ -152,6 +158,14 @@ def test_cloud_init_fstab_lines_gone_and_the_users_kept(generalized: Generalized
     assert fstab.read_text() == before["fstab"].replace(CLOUD_INIT_FSTAB_LINES, "")
     assert USERS_FSTAB_LINE in fstab.read_text()
     assert fstab.stat().st_mode & 0o777 == 0o644
+
+
+def test_random_seeds_gone(generalized: Generalized) -> None:
+    """Neither the OS's saved seed nor systemd-boot's on the ESP is left for clones to share."""
+    target, _, _ = generalized
+    assert not target.guest_path("/var/lib/systemd/random-seed").exists()
+    assert not target.guest_path(ESP_RANDOM_SEED).exists()
+    assert target.guest_path(ESP_RANDOM_SEED).parent.is_dir()  # only the seed went
 
 
 def test_histories_gone(generalized: Generalized) -> None:
