@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -60,9 +61,9 @@ def _as_root(target: NspawnTarget, command: str, stdin: str = "") -> None:
     )
 
 
-def _check(target: NspawnTarget, tmp_path: Path) -> CliResult:
+def _check(target: NspawnTarget, tmp_path: Path, *extra: str) -> CliResult:
     profile = _no_waiting_profile(tmp_path / "profiles")
-    return imageprep("check", *key_args(target), *profile, run_dir=tmp_path / "run")
+    return imageprep("check", *key_args(target), *profile, *extra, run_dir=tmp_path / "run")
 
 
 def test_held_dpkg_lock_fails_preflight(target_factory: TargetFactory, tmp_path: Path) -> None:
@@ -114,6 +115,66 @@ def test_disabled_udf_or_vfat_fails_preflight(
     assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
     assert result.step("preflight/udf-vfat-not-disabled")["status"] == "failed"
     assert "/etc/modprobe.d/cis-hardening.conf:" in result.report["message"]
+
+
+def _esp_with(*loaders: str) -> Callable[[Path], None]:
+    """A target whose ESP, mounted at /boot/efi as Debian does, holds these loaders."""
+
+    def install(root: Path) -> None:
+        for loader in loaders:
+            path = guest_path(root, f"/boot/efi/{loader}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"MZ")  # a PE image's first bytes; nothing reads further
+
+    return install
+
+
+REQUIRE_EFI_FALLBACK = ("--var", "require_efi_fallback=true")
+
+
+def test_a_uefi_vm_without_the_fallback_loader_fails_preflight(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """Only EFI/debian/ (an install from ISO): a clone would not boot, so refused, with the fix."""
+    target = target_factory(prepare=_esp_with("EFI/debian/shimx64.efi", "EFI/debian/grubx64.efi"))
+    result = _check(target, tmp_path, *REQUIRE_EFI_FALLBACK)
+    assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
+    assert result.step("preflight/efi-fallback-present")["status"] == "failed"
+    message = result.report["message"]
+    assert "/boot/efi/EFI/BOOT/BOOTX64.EFI is missing" in message
+    assert "grub-install --removable" in message
+
+
+def test_the_fallback_loader_is_found_whatever_its_case(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """FAT ignores case, and firmware too: efi/boot/bootx64.efi is the fallback loader."""
+    target = target_factory(prepare=_esp_with("EFI/debian/grubx64.efi", "efi/boot/bootx64.efi"))
+    result = _check(target, tmp_path, *REQUIRE_EFI_FALLBACK)
+    assert result.exit_code == 0, result.stderr[-2000:]
+    shown = result.step("preflight/efi-fallback-present")["stdout_tail"]
+    assert "UEFI fallback loader present: /boot/efi/efi/boot/bootx64.efi" in shown
+
+
+def test_a_vm_booted_by_bios_needs_no_fallback_loader(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """Without /sys/firmware/efi (these targets) and without the var, nothing is required."""
+    target = target_factory(prepare=_esp_with("EFI/debian/grubx64.efi"))
+    result = _check(target, tmp_path)
+    assert result.exit_code == 0, result.stderr[-2000:]
+    shown = result.step("preflight/efi-fallback-present")["stdout_tail"]
+    assert "booted by BIOS: no UEFI fallback loader needed" in shown
+
+
+def test_requiring_the_fallback_without_an_esp_fails_preflight(
+    target_factory: TargetFactory, tmp_path: Path
+) -> None:
+    """Asked to check, and no ESP with a loader mounted: refused, not passed."""
+    target = target_factory()
+    result = _check(target, tmp_path, *REQUIRE_EFI_FALLBACK)
+    assert result.exit_code == PREFLIGHT_FAILED, result.stderr[-2000:]
+    assert "no EFI system partition with a boot loader" in result.report["message"]
 
 
 def test_root_password_waagent_keeps_fails_preflight(
