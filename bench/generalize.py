@@ -17,6 +17,9 @@ target) without imageprep:
   beside this script on first use (bench/.venv-ansible), never into the project's.
 
     --quick   one run per way: what the test suite runs so that this script cannot rot
+    --rtt-ms  reach every target through a loopback relay that delays each direction by
+              half of this (bench/latency.py): a link like a CI runner's to a cloud VM,
+              where each round trip a way makes costs this much (default 0: direct)
     --python  the Python that imageprep and ansible-core run on (default: this one). Both
               get a venv of their own under bench/, made on first use. The interpreter
               matters: this machine's pyenv CPython is built without PGO/LTO and with a
@@ -40,11 +43,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bench.latency import Endpoint, delayed
+from tests.targets.commands import strict_ssh_argv
 from tests.targets.nspawn import NspawnTarget
 from tests.targets.rootfs import ImageSpec, TargetImage, ensure_image
 
@@ -180,15 +186,50 @@ def installed_like_env(work: Path, python: Interpreter = CURRENT) -> dict[str, s
     return env
 
 
-def _key_args(target: NspawnTarget) -> list[str]:
-    return [
-        "--target",
-        f"ssh://{target.user}@{target.host}:{target.port}",
-        "--identity",
-        str(target.key_path),
-        "--known-hosts",
-        str(target.known_hosts_path),
-    ]
+@dataclass(frozen=True)
+class Route:
+    """How a way reaches its target: directly, or through a relay that adds latency."""
+
+    target: NspawnTarget
+    host: str
+    port: int
+    known_hosts: Path
+
+    def key_args(self) -> list[str]:
+        return [
+            "--target",
+            f"ssh://{self.target.user}@{self.host}:{self.port}",
+            "--identity",
+            str(self.target.key_path),
+            "--known-hosts",
+            str(self.known_hosts),
+        ]
+
+    def ssh_command(self, *remote: str) -> list[str]:
+        return strict_ssh_argv(
+            key=self.target.key_path,
+            port=self.port,
+            known_hosts=self.known_hosts,
+            login=f"{self.target.user}@{self.host}",
+            remote=remote,
+        )
+
+
+@contextmanager
+def route_to(target: NspawnTarget, rtt: float) -> Iterator[Route]:
+    """The target itself, or with rtt > 0 a DelayProxy on loopback in front of it (whose
+    address gets a known_hosts of its own: clients look keys up by [host]:port)."""
+    with delayed(Endpoint(target.host, target.port), rtt) as end:
+        known_hosts = target.known_hosts_path
+        if end.host != target.host:
+            known_hosts = known_hosts.with_name("known_hosts.delayed")
+            keys = target.image.host_public_keys()
+            known_hosts.write_text("".join(f"[{end.host}]:{end.port} {k}\n" for k in keys))
+        yield Route(target, end.host, end.port, known_hosts)
+
+
+def route_direct(target: NspawnTarget) -> Route:
+    return Route(target, target.host, target.port, target.known_hosts_path)
 
 
 @dataclass(frozen=True)
@@ -200,7 +241,15 @@ class PlannedCommand:
 def _planned_commands(target: NspawnTarget) -> list[PlannedCommand]:
     """The commands a generalize run executes on this target, in order."""
     completed = subprocess.run(
-        [IMAGEPREP, "plan", *_key_args(target), "--format", "json", "--log-format", "json"],
+        [
+            IMAGEPREP,
+            "plan",
+            *route_direct(target).key_args(),
+            "--format",
+            "json",
+            "--log-format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -242,9 +291,13 @@ def _timed(target: NspawnTarget, client: Callable[[], None]) -> Sample:
 
 
 def run_imageprep(
-    image: TargetImage, work: Path, env: dict[str, str], python: Interpreter = CURRENT
+    image: TargetImage,
+    work: Path,
+    env: dict[str, str],
+    python: Interpreter = CURRENT,
+    rtt: float = 0.0,
 ) -> Sample:
-    with NspawnTarget(image) as target:
+    with NspawnTarget(image) as target, route_to(target, rtt) as route:
         backups = work / "backups"
         run_dir = work / f"run-{time.monotonic_ns()}"
         peak: list[float] = []
@@ -254,7 +307,7 @@ def run_imageprep(
             argv = [
                 python.imageprep,
                 "run",
-                *_key_args(target),
+                *route.key_args(),
                 "--backup",
                 f"archive:{backups}",
                 "--run-dir",
@@ -281,13 +334,13 @@ def run_imageprep(
         return Sample(sample.client_s, sample.until_off_s, peak[0], phases)
 
 
-def run_one_script(image: TargetImage) -> Sample:
-    with NspawnTarget(image) as target:
+def run_one_script(image: TargetImage, rtt: float = 0.0) -> Sample:
+    with NspawnTarget(image) as target, route_to(target, rtt) as route:
         script = _as_one_script(_planned_commands(target))
 
         def client() -> None:
             subprocess.run(
-                target.ssh_command("sudo", "bash", "-s"),
+                route.ssh_command("sudo", "bash", "-s"),
                 input=script,
                 stdout=subprocess.DEVNULL,  # as imageprep's, which keeps it in its run folder
                 check=False,
@@ -296,8 +349,8 @@ def run_one_script(image: TargetImage) -> Sample:
         return _timed(target, client)
 
 
-def run_ssh_per_step(image: TargetImage) -> Sample:
-    with NspawnTarget(image) as target:
+def run_ssh_per_step(image: TargetImage, rtt: float = 0.0) -> Sample:
+    with NspawnTarget(image) as target, route_to(target, rtt) as route:
         commands = _planned_commands(target)
         # Once waagent ran the login user is gone (the "handshake failed" Packer users
         # meet) and then the host keys go too, so from that step on everything has to
@@ -309,7 +362,7 @@ def run_ssh_per_step(image: TargetImage) -> Sample:
         def client() -> None:
             for batch in batches:
                 subprocess.run(
-                    target.ssh_command("sudo", "bash", "-s"),
+                    route.ssh_command("sudo", "bash", "-s"),
                     input=batch,
                     capture_output=True,
                     check=False,
@@ -348,10 +401,15 @@ def _ansible_tasks(commands: list[PlannedCommand]) -> list[dict[str, object]]:
 
 
 def run_ansible(
-    image: TargetImage, work: Path, *, pipelining: bool, python: Interpreter = CURRENT
+    image: TargetImage,
+    work: Path,
+    *,
+    pipelining: bool,
+    python: Interpreter = CURRENT,
+    rtt: float = 0.0,
 ) -> Sample:
     ansible_playbook = _ansible_playbook(python)
-    with NspawnTarget(image) as target:
+    with NspawnTarget(image) as target, route_to(target, rtt) as route:
         folder = Path(tempfile.mkdtemp(prefix="ansible-", dir=work))
         playbook = folder / "generalize.yml"
         playbook.write_text(
@@ -367,7 +425,7 @@ def run_ansible(
         )
         inventory = folder / "inventory.ini"
         inventory.write_text(
-            f"target ansible_host={target.host} ansible_port={target.port}"
+            f"target ansible_host={route.host} ansible_port={route.port}"
             f" ansible_user={target.user} ansible_ssh_private_key_file={target.key_path}\n"
         )
         env = {
@@ -376,7 +434,7 @@ def run_ansible(
             "ANSIBLE_HOST_KEY_CHECKING": "true",
             "ANSIBLE_SSH_ARGS": (
                 "-F none -o ControlMaster=auto -o ControlPersist=60s"
-                f" -o UserKnownHostsFile={target.known_hosts_path} -o StrictHostKeyChecking=yes"
+                f" -o UserKnownHostsFile={route.known_hosts} -o StrictHostKeyChecking=yes"
             ),
             "ANSIBLE_CONTROL_PATH_DIR": str(folder / "cp"),
             "ANSIBLE_LOCAL_TEMP": str(folder / "tmp"),
@@ -411,22 +469,30 @@ def main() -> int:
     parser.add_argument(
         "--python", help="the Python imageprep and ansible-core run on (default: this one)"
     )
+    parser.add_argument(
+        "--rtt-ms", type=float, default=0.0, help="round-trip time added to every link [0]"
+    )
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
     python = interpreter(args.python)
+    rtt = args.rtt_ms / 1000
     print(f"imageprep and ansible-core run on {python.describe()}")
+    if rtt:
+        print(f"every way reaches its target over a link of {args.rtt_ms:g} ms round trip")
     image = ensure_image(ImageSpec())
     with tempfile.TemporaryDirectory(prefix="imageprep-bench-") as tmp:
         work = Path(tmp)
         env = installed_like_env(work, python)
         ways: dict[str, Callable[[], Sample]] = {
-            OURS_WAY: lambda: run_imageprep(image, work, env, python),
-            LIMIT_WAY: lambda: run_one_script(image),
-            "baseline: ssh + sudo per step": lambda: run_ssh_per_step(image),
+            OURS_WAY: lambda: run_imageprep(image, work, env, python, rtt),
+            LIMIT_WAY: lambda: run_one_script(image, rtt),
+            "baseline: ssh + sudo per step": lambda: run_ssh_per_step(image, rtt),
             "baseline: ansible-core, defaults": lambda: run_ansible(
-                image, work, pipelining=False, python=python
+                image, work, pipelining=False, python=python, rtt=rtt
             ),
-            PIPELINING_WAY: lambda: run_ansible(image, work, pipelining=True, python=python),
+            PIPELINING_WAY: lambda: run_ansible(
+                image, work, pipelining=True, python=python, rtt=rtt
+            ),
         }
         samples: dict[str, list[Sample]] = {name: [] for name in ways}
         for _ in range(repeat):  # alternate the ways, so drift of the host hits all alike

@@ -6,6 +6,7 @@ speed is read from the numbers they print (README, "Performance"), not asserted.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -61,8 +62,10 @@ def test_winrm_roundtrips_bench_runs() -> None:
 @pytest.mark.integration
 def test_generalize_bench_runs(target_image: object) -> None:
     """bench.generalize --quick compares imageprep with every baseline, Ansible's included."""
-    output = _bench("bench.generalize", "--quick", timeout=900)
+    # Through the latency relay (bench/latency.py), the part that only the bench has.
+    output = _bench("bench.generalize", "--quick", "--rtt-ms", "2", timeout=900)
     assert "imageprep and ansible-core run on Python 3." in output
+    assert "over a link of 2 ms round trip" in output
     assert "baseline: ansible-core, pipelining" in output
     assert "P1 imageprep / one script" in output
     assert "fastest run of each way: P1" in output
@@ -86,6 +89,33 @@ def test_generalize_phases_end_at_their_events(tmp_path: Path) -> None:
     # start-up 1.5 s (the ssh.connected before run.start does not end "connect"), then a
     # second per event, and the rest until the process ended.
     assert [p.seconds for p in phases] == pytest.approx([1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5])
+
+
+def test_the_latency_relay_carries_both_ways_and_each_end_of_stream() -> None:
+    """What goes in comes out whole, in order, each way; a half-close reaches the far end."""
+    from bench.latency import DelayProxy, Endpoint
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        upstream = Endpoint("127.0.0.1", listener.getsockname()[1])
+        with DelayProxy(upstream, rtt=0.002) as proxy:
+            client = socket.create_connection((proxy.endpoint.host, proxy.endpoint.port))
+            server, _ = listener.accept()
+            with client, server:
+                sent = bytes(range(256)) * 4096  # 1 MiB, more than one chunk
+                client.sendall(sent)
+                client.shutdown(socket.SHUT_WR)
+                assert _read_to_eof(server) == sent
+                server.sendall(b"reply")
+                server.shutdown(socket.SHUT_WR)
+                assert _read_to_eof(client) == b"reply"
+
+
+def _read_to_eof(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    chunks = []
+    while chunk := sock.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_upload_bench_runs() -> None:

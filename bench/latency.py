@@ -1,0 +1,133 @@
+"""A loopback TCP relay that delays what it carries: a link with a given round-trip time.
+
+The benchmarks' targets sit behind a veth pair, a few microseconds away; users reach their
+VMs over links of 1 to 100 ms (a CI runner to a cloud region). This kernel has no netem
+(CONFIG_NET_SCH_NETEM is off), so the delay is added here instead: every chunk read from
+one side is written to the other half the round-trip time later, in order, in both
+directions. It models latency only, not bandwidth or loss, which is what decides how a
+run's round trips add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+class DelayProxy:
+    """Listens on 127.0.0.1 and relays each connection to ``upstream``, ``rtt`` later."""
+
+    def __init__(self, upstream: Endpoint, rtt: float) -> None:
+        self._upstream = upstream
+        self._one_way = rtt / 2
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+        self.endpoint = Endpoint("127.0.0.1", 0)
+
+    def __enter__(self) -> DelayProxy:
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
+        self.endpoint = started.result(timeout=10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _listen(self) -> Endpoint:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return Endpoint("127.0.0.1", port)
+
+    async def _close(self) -> None:
+        """Stop listening and end the relays still open, their sockets closed."""
+        if self._server is not None:
+            self._server.close()
+        for relay in self._relays:
+            relay.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _relay(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        writers = [client_out]
+        try:
+            server_in, server_out = await asyncio.open_connection(
+                self._upstream.host, self._upstream.port
+            )
+            writers.append(server_out)
+            await asyncio.gather(
+                self._pump(client_in, server_out), self._pump(server_in, client_out)
+            )
+        except OSError:
+            pass  # the upstream refused or reset: the client sees its connection end
+        finally:
+            # Only now: each socket carries one direction's reads and the other's writes.
+            for writer in writers:
+                writer.close()
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    await writer.wait_closed()
+            self._relays.discard(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        """Copy source to sink, each chunk one-way-delay after it was read; EOF likewise.
+
+        A deadline per chunk, not a sleep per chunk: chunks in flight overlap as on a
+        real link, so a stream is delayed once, not once per chunk."""
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def read() -> None:
+            while True:
+                try:
+                    data = await source.read(_CHUNK)
+                except ConnectionError:
+                    data = b""  # a reset ends this direction as EOF does
+                await queue.put((time.monotonic() + self._one_way, data))
+                if not data:
+                    return
+
+        async def write() -> None:
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    due, data = await queue.get()
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    if not data:
+                        if sink.can_write_eof():
+                            sink.write_eof()
+                        return
+                    sink.write(data)
+                    await sink.drain()
+
+        await asyncio.gather(read(), write())
+
+
+@contextlib.contextmanager
+def delayed(upstream: Endpoint, rtt: float) -> Iterator[Endpoint]:
+    """``upstream`` itself when rtt is 0, else a DelayProxy's endpoint in front of it."""
+    if rtt <= 0:
+        yield upstream
+        return
+    with DelayProxy(upstream, rtt) as proxy:
+        yield proxy.endpoint
