@@ -35,7 +35,8 @@ class DelayProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
-        self._relays: set[asyncio.Task[None]] = set()
+        # Each open relay's writers: what _close aborts to end it.
+        self._relays: dict[asyncio.Task[None], list[asyncio.StreamWriter]] = {}
         self.endpoint = Endpoint("127.0.0.1", 0)
 
     def __enter__(self) -> DelayProxy:
@@ -60,8 +61,12 @@ class DelayProxy:
         """Stop listening and end the relays still open, their sockets closed."""
         if self._server is not None:
             self._server.close()
-        for relay in self._relays:
-            relay.cancel()
+        # Not Task.cancel(): asyncio 3.11's start_server callback calls exception() on
+        # the handler's task and logs the CancelledError that raises. Cut the sockets
+        # instead; the relays then end as on a reset.
+        for writers in self._relays.values():
+            for writer in writers:
+                writer.transport.abort()
         await asyncio.gather(*self._relays, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -71,8 +76,7 @@ class DelayProxy:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._relays.add(task)
-        writers = [client_out]
+        writers = self._relays.setdefault(task, [client_out])
         try:
             server_in, server_out = await asyncio.open_connection(
                 self._upstream.host, self._upstream.port
@@ -87,9 +91,9 @@ class DelayProxy:
             # Only now: each socket carries one direction's reads and the other's writes.
             for writer in writers:
                 writer.close()
-                with contextlib.suppress(OSError, asyncio.CancelledError):
+                with contextlib.suppress(OSError):
                     await writer.wait_closed()
-            self._relays.discard(task)
+            del self._relays[task]
 
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         """Copy source to sink, each chunk one-way-delay after it was read; EOF likewise.

@@ -110,6 +110,24 @@ def test_the_latency_relay_carries_both_ways_and_each_end_of_stream() -> None:
                 assert _read_to_eof(client) == b"reply"
 
 
+def test_the_latency_relay_ends_open_connections_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection still open when the relay stops (Ansible's ControlPersist master) is
+    cut at both ends, and asyncio logs no error for it."""
+    from bench.latency import DelayProxy, Endpoint
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        upstream = Endpoint("127.0.0.1", listener.getsockname()[1])
+        with DelayProxy(upstream, rtt=0.002) as proxy:
+            client = socket.create_connection((proxy.endpoint.host, proxy.endpoint.port))
+            server, _ = listener.accept()
+        with client, server:
+            assert _read_to_eof(client) == b""
+            assert _read_to_eof(server) == b""
+    assert [r for r in caplog.records if r.name == "asyncio"] == []
+
+
 def _read_to_eof(sock: socket.socket) -> bytes:
     sock.settimeout(10)
     chunks = []
