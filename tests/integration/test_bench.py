@@ -9,10 +9,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from bench.latency import DelayProxy, Endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,21 +97,16 @@ def test_generalize_phases_end_at_their_events(tmp_path: Path) -> None:
 
 def test_the_latency_relay_carries_both_ways_and_each_end_of_stream() -> None:
     """What goes in comes out whole, in order, each way; a half-close reaches the far end."""
-    from bench.latency import DelayProxy, Endpoint
-
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        upstream = Endpoint("127.0.0.1", listener.getsockname()[1])
-        with DelayProxy(upstream, rtt=0.002) as proxy:
-            client = socket.create_connection((proxy.endpoint.host, proxy.endpoint.port))
-            server, _ = listener.accept()
-            with client, server:
-                sent = bytes(range(256)) * 4096  # 1 MiB, more than one chunk
-                client.sendall(sent)
-                client.shutdown(socket.SHUT_WR)
-                assert _read_to_eof(server) == sent
-                server.sendall(b"reply")
-                server.shutdown(socket.SHUT_WR)
-                assert _read_to_eof(client) == b"reply"
+    with _relay() as (proxy, listener):
+        client, server = _connect(proxy, listener)
+        with client, server:
+            sent = bytes(range(256)) * 4096  # 1 MiB, more than one chunk
+            client.sendall(sent)
+            client.shutdown(socket.SHUT_WR)
+            assert _read_to_eof(server) == sent
+            server.sendall(b"reply")
+            server.shutdown(socket.SHUT_WR)
+            assert _read_to_eof(client) == b"reply"
 
 
 def test_the_latency_relay_ends_open_connections_quietly(
@@ -115,17 +114,28 @@ def test_the_latency_relay_ends_open_connections_quietly(
 ) -> None:
     """A connection still open when the relay stops (Ansible's ControlPersist master) is
     cut at both ends, and asyncio logs no error for it."""
-    from bench.latency import DelayProxy, Endpoint
+    with _relay() as (proxy, listener):
+        client, server = _connect(proxy, listener)
+    with client, server:
+        assert _read_to_eof(client) == b""
+        assert _read_to_eof(server) == b""
+    assert [r for r in caplog.records if r.name == "asyncio"] == []
 
+
+@contextmanager
+def _relay() -> Iterator[tuple[DelayProxy, socket.socket]]:
+    """A DelayProxy of 2 ms in front of a listening socket of this test's."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
         upstream = Endpoint("127.0.0.1", listener.getsockname()[1])
         with DelayProxy(upstream, rtt=0.002) as proxy:
-            client = socket.create_connection((proxy.endpoint.host, proxy.endpoint.port))
-            server, _ = listener.accept()
-        with client, server:
-            assert _read_to_eof(client) == b""
-            assert _read_to_eof(server) == b""
-    assert [r for r in caplog.records if r.name == "asyncio"] == []
+            yield proxy, listener
+
+
+def _connect(proxy: DelayProxy, listener: socket.socket) -> tuple[socket.socket, socket.socket]:
+    """A connection through the relay: its client end and the listener's end."""
+    client = socket.create_connection((proxy.endpoint.host, proxy.endpoint.port))
+    server, _ = listener.accept()
+    return client, server
 
 
 def _read_to_eof(sock: socket.socket) -> bytes:

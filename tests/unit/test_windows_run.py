@@ -217,51 +217,59 @@ def test_an_aws_or_gce_vm_fails_preflight_naming_its_own_tool(
     assert machine.sysprep_runs == []
 
 
+@pytest.mark.parametrize(
+    ("cmdlets", "status", "named"),
+    [
+        (True, "FullyEncrypted", "C: is FullyEncrypted (protection On)"),
+        # The feature without its PowerShell module still encrypts: WMI's answer decides.
+        (False, "EncryptionPaused", "C: is EncryptionPaused (protection Off)"),
+    ],
+    ids=["get-bitlockervolume", "wmi"],
+)
 def test_bitlocker_on_fails_preflight(
-    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    cmdlets: bool,
+    status: str,
+    named: str,
 ) -> None:
-    """An encrypted OS volume: exit 3 naming BitLocker; Sysprep never starts."""
-    machine.bitlocker_status = "FullyEncrypted"
+    """An encrypted OS volume: exit 3 naming BitLocker's state; Sysprep never starts."""
+    machine.bitlocker_cmdlets = cmdlets
+    machine.bitlocker_status = status
     run = imageprep_run(server, tls, tmp_path)
     assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
-    assert "FullyEncrypted" in str(run.report["message"])
+    assert named in str(run.report["message"])
     assert run.step("preflight/os-volume-decrypted")["status"] == "failed"
     assert machine.sysprep_runs == []
 
 
-def test_bitlocker_without_its_cmdlets_is_read_from_wmi(
-    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
+@pytest.mark.parametrize(
+    ("feature", "cmdlets", "shown"),
+    [
+        # GetConversionStatus says FullyDecrypted.
+        (True, False, "the OS volume C: is FullyDecrypted"),
+        # Neither the cmdlets nor the WMI provider: nothing can have been encrypted.
+        (False, False, "BitLocker is not installed"),
+    ],
+    ids=["wmi-decrypted", "no-bitlocker"],
+)
+def test_the_volume_check_passes_without_bitlockers_cmdlets(
+    server: WinRmTestServer,
+    machine: WindowsMachine,
+    tls: TlsFiles,
+    tmp_path: Path,
+    feature: bool,
+    cmdlets: bool,
+    shown: str,
 ) -> None:
-    """The feature without its PowerShell module still encrypts: WMI's answer fails preflight."""
-    machine.bitlocker_cmdlets = False
-    machine.bitlocker_status = "EncryptionPaused"
-    run = imageprep_run(server, tls, tmp_path)
-    assert run.result.exit_code == ExitCode.PREFLIGHT_FAILED, run.result.output
-    assert "C: is EncryptionPaused (protection Off)" in str(run.report["message"])
-    assert run.step("preflight/os-volume-decrypted")["status"] == "failed"
-    assert machine.sysprep_runs == []
-
-
-def test_a_decrypted_volume_read_from_wmi_passes(
-    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
-) -> None:
-    """No Get-BitLockerVolume, volume FullyDecrypted by GetConversionStatus: the check passes."""
-    machine.bitlocker_cmdlets = False
+    """No Get-BitLockerVolume: a decrypted volume, or no BitLocker at all, passes."""
+    machine.bitlocker_installed, machine.bitlocker_cmdlets = feature, cmdlets
     run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=3000")
     step = run.step("preflight/os-volume-decrypted")
     assert step["status"] == "ok", run.result.output
-    assert "the OS volume C: is FullyDecrypted" in str(step["stdout_tail"])
-
-
-def test_no_bitlocker_feature_passes_the_volume_check(
-    server: WinRmTestServer, machine: WindowsMachine, tls: TlsFiles, tmp_path: Path
-) -> None:
-    """Neither the cmdlets nor the WMI provider: BitLocker cannot have encrypted anything."""
-    machine.bitlocker_installed = False
-    run = imageprep_run(server, tls, tmp_path, "--var", "sysprep_deadline_seconds=3000")
-    step = run.step("preflight/os-volume-decrypted")
-    assert step["status"] == "ok", run.result.output
-    assert "BitLocker is not installed" in str(step["stdout_tail"])
+    assert shown in str(step["stdout_tail"])
 
 
 def test_sysprep_going_undeployable_fails_fast_with_setuperr(
