@@ -8,6 +8,7 @@ the run's verify phase passed.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,10 @@ LEFTOVERS = {
     "/var/lib/sss/db/cache_example.com.ldb": "root",
     "/var/lib/sss/mc/passwd": "root",
 }
+# logind's linger flag for the deprovisioned user (not a virt-sysprep operation). Written
+# once the target is up: logind reads it at start, and a user manager failing to start in
+# the container would leave the target degraded.
+LINGER_FLAG = f"/var/lib/systemd/linger/{USER}"
 # Present whenever userdel ran: its backups keep the deleted user's password hash.
 SHADOW_BACKUPS = ("/etc/passwd-", "/etc/shadow-", "/etc/group-", "/etc/gshadow-")
 
@@ -68,6 +73,10 @@ def generalized(
     """One generalize run on a target carrying every leftover."""
     work = tmp_path_factory.mktemp("sysprep")
     with NspawnTarget(target_image, prepare=leftovers) as target:
+        subprocess.run(
+            target.ssh_command("sudo", "install", "-D", "-m", "0644", "/dev/null", LINGER_FLAG),
+            check=True,
+        )
         result = imageprep(
             "run",
             *key_args(target),
@@ -86,7 +95,7 @@ def test_run_succeeds_and_verifies(generalized: Generalized) -> None:
     assert result.exit_code == 0, failed
 
 
-@pytest.mark.parametrize("path", sorted(LEFTOVERS))
+@pytest.mark.parametrize("path", sorted([*LEFTOVERS, LINGER_FLAG]))
 def test_leftover_removed(generalized: Generalized, path: str) -> None:
     """The leftover is not in the image."""
     target, _ = generalized
