@@ -37,6 +37,7 @@ class DelayProxy:
         self._server: asyncio.base_events.Server | None = None
         # Each open relay's writers: what _close aborts to end it.
         self._relays: dict[asyncio.Task[None], list[asyncio.StreamWriter]] = {}
+        self._closing = False
         self.endpoint = Endpoint("127.0.0.1", 0)
 
     def __enter__(self) -> DelayProxy:
@@ -50,6 +51,11 @@ class DelayProxy:
             asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        # Nothing should be left; if something is, end it here rather than let the loop
+        # be closed under a pending coroutine.
+        left = asyncio.all_tasks(self._loop)
+        if left:
+            self._loop.run_until_complete(_cancelled(left))
         self._loop.close()
 
     async def _listen(self) -> Endpoint:
@@ -59,11 +65,12 @@ class DelayProxy:
 
     async def _close(self) -> None:
         """Stop listening and end the relays still open, their sockets closed."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
         # Not Task.cancel(): asyncio 3.11's start_server callback calls exception() on
         # the handler's task and logs the CancelledError that raises. Cut the sockets
-        # instead; the relays then end as on a reset.
+        # instead; each relay then ends as on a reset.
         for writers in self._relays.values():
             for writer in writers:
                 writer.transport.abort()
@@ -74,6 +81,9 @@ class DelayProxy:
     async def _relay(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
     ) -> None:
+        if self._closing:  # accepted just before _close stopped the listener
+            client_out.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         writers = self._relays.setdefault(task, [client_out])
@@ -82,11 +92,16 @@ class DelayProxy:
                 self._upstream.host, self._upstream.port
             )
             writers.append(server_out)
-            await asyncio.gather(
-                self._pump(client_in, server_out), self._pump(server_in, client_out)
-            )
+            if self._closing:  # _close ran while this relay was still connecting
+                for writer in writers:
+                    writer.transport.abort()
+            # A TaskGroup, not gather: if one direction failed, gather would leave the
+            # other running after the relay ended.
+            async with asyncio.TaskGroup() as directions:
+                directions.create_task(self._pump(client_in, server_out))
+                directions.create_task(self._pump(server_in, client_out))
         except OSError:
-            pass  # the upstream refused or reset: the client sees its connection end
+            pass  # the upstream refused the connection: the client sees its end
         finally:
             # Only now: each socket carries one direction's reads and the other's writes.
             for writer in writers:
@@ -99,32 +114,45 @@ class DelayProxy:
         """Copy source to sink, each chunk one-way-delay after it was read; EOF likewise.
 
         A deadline per chunk, not a sleep per chunk: chunks in flight overlap as on a
-        real link, so a stream is delayed once, not once per chunk."""
+        real link, so a stream is delayed once, not once per chunk. A socket error ends
+        a direction as EOF does (the reader) or drops what is left for a peer that is
+        gone (the writer); it never ends the relay early.
+        """
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def read() -> None:
             while True:
                 try:
                     data = await source.read(_CHUNK)
-                except ConnectionError:
-                    data = b""  # a reset ends this direction as EOF does
+                except OSError:
+                    data = b""
                 await queue.put((time.monotonic() + self._one_way, data))
                 if not data:
                     return
 
         async def write() -> None:
-            with contextlib.suppress(ConnectionError):
-                while True:
-                    due, data = await queue.get()
-                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                try:
                     if not data:
                         if sink.can_write_eof():
                             sink.write_eof()
                         return
                     sink.write(data)
                     await sink.drain()
+                except OSError:
+                    return
 
-        await asyncio.gather(read(), write())
+        async with asyncio.TaskGroup() as both:
+            both.create_task(read())
+            both.create_task(write())
+
+
+async def _cancelled(tasks: set[asyncio.Task[object]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.contextmanager
