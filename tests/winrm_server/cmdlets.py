@@ -732,7 +732,6 @@ def _get_bitlocker_volume(call: Call) -> list[Any]:
     if not (call.machine.bitlocker_installed and call.machine.bitlocker_cmdlets):
         raise NotModelled("Get-BitLockerVolume")
     machine = call.machine
-    decrypted = machine.bitlocker_status == "FullyDecrypted"
     return [
         PSObject(
             "BitLockerVolume",
@@ -740,7 +739,7 @@ def _get_bitlocker_volume(call: Call) -> list[Any]:
                 "MountPoint": to_text(call.arg("mountpoint", position=0)),
                 "VolumeStatus": machine.bitlocker_status,
                 "ProtectionStatus": "On" if machine.bitlocker_protected() else "Off",
-                "EncryptionPercentage": 0 if decrypted else 100,
+                "EncryptionPercentage": 100 * machine.bitlocker_encrypted(),
             },
         )
     ]

@@ -527,7 +527,7 @@ class WindowsMachine:
             # learn.microsoft.com/windows/win32/secprov/getconversionstatus-win32-encryptablevolume
             return {
                 "ConversionStatus": CONVERSION_STATUSES.index(self.bitlocker_status),
-                "EncryptionPercentage": 100 * self._encrypted(),
+                "EncryptionPercentage": 100 * self.bitlocker_encrypted(),
                 "EncryptionFlags": 0,
                 "WipingStatus": 0,
                 "WipingPercentage": 0,
@@ -636,7 +636,8 @@ class WindowsMachine:
 
     # -- Sysprep --------------------------------------------------------------------------
 
-    def _encrypted(self) -> bool:
+    def bitlocker_encrypted(self) -> bool:
+        """Encrypted at all, fully or in part: what Sysprep refuses."""
         return self.bitlocker_status != "FullyDecrypted"
 
     def bitlocker_protected(self) -> bool:
@@ -651,7 +652,7 @@ class WindowsMachine:
                 "require a reboot. To run Sysprep, reboot the computer and restart the "
                 "application."
             )
-        if self.bitlocker_status != "FullyDecrypted":
+        if self.bitlocker_encrypted():
             return (
                 "BitLocker-Sysprep: BitLocker is on for the OS volume. Turn BitLocker off "
                 "to run Sysprep. (0x80310039)"
