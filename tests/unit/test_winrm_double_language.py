@@ -39,6 +39,13 @@ def winrm(
             yield executor
 
 
+def _printed(winrm: WinRmExecutor, script: str) -> list[str]:
+    """The lines ``script`` printed, after checking that it succeeded."""
+    result = winrm.run(script)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.splitlines()
+
+
 def test_unknown_command_inside_a_block_fails(winrm: WinRmExecutor) -> None:
     """A cmdlet the double does not model fails as not recognized, even inside an if."""
     result = winrm.run("if ($true) {\n  Get-Frobnicator -All\n}\nWrite-Output 'after'")
@@ -54,9 +61,7 @@ def test_a_comment_inside_a_block_is_skipped_with_the_quotes_in_it(winrm: WinRmE
         "if ($true) {\n  Write-Output 'then' # a trailing comment, its own\n}\n"
         "Write-Output 'after'"
     )
-    result = winrm.run(script)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["in", "then", "after"]
+    assert _printed(winrm, script) == ["in", "then", "after"]
 
 
 def test_arrays_and_comparisons_behave_like_powershell(winrm: WinRmExecutor) -> None:
@@ -68,9 +73,7 @@ def test_arrays_and_comparisons_behave_like_powershell(winrm: WinRmExecutor) -> 
         "if ('false') { Write-Output 'a non-empty string is true' }\n"
         "Write-Output ('' + (1MB / 1KB))"
     )
-    result = winrm.run(script)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["2", "Y", "a non-empty string is true", "1024"]
+    assert _printed(winrm, script) == ["2", "Y", "a non-empty string is true", "1024"]
 
 
 def test_a_hashtables_keys_read_as_properties(winrm: WinRmExecutor) -> None:
@@ -82,9 +85,7 @@ def test_a_hashtables_keys_read_as_properties(winrm: WinRmExecutor) -> None:
         "$h = @{ Name = 'c' }\n"
         "if ($null -eq $h.Missing) { Write-Output 'missing is null' }"
     )
-    result = winrm.run(script)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["a1", "b2", "missing is null"]
+    assert _printed(winrm, script) == ["a1", "b2", "missing is null"]
 
 
 def test_select_object_index_picks_in_pipeline_order(winrm: WinRmExecutor) -> None:
@@ -94,9 +95,7 @@ def test_select_object_index_picks_in_pipeline_order(winrm: WinRmExecutor) -> No
         "Write-Output (@($names | Select-Object -Index 2, 0, 2) -join ',')\n"
         "if (-not ($names | Select-Object -Index 7)) { Write-Output 'none' }"
     )
-    result = winrm.run(script)
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["a,c", "none"]
+    assert _printed(winrm, script) == ["a,c", "none"]
 
 
 def test_a_cim_method_runs_on_the_instance_it_is_given(winrm: WinRmExecutor) -> None:
