@@ -13,12 +13,13 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
 from agent.errors import CommandTimeout
-from agent.executors.base import OutputCallback
+from agent.executors.base import FollowUp, OutputCallback
 from agent.results import CommandResult
 
 
@@ -49,7 +50,9 @@ class LocalShellExecutor:
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
         stdout_sink: BinaryIO | None = None,
+        then: Sequence[FollowUp] = (),
     ) -> CommandResult:
+        # Sends nothing ahead (the contract allows any prefix of ``then``, none included).
         self.commands.append(command)
         started = time.monotonic()
         with subprocess.Popen(

@@ -13,6 +13,13 @@ Contract (every implementation):
 * ``on_output(stream, text)`` is called with decoded chunks ("stdout"/"stderr") as they
   arrive, for live logs. ``stdout_sink``, when given, receives stdout as raw bytes instead
   of it being kept in the result (binary streams such as a tar backup).
+* ``then``: the commands the caller will run next, in order, each of them whenever its
+  ``after`` holds for the command before it (:class:`FollowUp`). An executor may send any
+  prefix of them ahead, so that the target starts each the moment the one before it ends
+  instead of a round trip later; the caller's ``run`` of the same command and timeout then
+  only collects it. A command sent ahead whose gate failed does not run; asked for anyway,
+  it is sent then. The caller must keep its word: a command sent ahead whose gate passed
+  runs whether or not it is asked for (only the SSH root shell sends ahead).
 * Nothing from a transport library escapes: every error is one of ``agent.errors``.
 * Not thread safe: one run, one thread.
 """
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +61,7 @@ class Executor(Protocol):
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
         stdout_sink: BinaryIO | None = None,
+        then: Sequence[FollowUp] = (),
     ) -> CommandResult: ...
 
     def put(self, local: Path, remote: str, *, mode: int = 0o600) -> None: ...
@@ -76,6 +84,19 @@ class Executor(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A command the caller will run next, which an executor may send ahead (``then``).
+
+    ``after``: when the target may start it. ``None``: once the command before it ran,
+    whatever its exit code; a tuple: once the command before it exited with one of these.
+    """
+
+    command: str
+    timeout: float | None
+    after: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -114,6 +135,8 @@ class BaseExecutor(ABC):
 
     #: Prefix of the log events ("ssh" gives ``ssh.command_start``, ``ssh.command_end``).
     transport_name: ClassVar[str]
+    #: Whether ``run`` may send the commands of ``then`` ahead (the engine offers none else).
+    sends_ahead: ClassVar[bool] = False
 
     def __init__(self, target: Target) -> None:
         self._target = target
@@ -131,6 +154,7 @@ class BaseExecutor(ABC):
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
         stdout_sink: BinaryIO | None = None,
+        then: Sequence[FollowUp] = (),
     ) -> CommandResult:
         """Run ``command`` under the contract in this module's docstring."""
         if timeout is not None and timeout <= 0:
@@ -147,6 +171,7 @@ class BaseExecutor(ABC):
             timeout=timeout,
             on_output=on_output,
             stdout_sink=stdout_sink,
+            then=then,
         )
         duration = time.monotonic() - started
         output = done.output
@@ -179,6 +204,7 @@ class BaseExecutor(ABC):
         timeout: float | None,
         on_output: OutputCallback | None,
         stdout_sink: BinaryIO | None,
+        then: Sequence[FollowUp],
     ) -> Exchanged:
         """Send ``command`` (named ``label`` in errors) and return how it ended."""
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,7 +39,7 @@ from agent.errors import (
     UsageError,
 )
 from agent.excerpt import clip
-from agent.executors.base import BaseExecutor, Exchanged, Output, OutputCallback
+from agent.executors.base import BaseExecutor, Exchanged, FollowUp, Output, OutputCallback
 from agent.executors.ssh.channel import ChannelCollector, Finished
 from agent.executors.ssh.errors import (
     TRANSPORT_FAILURES,
@@ -165,6 +166,7 @@ class SshExecutor(BaseExecutor):
     """Runs commands on one Linux target over one SSH connection (see module docstring)."""
 
     transport_name = "ssh"
+    sends_ahead = True  # root commands, through the root shell's queue
 
     def __init__(self, target: Target, options: SshOptions) -> None:
         super().__init__(target)
@@ -320,6 +322,7 @@ class SshExecutor(BaseExecutor):
         timeout: float | None,
         on_output: OutputCallback | None,
         stdout_sink: BinaryIO | None,
+        then: Sequence[FollowUp],
     ) -> Exchanged:
         transport = self._require_transport()
         collector = ChannelCollector(on_output, stdout_sink)
@@ -327,7 +330,7 @@ class SshExecutor(BaseExecutor):
         with map_command_errors(self._where, label, connected=self.is_connected):
             if become:
                 finished = self._root_shell(transport).run(
-                    command, timeout=timeout, collector=collector
+                    command, timeout=timeout, collector=collector, then=then
                 )
             else:
                 finished = run_on_exec_channel(

@@ -11,8 +11,8 @@ as a command line when sudoers says NOPASSWD; a second prompt means it was refus
 ``sudo -n`` is used when no sudo password was given, plain bash when the login user is
 root. ``LC_ALL=C`` keeps sudo's messages (and PAM's prompt) in English.
 
-Each command is sent as ``__ip_run SEQ TIMEOUT ENCODING 3<<'IPH-NONCE'`` followed by the
-script, and run as ``( . FILE ) </dev/null``: a subshell of the root shell, in a process
+Each command is sent as ``__ip_run SEQ TIMEOUT ENCODING GATE 3<<'IPH-NONCE'`` followed by
+the script, and run as ``( . FILE ) </dev/null``: a subshell of the root shell, in a process
 group of its own, which the shell's timer kills at the timeout as ``timeout -k 10 T``
 would (``_timer_functions``); the script's stdin is never the script. A subshell, not
 ``/bin/bash FILE``: a fork is about 0.4 ms on a Debian 12 target, a fork and exec of
@@ -37,10 +37,22 @@ script starts, so nothing waits on it.) The output is framed on both streams::
     stderr: \\nIPB-NONCE-SEQ\\n <output> \\nIPE-NONCE-SEQ\\n
 
 The newline before each end marker is always added, so exactly one is stripped and the
-output is byte-exact. Anything before the begin marker (output a background process of an
-earlier command wrote late) is dropped. A shell whose framing breaks or whose command
-outlives the client deadline is closed and marked broken; the next become call opens a
-new one (the sudo password stays in memory for that).
+output is byte-exact. A request its gate skipped ends with ``skip`` instead of an exit code.
+Anything before the begin marker (output a background process of an earlier command wrote
+late) is dropped. A shell whose framing breaks or whose command outlives the client
+deadline is closed and marked broken; the next become call opens a new one (the sudo
+password stays in memory for that).
+
+Sending ahead: the commands a caller will run next (``Executor.run``'s ``then``) are
+written behind the current one at once, up to AHEAD_MAX_REQUESTS and AHEAD_MAX_BYTES, so
+bash reads each the moment the one before it ends: over a link of 20 ms a phase of
+trivial steps costs one round trip instead of one per step. GATE says whether it may
+start: ``-`` always, ``any`` if the request before it ran, or a list of exit codes the one
+before must have ended with; a skipped request skips all behind it. The caller's next run
+of the queue's head only collects it (and sends it again, ungated, if it was skipped);
+anything else first collects the queue, each of which must have been skipped. Once sshd
+has the channel's close (Ctrl-C, a broken shell), nothing queued starts any more; what
+started before it is reported as "may have run" (agent.recorder).
 """
 
 from __future__ import annotations
@@ -48,6 +60,8 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,9 +69,11 @@ import paramiko
 import structlog
 
 from agent.errors import PrivilegeError, TransportError, UsageError
+from agent.executors.base import FollowUp, first_line
 from agent.executors.ssh.channel import (
     ChannelCollector,
     Finished,
+    Stream,
     drained,
     passed,
     receive,
@@ -163,11 +179,30 @@ def init_script(tokens: Tokens, stale_dirs: tuple[str, ...]) -> bytes:
         "unset LC_ALL\n"
         f"mkdir -m 0700 -- '{d}' || exit 97\n"
         f"{stale}"
+        # A request sent ahead must not run once the client has let go: sshd shuts the
+        # channel's stdout on its close, so writing the begin marker kills the shell
+        # (SIGPIPE); were SIGPIPE ignored, the failed write ends it.
         "__ip_run() {\n"
-        f"  printf '\\n%s\\n' \"IPB-{n}-$1\"; printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
-        '  if [ "$3" = raw ]; then __ip_exec "$2" /dev/fd/3; else __ip_b64 "$2"; fi\n'
-        '  set -- "$1" "$?"\n'
-        f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$2"; printf \'\\n%s\\n\' "IPE-{n}-$1" >&2\n'
+        f"  printf '\\n%s\\n' \"IPB-{n}-$1\" || exit 95\n"
+        f"  printf '\\n%s\\n' \"IPB-{n}-$1\" >&2\n"
+        '  if __ip_gate "$4"; then\n'
+        '    if [ "$3" = raw ]; then __ip_exec "$2" /dev/fd/3; else __ip_b64 "$2"; fi\n'
+        "    __ip_prev=$?\n"
+        "  else\n"
+        "    __ip_prev=skip\n"
+        "  fi\n"
+        f'  printf \'\\n%s %s\\n\' "IPE-{n}-$1" "$__ip_prev"\n'
+        f"  printf '\\n%s\\n' \"IPE-{n}-$1\" >&2\n"
+        "}\n"
+        # GATE: - (none), any (the request before ran, whatever its exit code) or a
+        # comma-separated list of exit codes (it ran and exited with one of them).
+        "__ip_prev=skip\n"
+        "__ip_gate() {\n"
+        '  case "$1" in\n'
+        "    -) return 0 ;;\n"
+        '    any) [ "$__ip_prev" != skip ] ;;\n'
+        '    *) case ",$1," in *",$__ip_prev,"*) return 0 ;; *) return 1 ;; esac ;;\n'
+        "  esac\n"
         "}\n"
         "__ip_b64() {\n"
         f'  base64 -d <&3 >|{script} && __ip_exec "$1" {script}\n'
@@ -303,9 +338,11 @@ class Framer:
 
     def feed(self, data: bytes) -> bytes:
         """Take ``data``; return the part of it that is the command's output."""
-        if self._state == "done" or not data:
+        if not data:
             return b""
         self._buf += data
+        if self._state == "done":
+            return b""
         if self._state == "begin" and not self._skip_to_begin():
             return b""
         payload = self._take_body() if self._state == "body" else b""
@@ -340,10 +377,31 @@ class Framer:
     def _take_trailer(self) -> None:
         i = self._buf.find(b"\n")
         if i >= 0:
-            # Whatever follows the marker was written by a background process after the
-            # command ended; it belongs to no command.
-            self.trailer, self._buf = self._buf[:i], b""
+            self.trailer, self._buf = self._buf[:i], self._buf[i + 1 :]
             self._state = "done"
+
+    @property
+    def rest(self) -> bytes:
+        """What came after the frame: the next command's output, or a background process's
+        late output, which the next frame drops with everything before its begin marker."""
+        return self._buf if self._state == "done" else b""
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A request sent ahead and not yet collected: its sequence number and what it runs."""
+
+    seq: int
+    script: str
+    timeout: float | None
+    size: int
+
+
+# What may wait on the target at once, sent ahead: the shell's stdin pipe holds 64 KiB
+# (pipe(7)), so this much never makes sendall wait on a window while nobody reads.
+AHEAD_MAX_REQUESTS = 16
+AHEAD_MAX_BYTES = 32 * 1024
+_SKIPPED = b"skip"
 
 
 class RootShell:
@@ -354,10 +412,18 @@ class RootShell:
         self._tokens = tokens
         self._seq = 0
         self.broken = False
+        self._queued: deque[_Queued] = deque()
+        # Output read past the end of a frame: the start of the next one's.
+        self._rest: dict[Stream, bytes] = {"stdout": b"", "stderr": b""}
 
     @property
     def run_dir(self) -> str:
         return self._tokens.run_dir
+
+    @property
+    def queued(self) -> int:
+        """How many requests were sent ahead and are not collected yet."""
+        return len(self._queued)
 
     def run(
         self,
@@ -365,27 +431,102 @@ class RootShell:
         *,
         timeout: float | None,
         collector: ChannelCollector,
+        then: Sequence[FollowUp] = (),
         function: str = "__ip_run",
     ) -> Finished:
-        """Run ``script`` as root; ``exit_code`` None means the shell ended mid-command."""
-        self._seq += 1
-        out = Framer(
-            self._tokens.begin(self._seq), self._tokens.end(self._seq, "stdout"), trailer=True
-        )
-        err = Framer(
-            self._tokens.begin(self._seq), self._tokens.end(self._seq, "stderr"), trailer=False
-        )
+        """Run ``script`` as root; ``exit_code`` None means the shell ended mid-command.
+
+        ``then``: the commands the caller will run next (``Executor.run``). Those not yet
+        on their way are sent behind this one, gated by ``__ip_gate``, so the shell starts
+        each the moment the one before it ends. A later ``run`` of the head of that queue
+        only collects it; one that was skipped by its gate is sent again, ungated.
+        """
         try:
-            self._chan.sendall(self._request(script, timeout, function))
-            finished = self._pump(out, err, collector, client_deadline(timeout))
+            seq = self._claim(script, timeout) if function == "__ip_run" else None
+            if seq is None:
+                seq = self._send_now(script, timeout, function)
+            self._send_ahead(then)
+            finished = self._collect(seq, collector, timeout)
+            if finished is None:  # it was skipped: the command before it failed its gate
+                seq = self._send_now(script, timeout, function)
+                self._send_ahead(then)
+                finished = self._collect(seq, collector, timeout)
         except BaseException:
             self.mark_broken()
             raise
+        assert finished is not None  # an ungated request is never skipped
+        return finished
+
+    def _claim(self, script: str, timeout: float | None) -> int | None:
+        """The sequence number of ``script`` if it is the next request sent ahead."""
+        if self._queued and (self._queued[0].script, self._queued[0].timeout) == (
+            script,
+            timeout,
+        ):
+            return self._queued.popleft().seq
+        return None
+
+    def _send_now(self, script: str, timeout: float | None, function: str) -> int:
+        """Send an ungated request, after collecting whatever was sent ahead and not claimed."""
+        self._settle_queue()
+        self._seq += 1
+        self._chan.sendall(self._request(self._seq, script, timeout, function, gate="-"))
+        return self._seq
+
+    def _send_ahead(self, then: Sequence[FollowUp]) -> None:
+        """Queue the follow-ups not already on their way, as far as the limits allow."""
+        queued = list(self._queued)
+        if any(
+            (q.script, q.timeout) != (f.command, f.timeout)
+            for q, f in zip(queued, then, strict=False)
+        ):
+            return  # not the queue's continuation: send nothing (any prefix is allowed)
+        room = AHEAD_MAX_BYTES - sum(q.size for q in queued)
+        for follow in then[len(queued) : AHEAD_MAX_REQUESTS]:
+            gate = "any" if follow.after is None else ",".join(map(str, follow.after))
+            request = self._request(self._seq + 1, follow.command, follow.timeout, "__ip_run", gate)
+            if len(request) > room:
+                return
+            self._seq += 1
+            self._chan.sendall(request)
+            room -= len(request)
+            self._queued.append(_Queued(self._seq, follow.command, follow.timeout, len(request)))
+
+    def _settle_queue(self) -> None:
+        """Collect the requests sent ahead that nobody claimed: each must have been skipped.
+
+        The caller sends a command ahead only if it will run it next whenever its gate
+        passes, so one that ran without being asked for is a bug of ours, and its output
+        is lost: say so rather than go on as if it had not run.
+        """
+        while self._queued:
+            queued = self._queued.popleft()
+            ran = self._collect(queued.seq, ChannelCollector(None, None), queued.timeout)
+            if ran is not None:
+                raise TransportError(
+                    "a command sent ahead ran although the run did not go on to it "
+                    f"(a bug in imageprep): {first_line(queued.script)}"
+                )
+
+    def _collect(
+        self, seq: int, collector: ChannelCollector, timeout: float | None
+    ) -> Finished | None:
+        """Read request ``seq``'s frames; None if its gate skipped it."""
+        out = Framer(self._tokens.begin(seq), self._tokens.end(seq, "stdout"), trailer=True)
+        err = Framer(self._tokens.begin(seq), self._tokens.end(seq, "stderr"), trailer=False)
+        collector.add("stdout", out.feed(self._rest["stdout"]))
+        collector.add("stderr", err.feed(self._rest["stderr"]))
+        finished = self._pump(out, err, collector, client_deadline(timeout))
+        self._rest = {"stdout": out.rest, "stderr": err.rest}
         if finished is not None:
             return finished
+        if out.trailer.strip() == _SKIPPED:
+            return None
         return Finished(exit_code=self._exit_code(out.trailer))
 
-    def _request(self, script: str, timeout: float | None, function: str) -> bytes:
+    def _request(
+        self, seq: int, script: str, timeout: float | None, function: str, gate: str
+    ) -> bytes:
         limit = timeout_arg(timeout) if timeout is not None else "''"
         here = self._tokens.heredoc
         # __ip_lock reads its record with base64 -d; only __ip_run takes a raw script.
@@ -393,7 +534,7 @@ class RootShell:
         # On descriptor 3, not stdin: bash 4.4 (RHEL 8, SLES 15) aborts ("malloc: assertion
         # botched", seen with 4.4.19 built from bminor/bash) when a function whose stdin is a
         # here-document duplicates it (3<&0) while the shell reads its commands from stdin.
-        head = f"{function} {self._seq} {limit} {encoding} 3<<'{here}'\n".encode("ascii")
+        head = f"{function} {seq} {limit} {encoding} {gate} 3<<'{here}'\n".encode("ascii")
         return head + payload + f"{here}\n".encode("ascii")
 
     def take_vm_lock(self, record: str, *, wait: float) -> tuple[int | None, LockAnswer]:
@@ -439,8 +580,14 @@ class RootShell:
             ) from None
 
     def mark_broken(self) -> None:
-        """Stop using this shell: close its channel (its bash exits at EOF)."""
+        """Stop using this shell: close its channel (its bash exits at EOF).
+
+        Requests sent ahead never run then: once sshd has the channel's close it shuts
+        the shell's stdout, and ``__ip_run`` exits the shell when its begin marker cannot
+        be written, before it looks at its gate.
+        """
         self.broken = True
+        self._queued.clear()
         self._chan.close()
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ import hashlib
 import math
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,7 +46,7 @@ from agent.errors import (
     TransferError,
     TransportError,
 )
-from agent.executors.base import BaseExecutor, Exchanged, OutputCallback
+from agent.executors.base import BaseExecutor, Exchanged, FollowUp, OutputCallback
 from agent.executors.winrm import scripts
 from agent.executors.winrm.errors import ShellGone, WinRmErrors
 from agent.executors.winrm.options import WinRmOptions, settings
@@ -341,8 +342,13 @@ class WinRmExecutor(BaseExecutor):
         timeout: float | None,
         on_output: OutputCallback | None,
         stdout_sink: BinaryIO | None,
+        then: Sequence[FollowUp],
     ) -> Exchanged:
-        """Run PowerShell ``command``; ``become`` is a no-op (see module docstring)."""
+        """Run PowerShell ``command``; ``become`` is a no-op (see module docstring).
+
+        Nothing is sent ahead (``then``): a WS-Man Command request carries one command,
+        and a follow-up is sent when it is asked for.
+        """
         self._keep_vm_lock()
         collector = ShellOutputDecoder(self._options.codepage, on_output, stdout_sink)
         deadline = time.monotonic() + timeout if timeout is not None else None
