@@ -10,6 +10,8 @@ It owns the rules that make a run safe:
 * destructive steps are never retried; other steps retry only as their YAML allows;
 * a dropped connection is success only for a step marked ``expect_disconnect``;
 * ``on_failure: continue`` runs the rest of the failed step's phase, never the next phase;
+* a step may be sent ahead (``Executor.run``'s ``then``) only when this engine is certain
+  to run it next whenever the target lets it start (:meth:`Engine._followers`);
 * a resumed run (:class:`ResumeState`, built from the journal by ``agent.journal``) keeps
   the earlier sessions' backup and finished steps, and settles a destructive step whose
   outcome is unknown with its ``resume_check`` instead of running it again.
@@ -30,7 +32,7 @@ import structlog
 
 from agent.backups.base import BackupContext, BackupProvider, BackupRecord
 from agent.errors import BackupError, CommandTimeout, Disconnected
-from agent.executors.base import Executor
+from agent.executors.base import Executor, FollowUp
 from agent.outcome import ExitCode
 from agent.plan import Plan, PlannedStep
 from agent.records import BACKUP_PHASE, PREFLIGHT_PHASE, VERIFY_PHASE
@@ -40,6 +42,12 @@ log = structlog.get_logger("agent.engine")
 
 TAIL_LINES = 40
 TAIL_CHARS = 8192  # one endless line (a progress bar, a blob) must not bloat result.json
+# How many following steps one command offers to send ahead (the SSH root shell sends up
+# to 16 and 32 KiB): enough to keep a phase's trivial steps streaming over a slow link.
+AHEAD_STEPS = 16
+# Exit codes of a command killed at its timeout (timeout(1), the root shell's timer): a
+# step that counts them as success still ends "timed out" here, so its gate must not pass.
+_TIMEOUT_CODES = frozenset({124, 137})
 
 
 class RunObserver(Protocol):
@@ -121,6 +129,7 @@ class Engine:
         self._progress = _Progress(
             backup=self._resume.backup, point_of_no_return=self._resume.point_of_no_return
         )
+        self._sends_ahead: bool = getattr(executor, "sends_ahead", False)
 
     @property
     def point_of_no_return_reached(self) -> bool:
@@ -205,7 +214,12 @@ class Engine:
         self._observer.step_started(step)
         if step.spec.destructive:
             bound.warning("point_of_no_return", step=step.key)
-        result = self._attempt(step, bound)
+        followers = self._followers(step)
+        if followers:
+            announce = getattr(self._observer, "steps_sent_ahead", None)
+            if announce is not None:
+                announce(tuple(f for f, _ in followers))
+        result = self._attempt(step, bound, tuple(then for _, then in followers))
         if (
             result.status is StepStatus.DISCONNECTED
             and step.spec.destructive
@@ -329,14 +343,50 @@ class Engine:
         bound.error("step.end", status=result.status.value, resume_check="not in place")
         self._fail(step, result)
 
-    def _attempt(self, step: PlannedStep, bound: structlog.stdlib.BoundLogger) -> StepResult:
+    def _followers(self, step: PlannedStep) -> tuple[tuple[PlannedStep, FollowUp], ...]:
+        """The steps after ``step`` that may be sent ahead of it, each with its gate.
+
+        A command sent ahead runs whenever its gate passes on the target, asked for or not,
+        so a step is offered only if this engine is then certain to run it next: in the
+        same phase (the next phase waits for the phase's verdict), as root (the root shell
+        is what holds the queue), not destructive (the journal records a destructive
+        step's start before it is sent), not expected to disconnect, not in doubt from an
+        earlier session; and only behind a step whose exit code alone decides that the run
+        goes on (:func:`_gate_after`). Steps this engine passes over without running
+        (plan-skipped, finished in an earlier session) are passed over here too.
+        """
+        if not self._sends_ahead:
+            return ()
+        phase = self._plan.steps_in(step.phase)
+        chain: list[tuple[PlannedStep, FollowUp]] = []
+        before = step
+        for after in phase[phase.index(step) + 1 :]:
+            if not after.will_run or after.key in self._resume.completed:
+                continue
+            if not _may_be_sent_ahead(after) or after.key in self._resume.in_doubt:
+                break
+            gate = _gate_after(before)
+            if gate is None:
+                break
+            chain.append((after, FollowUp(after.command, after.spec.timeout, gate.codes)))
+            if len(chain) == AHEAD_STEPS:
+                break
+            before = after
+        return tuple(chain)
+
+    def _attempt(
+        self,
+        step: PlannedStep,
+        bound: structlog.stdlib.BoundLogger,
+        then: tuple[FollowUp, ...] = (),
+    ) -> StepResult:
         # Destructive steps never run twice, whatever the YAML says (the schema refuses
         # retries there too; this is the second lock on the same door).
-        max_attempts = 1 if step.spec.destructive else step.spec.retries + 1
+        max_attempts = _max_attempts(step)
         started = time.monotonic()
         result: StepResult | None = None
         for attempt in range(1, max_attempts + 1):
-            result = self._attempt_once(step, attempt, started, bound)
+            result = self._attempt_once(step, attempt, started, bound, then)
             if result.status in (StepStatus.OK, StepStatus.DISCONNECTED) or result.disconnected:
                 return result
             if attempt < max_attempts:
@@ -371,6 +421,7 @@ class Engine:
         attempt: int,
         started: float,
         bound: structlog.stdlib.BoundLogger,
+        then: tuple[FollowUp, ...] = (),
     ) -> StepResult:
         def elapsed() -> float:
             return time.monotonic() - started
@@ -393,6 +444,7 @@ class Engine:
                 become=step.spec.become,
                 timeout=step.spec.timeout,
                 on_output=on_output,
+                then=then,
             )
         except CommandTimeout as exc:
             if on_output is not None:
@@ -522,6 +574,41 @@ class Engine:
             f"{what} (before the point of no return: the VM is still usable)",
             step.key,
         )
+
+
+def _max_attempts(step: PlannedStep) -> int:
+    return 1 if step.spec.destructive else step.spec.retries + 1
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """When a step sent ahead may start: ``codes`` None once the one before it ran at all."""
+
+    codes: tuple[int, ...] | None
+
+
+def _gate_after(step: PlannedStep) -> _Gate | None:
+    """When the step after ``step`` is certain to run, as a gate; None if it is not certain.
+
+    After ``on_failure: continue`` or ``ignore`` with one attempt the next step runs
+    whatever the exit code. Otherwise it runs once ``step`` exits with one of its
+    ``ok_exit_codes`` (a failure ends the run; a retry sends ``step`` again, and with it
+    the steps after it). Never behind a step that ends the connection, nor one that runs
+    outside the root shell, nor one whose success codes include a timeout's.
+    """
+    spec = step.spec
+    if spec.expect_disconnect or not spec.become:
+        return None
+    if spec.on_failure in ("continue", "ignore") and _max_attempts(step) == 1:
+        return _Gate(None)
+    if spec.timeout is not None and _TIMEOUT_CODES & set(spec.ok_exit_codes):
+        return None
+    return _Gate(tuple(spec.ok_exit_codes))
+
+
+def _may_be_sent_ahead(step: PlannedStep) -> bool:
+    spec = step.spec
+    return spec.become and not spec.destructive and not spec.expect_disconnect
 
 
 def _is_preflight(phase: str) -> bool:

@@ -61,6 +61,7 @@ class Recorder(RunObserver):
         self._notes: dict[str, dict[str, str]] = {}
         self.journal: Journal | None = None
         self._saved_at = float("-inf")
+        self._sent_ahead: tuple[str, ...] = ()
 
     @property
     def folder(self) -> RunFolder:
@@ -101,7 +102,17 @@ class Recorder(RunObserver):
                 entry["status"] = "interrupted"
                 entry["message"] = "interrupted while it ran: its outcome is unknown"
                 entry["finished_at"] = utc_now()
+        for key in self._sent_ahead:
+            if self._steps.get(key, {}).get("status") == "not_run":
+                self._steps[key] |= {
+                    "status": "unknown",
+                    "message": "sent to the target ahead of the interrupted step: it may have run",
+                }
         self._refresh_steps(durable=True)
+
+    def steps_sent_ahead(self, steps: tuple[PlannedStep, ...]) -> None:
+        """The steps the running one's command may have carried ahead of it (engine)."""
+        self._sent_ahead = tuple(step.key for step in steps)
 
     def step_started(self, step: PlannedStep) -> None:
         # "running" in memory before the journal line: a Ctrl-C right after that line is

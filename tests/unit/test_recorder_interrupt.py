@@ -98,3 +98,33 @@ def test_an_interruption_fsyncs_result_json(
     recorder.set_plan(_check_plan())
     recorder.interrupted()
     assert len(seen) == 1
+
+
+def _interrupted_with_steps_sent_ahead(tmp_path: Path) -> tuple[Plan, dict[str, Any]]:
+    """The first step runs with the next two sent ahead of it when Ctrl-C lands."""
+    plan = _check_plan()
+    data: dict[str, Any] = {"steps": []}
+    recorder = Recorder(RunFolder.create(tmp_path / "run"), data, ProgressSink())
+    recorder.set_plan(plan)
+    recorder.step_started(plan.steps[0])
+    recorder.steps_sent_ahead(plan.steps[1:3])
+    recorder.interrupted()
+    return plan, data
+
+
+def test_steps_sent_ahead_of_an_interrupted_step_may_have_run(tmp_path: Path) -> None:
+    """Their outcome is unknown too: result.json must not say they never ran."""
+    plan, data = _interrupted_with_steps_sent_ahead(tmp_path)
+    statuses = {s["name"]: s["status"] for s in data["steps"]}
+    assert [statuses[s.name] for s in plan.steps[:4]] == [
+        "interrupted",
+        "unknown",
+        "unknown",
+        "not_run",
+    ]
+
+
+def test_a_step_sent_ahead_says_why_its_outcome_is_unknown(tmp_path: Path) -> None:
+    plan, data = _interrupted_with_steps_sent_ahead(tmp_path)
+    entry = next(s for s in data["steps"] if s["name"] == plan.steps[1].name)
+    assert entry["message"] == "sent to the target ahead of the interrupted step: it may have run"
