@@ -13,12 +13,13 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from agent.errors import CommandTimeout, TransportError
 from agent.executors.base import FollowUp
-from agent.executors.ssh import SshExecutor
+from agent.executors.ssh import SshExecutor, rootshell
 from agent.executors.ssh.rootshell import AHEAD_MAX_REQUESTS, RAW_SCRIPT_MAX
 from tests.integration.conftest import TargetFactory
 from tests.integration.test_ssh_executor import key_executor
@@ -123,8 +124,10 @@ def test_a_follow_up_its_gate_skipped_runs_once_when_asked_for(
 
 
 def test_a_follow_up_is_killed_at_its_own_timeout(target: NspawnTarget) -> None:
+    """And reported as timed out, though it ran for its whole second before it was asked for."""
     with key_executor(target) as ex:
         ex.run("true", become=True, timeout=30, then=(follow("sleep 20", timeout=1),))
+        time.sleep(1.5)
         with pytest.raises(CommandTimeout, match="timed out after 1 s"):
             ex.run("sleep 20", become=True, timeout=1)
 
@@ -149,3 +152,32 @@ def test_nothing_sent_ahead_runs_after_an_interrupt(
             ex.run("sleep 1.5", become=True, timeout=30, then=then)
         time.sleep(2.5)  # well past the end of the sleep the follow-up waited behind
         assert ex.run(f"ls {marker} 2>&1", become=True, timeout=30).exit_code == 2
+
+
+def test_a_follow_up_read_with_the_command_before_it_needs_no_more_reading(
+    target: NspawnTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame already read is collected at once, not after a wait for data that never comes.
+
+    The head's first output is handled slowly (on_output sleeps), so by the next read the
+    head and its follow-up have ended and arrive together.
+    """
+    waits: list[float] = []  # reads that found nothing there and so waited for data
+
+    def slow(stream: str, text: str) -> None:
+        if text.startswith("x"):  # the framer holds "\n" back: it may begin the end marker
+            time.sleep(1.0)
+
+    with key_executor(target) as ex:
+        then = (follow("echo one"),)
+        ex.run("echo x; sleep 0.2", become=True, timeout=30, on_output=slow, then=then)
+        real_receive = rootshell.receive
+
+        def counted(chan: Any, wait: float) -> Any:
+            if not (chan.recv_ready() or chan.recv_stderr_ready()):
+                waits.append(wait)
+            return real_receive(chan, wait)
+
+        monkeypatch.setattr(rootshell, "receive", counted)
+        output = ex.run("echo one", become=True, timeout=30).stdout
+    assert (output, waits) == ("one\n", [])

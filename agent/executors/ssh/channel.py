@@ -69,11 +69,14 @@ class Finished:
     """How a command's channel ended.
 
     ``exit_code`` is None when the channel (or root shell) ended without reporting one;
-    ``client_timeout`` is True when the client-side deadline passed first.
+    ``client_timeout`` is True when the client-side deadline passed first. ``ready_at``
+    (``time.monotonic()``), for a command sent ahead: when the one before it was seen to
+    end, the earliest it can have started; its time counts from there.
     """
 
     exit_code: int | None
     client_timeout: bool = False
+    ready_at: float | None = None
 
 
 class ChannelCollector:

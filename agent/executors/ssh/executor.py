@@ -340,7 +340,9 @@ class SshExecutor(BaseExecutor):
                     collector=collector,
                     open_timeout=self._options.connect_timeout,
                 )
-        duration = time.monotonic() - started
+        # A command sent ahead ran from when the one before it ended, not from when asked.
+        ready_at = started if finished.ready_at is None else finished.ready_at
+        duration = time.monotonic() - ready_at
         output = collector.output()
         exit_code = self._check_finished(finished, label, duration, timeout, output)
         return Exchanged(exit_code, output)

@@ -62,7 +62,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import paramiko
@@ -413,6 +413,8 @@ class RootShell:
         self._seq = 0
         self.broken = False
         self._queued: deque[_Queued] = deque()
+        # When the last frame was seen to end: a request sent ahead started no earlier.
+        self._frame_ended = time.monotonic()
         # Output read past the end of a frame: the start of the next one's.
         self._rest: dict[Stream, bytes] = {"stdout": b"", "stderr": b""}
 
@@ -443,19 +445,20 @@ class RootShell:
         """
         try:
             seq = self._claim(script, timeout) if function == "__ip_run" else None
+            ready_at = self._frame_ended if seq is not None else None
             if seq is None:
                 seq = self._send_now(script, timeout, function)
             self._send_ahead(then)
             finished = self._collect(seq, collector, timeout)
             if finished is None:  # it was skipped: the command before it failed its gate
-                seq = self._send_now(script, timeout, function)
+                seq, ready_at = self._send_now(script, timeout, function), None
                 self._send_ahead(then)
                 finished = self._collect(seq, collector, timeout)
         except BaseException:
             self.mark_broken()
             raise
         assert finished is not None  # an ungated request is never skipped
-        return finished
+        return replace(finished, ready_at=ready_at)
 
     def _claim(self, script: str, timeout: float | None) -> int | None:
         """The sequence number of ``script`` if it is the next request sent ahead."""
@@ -518,6 +521,7 @@ class RootShell:
         collector.add("stderr", err.feed(self._rest["stderr"]))
         finished = self._pump(out, err, collector, client_deadline(timeout))
         self._rest = {"stdout": out.rest, "stderr": err.rest}
+        self._frame_ended = time.monotonic()
         if finished is not None:
             return finished
         if out.trailer.strip() == _SKIPPED:
@@ -555,12 +559,14 @@ class RootShell:
     def _pump(
         self, out: Framer, err: Framer, collector: ChannelCollector, deadline: float | None
     ) -> Finished | None:
-        while True:
+        # A command sent ahead may have ended in what was read for the one before it: look
+        # before waiting, or the wait would last until the poll interval.
+        while not (out.done and err.done):
             got = receive(self._chan, remaining(deadline))
             collector.add("stdout", out.feed(got.stdout))
             collector.add("stderr", err.feed(got.stderr))
             if out.done and err.done:
-                return None
+                break
             ended = drained(self._chan)
             if ended or passed(deadline):
                 # Partial output is reported with the error: hand over what was held back.
@@ -568,6 +574,7 @@ class RootShell:
                 collector.add("stderr", err.flush())
                 self.mark_broken()
                 return Finished(exit_code=None, client_timeout=not ended)
+        return None
 
     def _exit_code(self, trailer: bytes) -> int:
         try:
