@@ -19,7 +19,8 @@ import pytest
 
 from agent.errors import CommandTimeout, TransportError
 from agent.executors.base import FollowUp
-from agent.executors.ssh import SshExecutor, rootshell
+from agent.executors.ssh import SshExecutor
+from agent.executors.ssh.channel import receive
 from agent.executors.ssh.rootshell import AHEAD_MAX_REQUESTS, RAW_SCRIPT_MAX
 from tests.integration.conftest import TargetFactory
 from tests.integration.test_ssh_executor import key_executor
@@ -171,13 +172,12 @@ def test_a_follow_up_read_with_the_command_before_it_needs_no_more_reading(
     with key_executor(target) as ex:
         then = (follow("echo one"),)
         ex.run("echo x; sleep 0.2", become=True, timeout=30, on_output=slow, then=then)
-        real_receive = rootshell.receive
 
         def counted(chan: Any, wait: float) -> Any:
             if not (chan.recv_ready() or chan.recv_stderr_ready()):
                 waits.append(wait)
-            return real_receive(chan, wait)
+            return receive(chan, wait)
 
-        monkeypatch.setattr(rootshell, "receive", counted)
+        monkeypatch.setattr("agent.executors.ssh.rootshell.receive", counted)
         output = ex.run("echo one", become=True, timeout=30).stdout
     assert (output, waits) == ("one\n", [])

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from agent.backups.base import BackupContext, BackupRecord
-from agent.engine import BackupGate, Engine, EngineResult
+from agent.engine import BackupGate, Engine, EngineResult, ResumeState
 from agent.errors import BackupError
 from agent.executors.base import Executor
 from agent.outcome import ExitCode
@@ -76,6 +76,9 @@ def run_engine(
     waiver: str | None = None,
     playbook_phases: tuple[str, ...] = PHASES,
     recorder: Recorder | None = None,
+    executor: Executor | None = None,
+    resume: ResumeState | None = None,
+    disconnect_timeout: float = 180.0,
 ) -> EngineResult:
     plan = build_plan(
         profile_id="test",
@@ -91,7 +94,15 @@ def run_engine(
     )
     context = BackupContext(run_id="r1", target=TARGET, paths=("/etc",), run_dir=Path("/tmp"))
     gate = BackupGate(provider=backup, context=context if backup else None, waiver_reason=waiver)
-    engine = Engine(plan, LocalShellExecutor(), gate, recorder or Recorder(), sleep=lambda _: None)
+    engine = Engine(
+        plan,
+        executor or LocalShellExecutor(),
+        gate,
+        recorder or Recorder(),
+        sleep=lambda _: None,
+        resume=resume,
+        disconnect_timeout=disconnect_timeout,
+    )
     return engine.run()
 
 

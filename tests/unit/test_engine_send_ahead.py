@@ -14,16 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.backups.base import BackupContext
-from agent.engine import BackupGate, Engine, ResumeState
+from agent.engine import ResumeState
 from agent.executors.base import FollowUp
-from agent.plan import build_plan
 from agent.records import Step
 from agent.results import CommandResult, StepResult, StepStatus
 from tests.local_executor import LocalShellExecutor
-from tests.unit.test_engine import TARGET, FixedBackup, Recorder
-
-PHASES = ("backup", "preflight", "cleanup", "verify", "shutdown")
+from tests.unit.test_engine import FixedBackup, Recorder
+from tests.unit.test_engine import run_engine as engine_run
 
 
 class QueueKeepingExecutor(LocalShellExecutor):
@@ -91,26 +88,16 @@ def run_engine(
     resume: ResumeState | None = None,
     recorder: Recorder | None = None,
 ) -> list[tuple[str, StepStatus]]:
-    plan = build_plan(
-        profile_id="test",
-        profile_file="test.yaml",
-        profile_phases=phases,
-        profile_vars={},
-        backup_paths=("/etc",),
-        playbook_name="generalize",
-        playbook_file="generalize.yaml",
-        playbook_phases=PHASES,
-        requires_backup=True,
-        facts={},
-    )
-    context = BackupContext(run_id="r1", target=TARGET, paths=("/etc",), run_dir=Path("/tmp"))
-    gate = BackupGate(provider=FixedBackup(), context=context)
     recorder = recorder or Recorder()
     # A step expecting a power-off fails at once on local bash, which never goes away.
-    engine = Engine(
-        plan, executor, gate, recorder, sleep=lambda _: None, resume=resume, disconnect_timeout=0
+    engine_run(
+        phases,
+        backup=FixedBackup(),
+        recorder=recorder,
+        executor=executor,
+        resume=resume,
+        disconnect_timeout=0,
     )
-    engine.run()
     if isinstance(executor, QueueKeepingExecutor):
         executor.end()
     return recorder.finished

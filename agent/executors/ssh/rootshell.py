@@ -422,11 +422,6 @@ class RootShell:
     def run_dir(self) -> str:
         return self._tokens.run_dir
 
-    @property
-    def queued(self) -> int:
-        """How many requests were sent ahead and are not collected yet."""
-        return len(self._queued)
-
     def run(
         self,
         script: str,
@@ -485,15 +480,18 @@ class RootShell:
         ):
             return  # not the queue's continuation: send nothing (any prefix is allowed)
         room = AHEAD_MAX_BYTES - sum(q.size for q in queued)
+        requests = bytearray()
         for follow in then[len(queued) : AHEAD_MAX_REQUESTS]:
             gate = "any" if follow.after is None else ",".join(map(str, follow.after))
             request = self._request(self._seq + 1, follow.command, follow.timeout, "__ip_run", gate)
             if len(request) > room:
-                return
+                break
             self._seq += 1
-            self._chan.sendall(request)
             room -= len(request)
+            requests += request
             self._queued.append(_Queued(self._seq, follow.command, follow.timeout, len(request)))
+        if requests:
+            self._chan.sendall(bytes(requests))
 
     def _settle_queue(self) -> None:
         """Collect the requests sent ahead that nobody claimed: each must have been skipped.
@@ -505,11 +503,17 @@ class RootShell:
         while self._queued:
             queued = self._queued.popleft()
             ran = self._collect(queued.seq, ChannelCollector(None, None), queued.timeout)
-            if ran is not None:
+            if ran is None:
+                continue
+            if ran.exit_code is None:  # no frame came: the shell is gone, and marked broken
                 raise TransportError(
-                    "a command sent ahead ran although the run did not go on to it "
-                    f"(a bug in imageprep): {first_line(queued.script)}"
+                    "the root shell ended before it reported on a command sent ahead: "
+                    f"{first_line(queued.script)}"
                 )
+            raise TransportError(
+                "a command sent ahead ran although the run did not go on to it "
+                f"(a bug in imageprep): {first_line(queued.script)}"
+            )
 
     def _collect(
         self, seq: int, collector: ChannelCollector, timeout: float | None
