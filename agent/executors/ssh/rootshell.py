@@ -593,9 +593,9 @@ class RootShell:
     def mark_broken(self) -> None:
         """Stop using this shell: close its channel (its bash exits at EOF).
 
-        Requests sent ahead never run then: once sshd has the channel's close it shuts
-        the shell's stdout, and ``__ip_run`` exits the shell when its begin marker cannot
-        be written, before it looks at its gate.
+        A request sent ahead that has not started by the time sshd has the channel's
+        close never starts: sshd shuts the shell's stdout, and ``__ip_run`` ends the shell
+        when its begin marker cannot be written, before it looks at its gate.
         """
         self.broken = True
         self._queued.clear()
