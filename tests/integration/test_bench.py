@@ -6,6 +6,7 @@ speed is read from the numbers they print (README, "Performance"), not asserted.
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -122,7 +123,10 @@ def test_the_latency_relay_ends_open_connections_quietly(
         with client, server:
             assert _read_to_eof(client) == b""
             assert _read_to_eof(server) == b""
-    assert [r for r in caplog.records if r.name == "asyncio"] == []
+    # Its debug lines ("Using selector: EpollSelector") are there whenever an earlier test
+    # in the same worker left the root logger at DEBUG; a complaint is a warning or worse.
+    complaints = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.WARNING]
+    assert complaints == []
 
 
 @contextmanager
